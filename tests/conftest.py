@@ -1,0 +1,70 @@
+"""Session fixtures: real InfluxDB and MLflow servers on free loopback ports, cleaned up after."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from vigil.influx import InfluxClient  # noqa: E402
+from vigil.settings import Settings  # noqa: E402
+from vigil.stack.influxdb import start_influxdb  # noqa: E402
+from vigil.stack.mlflow_server import start_mlflow  # noqa: E402
+from vigil.stack.process import ProcessRecord, free_port, stop_process  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def influx_server(services_dir: Path) -> Iterator[ProcessRecord]:
+    """A real influxd on a free port with a temporary data folder."""
+    record = start_influxdb(services_dir, free_port(), free_port())
+    yield record
+    stop_process(record)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(services_dir: Path) -> Iterator[ProcessRecord]:
+    """A real MLflow tracking server (SQLite, local artifacts) on a free port."""
+    record = start_mlflow(services_dir, free_port())
+    yield record
+    stop_process(record)
+
+
+@pytest.fixture(scope="session")
+def settings(influx_server: ProcessRecord, services_dir: Path) -> Settings:
+    """Settings pointing at the session's InfluxDB (MLflow is added by ``mlflow_settings``)."""
+    return Settings(
+        _env_file=None,
+        run_dir=services_dir / "run",
+        influx_port=influx_server.port,
+        influx_backoff_s=0.2,
+        influx_retries=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def mlflow_settings(settings: Settings, mlflow_server: ProcessRecord) -> Settings:
+    return settings.model_copy(update={"mlflow_port": mlflow_server.port})
+
+
+@pytest.fixture()
+def influx(settings: Settings) -> InfluxClient:
+    return InfluxClient(settings=settings)
+
+
+@pytest.fixture()
+def fresh_db(influx: InfluxClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of its own for one test, dropped afterwards."""
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50]
+    influx.create_database(name)
+    yield name
+    influx.drop_database(name)

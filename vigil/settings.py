@@ -1,0 +1,116 @@
+"""The one place Vigil reads its configuration from.
+
+Every knob is a ``VIGIL_``-prefixed environment variable (or a line in ``.env``).
+No other module touches ``os.environ`` for configuration: they take a
+:class:`Settings` object, so tests and services can run side by side with
+different ports and run folders in one process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository root (the folder holding ``pyproject.toml``).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Vigil's settings, with defaults for the local stack on 127.0.0.1."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- local stack -----------------------------------------------------------------
+    run_dir: Path = Field(PROJECT_ROOT / ".vigil", description="State, logs and PIDs of the local stack.")
+    bind_host: str = Field("127.0.0.1", description="Address every local service binds to.")
+
+    # --- InfluxDB (1.x HTTP API) ------------------------------------------------------
+    influx_url: str | None = Field(None, description="Full base URL; default http://bind_host:influx_port.")
+    influx_port: int = 8086
+    influx_rpc_port: int = Field(8088, description="influxd's RPC (backup) listener, loopback only.")
+    influx_username: str = ""
+    influx_password: SecretStr = SecretStr("")
+    influx_raw_db: str = Field("telegraf", description="Database Telegraf (or the collector) writes to.")
+    influx_vigil_db: str = Field("vigil", description="Database for predictions, labels, drift, events.")
+    influx_rp: str | None = Field(None, description="Retention policy; sent only when set.")
+    influx_timeout_s: float = 10.0
+    influx_batch_size: int = 5000
+    influx_retries: int = 6
+    influx_backoff_s: float = 0.5
+    influx_create_databases: bool = Field(True, description="Best-effort CREATE DATABASE (1.x only).")
+
+    # --- MLflow ------------------------------------------------------------------------
+    mlflow_port: int = 5000
+    mlflow_tracking_uri: str | None = Field(None, description="Default http://bind_host:mlflow_port.")
+    mlflow_experiment: str = "vigil"
+    model_name: str = Field("vigil-anomaly", description="Registered model the detector serves.")
+
+    # --- Airflow -----------------------------------------------------------------------
+    airflow_port: int = 8080
+    airflow_home: Path | None = Field(None, description="Default run_dir/airflow.")
+    airflow_url: str | None = Field(None, description="Default http://bind_host:airflow_port.")
+    airflow_username: str = "admin"
+    airflow_password: SecretStr | None = Field(None, description="Default: the generated password file.")
+
+    # --- collection ----------------------------------------------------------------------
+    collect_interval_s: float = Field(10.0, description="Telegraf's [agent] interval.")
+    hostname: str | None = Field(None, description="host tag written by the collector (default: hostname).")
+
+    # --- features ------------------------------------------------------------------------
+    feature_interval_s: int = Field(10, description="Width of one host-interval, seconds.")
+
+    # --- detector ------------------------------------------------------------------------
+    detector_port: int = 9108
+    poll_interval_s: float = 5.0
+    allowed_lateness_s: float = 20.0
+    reload_interval_s: float = 15.0
+    checkpoint_every: int = Field(12, description="Checkpoint every N loop iterations.")
+    warmup_intervals: int = Field(30, description="Host-intervals a new host is scored without alarming.")
+    shard_index: int = 0
+    shard_count: int = 1
+    buffer_max_points: int = Field(
+        200_000, description="Unwritten predictions held in memory before spilling."
+    )
+
+    # --- training ------------------------------------------------------------------------
+    spark_master: str = "local[*]"
+    random_seed: int = 42
+    promotion_margin: float = Field(0.0, description="How much the challenger must beat the champion by.")
+
+    # --- stress target app -----------------------------------------------------------------
+    target_port: int = 8090
+
+    # --- deployment only -----------------------------------------------------------------------
+    alert_webhook_url: str = Field("http://127.0.0.1:9999/alerts", description="Grafana contact point.")
+
+    # --- derived ---------------------------------------------------------------------------------
+    @property
+    def influx_base_url(self) -> str:
+        return self.influx_url or f"http://{self.bind_host}:{self.influx_port}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.bind_host}:{self.mlflow_port}"
+
+    @property
+    def airflow_base_url(self) -> str:
+        return self.airflow_url or f"http://{self.bind_host}:{self.airflow_port}"
+
+    @property
+    def airflow_home_dir(self) -> Path:
+        return self.airflow_home or self.run_dir / "airflow"
+
+    @property
+    def detector_url(self) -> str:
+        return f"http://{self.bind_host}:{self.detector_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; call ``get_settings.cache_clear()`` after changing the environment."""
+    return Settings()

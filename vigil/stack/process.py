@@ -1,0 +1,169 @@
+"""Start, health-check and stop one local service process, with its PID and log in the run folder.
+
+Why a PID file plus the process's start time: ``down`` must stop only what
+``up`` started, even if the PID was reused by another program meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or did not become healthy."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class ProcessRecord:
+    """What ``up`` remembers about a service it started."""
+
+    name: str
+    pid: int
+    create_time: float
+    port: int
+    url: str
+    log: str
+    cmd: list[str]
+
+    def process(self) -> psutil.Process | None:
+        """The live process, or None if it exited (or the PID now belongs to someone else)."""
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+
+def pid_file(run_dir: Path, name: str) -> Path:
+    return run_dir / "pids" / f"{name}.json"
+
+
+def read_record(run_dir: Path, name: str) -> ProcessRecord | None:
+    path = pid_file(run_dir, name)
+    if not path.exists():
+        return None
+    try:
+        return ProcessRecord(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return None
+
+
+def start_process(
+    name: str,
+    cmd: Sequence[str],
+    *,
+    run_dir: Path,
+    port: int,
+    url: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ProcessRecord:
+    """Start ``cmd`` in its own session, log to ``run_dir/logs/NAME.log``, record its PID."""
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (run_dir / "pids").mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "logs" / f"{name}.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=str(cwd) if cwd else None,
+            start_new_session=True,
+        )
+    record = ProcessRecord(
+        name=name,
+        pid=proc.pid,
+        create_time=psutil.Process(proc.pid).create_time(),
+        port=port,
+        url=url,
+        log=str(log_path),
+        cmd=list(cmd),
+    )
+    tmp = pid_file(run_dir, name).with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(record)))
+    tmp.replace(pid_file(run_dir, name))
+    return record
+
+
+def wait_healthy(
+    record: ProcessRecord, check: Callable[[], bool], timeout_s: float, interval_s: float = 0.5
+) -> None:
+    """Poll ``check`` until it is true; raise with the log's tail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if record.process() is None:
+            raise ServiceError(
+                f"{record.name} exited during start-up; last log lines:\n{log_tail(record.log)}"
+            )
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - any failure of the probe just means "not yet"
+            pass
+        time.sleep(interval_s)
+    raise ServiceError(
+        f"{record.name} not healthy after {timeout_s:.0f}s on port {record.port}; log tail:\n{log_tail(record.log)}"
+    )
+
+
+def stop_process(record: ProcessRecord, timeout_s: float = 20.0) -> bool:
+    """SIGTERM the service's whole process group, then SIGKILL what is left; True if it was running."""
+    proc = record.process()
+    if proc is None:
+        return False
+    try:
+        children = proc.children(recursive=True)
+    except psutil.Error:
+        children = []
+    procs = [proc, *children]
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return True
+
+
+def log_tail(path: str | Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
