@@ -1,0 +1,251 @@
+"""Per-host baselines: turn base metrics into host-relative features, one interval at a time.
+
+Why a stateful builder rather than a pandas rolling window: the detector sees a
+few new intervals per poll while training sees days at once, and both must
+produce *identical* features (training/serving skew is the classic bug here).
+So there is one recursion — a robust exponentially weighted mean and variance
+per host and metric, plus a short ring buffer — and batch extraction is simply
+the same recursion run over a longer frame.
+
+>>> import pandas as pd
+>>> b = FeatureBuilder(("cpu",), BaselineConfig(warmup=2))
+>>> frame = pd.DataFrame({"host": ["a"] * 4, "time": pd.date_range("2026-01-01", periods=4, freq="10s", tz="UTC"),
+...                       "cpu": [10.0, 12.0, 11.0, 90.0]})
+>>> out = b.transform(frame)
+>>> list(out.columns)
+['host', 'time', 'cpu_z', 'cpu_zmean', 'cpu_vol', 'warmup']
+>>> bool(out["cpu_z"].iloc[-1] > 10), int(out["warmup"].iloc[0]), int(out["warmup"].iloc[-1])
+(True, 1, 0)
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from vigil.features.definitions import BASE_METRICS, FEATURE_KINDS
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Tunables of the per-host baseline (one place; documented in docs/features.md)."""
+
+    halflife: float = 360.0  # intervals (1 h at 10 s): how fast a host's normal adapts
+    window: int = 6  # intervals in the short window (1 min at 10 s)
+    clip_z: float = 4.0  # deviations beyond this many sigmas count as abnormal for the baseline
+    slow_factor: float = 20.0  # abnormal points move the baseline this many times more slowly
+    warmup: int = 30  # intervals before a host's baseline is trusted (it may not alarm before)
+    z_cap: float = 50.0  # features are capped so one absurd value cannot dominate a model
+
+
+DEFAULT_FLOORS: dict[str, float] = {m.name: m.floor for m in BASE_METRICS}
+
+
+@dataclass
+class _State:
+    hosts: dict[str, int] = field(default_factory=dict)
+    n_host: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    n: np.ndarray | None = None  # [H, F] observations per metric
+    mu: np.ndarray | None = None
+    var: np.ndarray | None = None
+    buf_x: np.ndarray | None = None  # [H, W, F]
+    buf_z: np.ndarray | None = None
+    pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    last_time: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="datetime64[ns]"))
+
+
+class FeatureBuilder:
+    """Robust per-host EWMA baselines over ``metrics``; emits ``<metric>_{z,zmean,vol}`` features."""
+
+    def __init__(
+        self,
+        metrics: Sequence[str],
+        config: BaselineConfig | None = None,
+        floors: dict[str, float] | None = None,
+    ) -> None:
+        self.metrics = tuple(metrics)
+        self.config = config or BaselineConfig()
+        floors = {**DEFAULT_FLOORS, **(floors or {})}
+        self.floor = np.array([floors.get(m, 1e-3) for m in self.metrics], dtype=float)
+        self.alpha = 1.0 - 0.5 ** (1.0 / self.config.halflife)
+        self.columns = tuple(f"{m}_{k}" for m in self.metrics for k in FEATURE_KINDS)
+        self._s = _State()
+        self._grow(0)
+
+    # --- state -------------------------------------------------------------------------------
+    @property
+    def hosts(self) -> list[str]:
+        return list(self._s.hosts)
+
+    def seen(self, host: str) -> int:
+        """How many intervals of ``host`` the baseline has absorbed."""
+        idx = self._s.hosts.get(host)
+        return 0 if idx is None else int(self._s.n_host[idx])
+
+    def last_time(self, host: str) -> pd.Timestamp | None:
+        idx = self._s.hosts.get(host)
+        if idx is None or self._s.n_host[idx] == 0:
+            return None
+        return pd.Timestamp(self._s.last_time[idx]).tz_localize("UTC")
+
+    def forget(self, host: str) -> None:
+        """Drop a host's baseline (it will warm up again if it comes back)."""
+        idx = self._s.hosts.pop(host, None)
+        if idx is not None:
+            self._reset_rows(np.array([idx]))
+
+    def to_bytes(self) -> bytes:
+        return pickle.dumps((self.metrics, self.config, self.floor, self._s), protocol=5)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FeatureBuilder:
+        metrics, config, floor, state = pickle.loads(data)  # noqa: S301 - our own checkpoint
+        builder = cls(metrics, config)
+        builder.floor = floor
+        builder._s = state
+        return builder
+
+    def _grow(self, n_new: int) -> None:
+        s, f, w = self._s, len(self.metrics), self.config.window
+        old = 0 if s.mu is None else s.mu.shape[0]
+        cap = max(16, old * 2) if old + n_new > old else old
+        while cap < old + n_new:
+            cap *= 2
+        if s.mu is not None and cap == old:
+            return
+
+        def extend(
+            arr: np.ndarray | None, shape: tuple[int, ...], fill: float, dtype: str = "float64"
+        ) -> np.ndarray:
+            out = np.full(shape, fill, dtype=dtype)
+            if arr is not None and arr.shape[0]:
+                out[: arr.shape[0]] = arr
+            return out
+
+        s.n = extend(s.n, (cap, f), 0, "int64")
+        s.mu = extend(s.mu, (cap, f), 0.0)
+        s.var = extend(s.var, (cap, f), 0.0)
+        s.buf_x = extend(s.buf_x, (cap, w, f), np.nan)
+        s.buf_z = extend(s.buf_z, (cap, w, f), np.nan)
+        s.n_host = extend(s.n_host, (cap,), 0, "int64")
+        s.pos = extend(s.pos, (cap,), 0, "int64")
+        s.last_time = extend(s.last_time, (cap,), np.datetime64("NaT"), "datetime64[ns]")
+
+    def _reset_rows(self, idx: np.ndarray) -> None:
+        s = self._s
+        s.n[idx] = 0
+        s.mu[idx] = 0.0
+        s.var[idx] = 0.0
+        s.buf_x[idx] = np.nan
+        s.buf_z[idx] = np.nan
+        s.n_host[idx] = 0
+        s.pos[idx] = 0
+        s.last_time[idx] = np.datetime64("NaT")
+
+    def _index(self, hosts: Sequence[str]) -> np.ndarray:
+        s = self._s
+        new = [h for h in dict.fromkeys(hosts) if h not in s.hosts]
+        if new:
+            free = sorted(set(range(len(s.hosts) + len(new))) - set(s.hosts.values()))
+            self._grow(len(new))
+            for h, i in zip(new, free, strict=False):
+                s.hosts[h] = i
+            self._reset_rows(np.array([s.hosts[h] for h in new]))
+        return np.fromiter((s.hosts[h] for h in hosts), dtype=np.int64, count=len(hosts))
+
+    # --- the recursion -------------------------------------------------------------------------
+    def _step(self, idx: np.ndarray, x: np.ndarray, when: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+        """Absorb one interval for hosts ``idx`` (distinct); return features [k, 3F] and warm-up flags."""
+        s, cfg = self._s, self.config
+        n, mu, var = s.n[idx], s.mu[idx], s.var[idx]
+        observed = np.isfinite(x)
+        sd = np.maximum(np.sqrt(var), self.floor)
+        with np.errstate(invalid="ignore"):
+            z = np.where(observed & (n > 0), (x - mu) / sd, 0.0)
+        z = np.clip(z, -cfg.z_cap, cfg.z_cap)
+
+        # baseline update: plain mean while young, then EWMA; abnormal points are winsorised and slowed
+        trusted = n >= cfg.warmup
+        abnormal = trusted & (np.abs(z) > cfg.clip_z)
+        alpha = np.maximum(1.0 / (n + 1.0), self.alpha)
+        alpha = np.where(abnormal, alpha / cfg.slow_factor, alpha)
+        target = np.where(trusted, mu + np.clip(z, -cfg.clip_z, cfg.clip_z) * sd, x)
+        delta = np.where(observed, target - mu, 0.0)
+        alpha = np.where(observed, alpha, 0.0)
+        s.mu[idx] = mu + alpha * delta
+        s.var[idx] = np.where(n > 0, (1.0 - alpha) * (var + alpha * delta * delta), 0.0)
+        s.n[idx] = n + observed
+
+        # short window
+        pos = s.pos[idx]
+        s.buf_x[idx, pos] = np.where(observed, x, np.nan)
+        s.buf_z[idx, pos] = np.where(observed, z, np.nan)
+        s.pos[idx] = (pos + 1) % cfg.window
+        s.n_host[idx] += 1
+        s.last_time[idx] = when
+
+        bz, bx = s.buf_z[idx], s.buf_x[idx]
+        cnt = np.isfinite(bz).sum(axis=1)
+        zmean = np.where(cnt > 0, np.nansum(bz, axis=1) / np.maximum(cnt, 1), 0.0)
+        bx_mean = np.where(cnt > 0, np.nansum(bx, axis=1) / np.maximum(cnt, 1), 0.0)
+        dev = np.where(np.isfinite(bx), bx - bx_mean[:, None, :], 0.0)
+        roll_sd = np.sqrt((dev * dev).sum(axis=1) / np.maximum(cnt - 1, 1))
+        vol = np.where((cnt >= 3) & (n >= 3), np.log((roll_sd + self.floor) / (sd + self.floor)), 0.0)
+
+        feats = np.stack([z, np.clip(zmean, -cfg.z_cap, cfg.z_cap), vol], axis=2).reshape(len(idx), -1)
+        warm = s.n_host[idx] <= cfg.warmup
+        return feats, warm
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Absorb ``frame`` (columns host, time, *metrics) in time order; return its feature rows.
+
+        Rows for (host, time) pairs at or before the host's last absorbed interval are dropped
+        (they were already scored), so feeding overlapping windows never double counts.
+        """
+        out_cols = ["host", "time", *self.columns, "warmup"]
+        if frame.empty:
+            return pd.DataFrame(columns=out_cols)
+        missing = [m for m in self.metrics if m not in frame.columns]
+        data = frame.copy()
+        for m in missing:
+            data[m] = np.nan
+        data["time"] = pd.to_datetime(data["time"], utc=True)
+        data = data.drop_duplicates(["host", "time"], keep="last").sort_values(
+            ["time", "host"], kind="stable"
+        )
+        data = self._drop_already_seen(data)
+        if data.empty:
+            return pd.DataFrame(columns=out_cols)
+        values = data[list(self.metrics)].to_numpy(dtype=float)
+        values[~np.isfinite(values)] = np.nan
+        hosts = data["host"].astype(str).to_numpy()
+        times = data["time"].dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        starts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]])
+        ends = np.r_[starts[1:], len(times)]
+        feats = np.empty((len(data), len(self.columns)))
+        warm = np.empty(len(data), dtype=bool)
+        for lo, hi in zip(starts, ends, strict=True):
+            idx = self._index(list(hosts[lo:hi]))
+            feats[lo:hi], warm[lo:hi] = self._step(idx, values[lo:hi], times[lo])
+        out = pd.DataFrame(feats, columns=list(self.columns), index=data.index)
+        out.insert(0, "time", data["time"].to_numpy())
+        out.insert(0, "host", hosts)
+        out["warmup"] = warm.astype(np.int64)
+        return out.sort_values(["host", "time"], kind="stable").reset_index(drop=True)
+
+    def _drop_already_seen(self, data: pd.DataFrame) -> pd.DataFrame:
+        s = self._s
+        if not s.hosts:
+            return data
+        last = pd.Series(
+            {h: s.last_time[i] for h, i in s.hosts.items() if s.n_host[i] > 0}, dtype="datetime64[ns]"
+        )
+        if last.empty:
+            return data
+        cutoff = data["host"].map(last.dt.tz_localize("UTC"))
+        keep = cutoff.isna() | (data["time"] > cutoff)
+        return data[keep.to_numpy()]

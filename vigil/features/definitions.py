@@ -1,0 +1,132 @@
+"""The feature definitions: which raw Telegraf fields Vigil uses and what it derives from them.
+
+Everything that turns metrics into model inputs (training extraction, the online
+detector, the scoring API) reads these definitions, so a feature is defined once.
+
+Two levels:
+
+* **base metrics** — one value per host and interval, in physical units
+  (percent busy, bytes/s as log1p, load per CPU);
+* **features** — the base metrics made relative to the host's own baseline
+  (``<metric>_z``), smoothed over a short window (``<metric>_zmean``) and the
+  short-window volatility against the baseline's (``<metric>_vol``), so one model
+  trained on a fleet can score a host it has never seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vigil import schema
+
+
+@dataclass(frozen=True)
+class RawField:
+    """One raw field read per interval: ``agg`` is ``mean`` for gauges, ``last`` for counters."""
+
+    measurement: str
+    field: str
+    agg: str
+    where: tuple[tuple[str, str], ...] = ()
+    per_tag: str | None = None  # counters kept per device, then summed as rates
+
+    @property
+    def column(self) -> str:
+        return f"{self.measurement}.{self.field}"
+
+
+@dataclass(frozen=True)
+class BaseMetric:
+    """A base metric and how it is computed from raw fields."""
+
+    name: str
+    inputs: tuple[RawField, ...]
+    kind: str  # "gauge" | "ratio" | "complement" | "rate"
+    floor: float  # smallest baseline deviation, in the metric's units (idle hosts have ~0 variance)
+    description: str
+
+
+_CPU_TOTAL = (("cpu", schema.CPU_TOTAL_TAG),)
+
+BASE_METRICS: tuple[BaseMetric, ...] = (
+    BaseMetric(
+        "cpu_busy",
+        (RawField(schema.RAW_CPU, "usage_idle", "mean", _CPU_TOTAL),),
+        "complement",
+        2.0,
+        "100 - usage_idle of cpu-total, percent",
+    ),
+    BaseMetric(
+        "cpu_iowait",
+        (RawField(schema.RAW_CPU, "usage_iowait", "mean", _CPU_TOTAL),),
+        "gauge",
+        1.0,
+        "usage_iowait of cpu-total, percent",
+    ),
+    BaseMetric(
+        "mem_used_pct",
+        (RawField(schema.RAW_MEM, "used_percent", "mean"),),
+        "gauge",
+        1.0,
+        "mem used_percent",
+    ),
+    BaseMetric(
+        "load_per_cpu",
+        (RawField(schema.RAW_SYSTEM, "load1", "mean"), RawField(schema.RAW_SYSTEM, "n_cpus", "last")),
+        "ratio",
+        0.05,
+        "system load1 / n_cpus",
+    ),
+    BaseMetric(
+        "procs_total",
+        (RawField(schema.RAW_PROCESSES, "total", "mean"),),
+        "gauge",
+        5.0,
+        "processes total",
+    ),
+    BaseMetric(
+        "net_rx",
+        (RawField(schema.RAW_NET, "bytes_recv", "last", per_tag="interface"),),
+        "rate",
+        0.3,
+        "log1p of received bytes/s summed over interfaces",
+    ),
+    BaseMetric(
+        "net_tx",
+        (RawField(schema.RAW_NET, "bytes_sent", "last", per_tag="interface"),),
+        "rate",
+        0.3,
+        "log1p of sent bytes/s summed over interfaces",
+    ),
+    BaseMetric(
+        "disk_read",
+        (RawField(schema.RAW_DISKIO, "read_bytes", "last", per_tag="name"),),
+        "rate",
+        0.3,
+        "log1p of read bytes/s summed over disks",
+    ),
+    BaseMetric(
+        "disk_write",
+        (RawField(schema.RAW_DISKIO, "write_bytes", "last", per_tag="name"),),
+        "rate",
+        0.3,
+        "log1p of written bytes/s summed over disks",
+    ),
+)
+
+BASE_METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in BASE_METRICS)
+
+#: Suffixes of the derived features, in column order.
+FEATURE_KINDS: tuple[str, ...] = ("z", "zmean", "vol")
+
+
+def feature_names(metrics: tuple[str, ...] = BASE_METRIC_NAMES) -> tuple[str, ...]:
+    """Feature column names for the given base metrics, metric-major."""
+    return tuple(f"{m}_{k}" for m in metrics for k in FEATURE_KINDS)
+
+
+#: The model input columns, in order. Every model and the detector use exactly these.
+FEATURE_COLUMNS: tuple[str, ...] = feature_names()
+
+#: Key columns of every base-metric and feature frame.
+KEY_COLUMNS: tuple[str, str] = ("host", "time")

@@ -1,0 +1,56 @@
+"""The whole feature path with its state: raw frames in, feature rows out.
+
+Training calls :meth:`FeaturePipeline.from_influx` once over its window; the
+detector keeps one instance alive and calls :meth:`FeaturePipeline.update` every
+poll. Same object, same recursion, same features.
+"""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime
+
+import pandas as pd
+
+from vigil.features.baseline import BaselineConfig, FeatureBuilder
+from vigil.features.definitions import BASE_METRIC_NAMES
+from vigil.features.source import CounterState, RawFrames, base_metrics, fetch_raw
+from vigil.influx import InfluxClient
+
+
+class FeaturePipeline:
+    """Counter state + per-host baselines."""
+
+    def __init__(self, config: BaselineConfig | None = None) -> None:
+        self.counters = CounterState()
+        self.builder = FeatureBuilder(BASE_METRIC_NAMES, config)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.builder.columns
+
+    def update(self, raw: RawFrames) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Absorb raw frames (complete intervals only); return (base metrics, features)."""
+        base = base_metrics(raw, self.counters)
+        return base, self.builder.transform(base)
+
+    def update_from_influx(
+        self,
+        client: InfluxClient,
+        db: str,
+        start: datetime | pd.Timestamp,
+        end: datetime | pd.Timestamp,
+        interval_s: int,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return self.update(fetch_raw(client, db, start, end, interval_s))
+
+    def to_bytes(self) -> bytes:
+        return pickle.dumps((self.counters, self.builder.to_bytes()), protocol=5)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FeaturePipeline:
+        counters, builder = pickle.loads(data)  # noqa: S301 - our own checkpoint
+        pipe = cls()
+        pipe.counters = counters
+        pipe.builder = FeatureBuilder.from_bytes(builder)
+        return pipe

@@ -1,0 +1,164 @@
+"""From raw Telegraf points in InfluxDB to one row of base metrics per host and interval.
+
+Counters (network and disk bytes) become rates here. The previous reading of
+each counter is carried in :class:`CounterState`, so the detector, which reads a
+few intervals at a time, computes exactly the rates that a batch extraction over
+the whole window computes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from vigil.features.definitions import BASE_METRICS, BaseMetric, RawField
+from vigil.influx import InfluxClient, quote_ident, quote_literal
+
+RawFrames = dict[str, pd.DataFrame]
+
+
+def _query_groups() -> dict[tuple, list[RawField]]:
+    groups: dict[tuple, list[RawField]] = defaultdict(list)
+    for metric in BASE_METRICS:
+        for raw in metric.inputs:
+            key = (raw.measurement, raw.where, raw.per_tag)
+            if raw not in groups[key]:
+                groups[key].append(raw)
+    return dict(groups)
+
+
+QUERY_GROUPS = _query_groups()
+
+
+def group_key_name(key: tuple) -> str:
+    measurement, where, per_tag = key
+    return measurement + "".join(f"[{k}={v}]" for k, v in where) + (f"/{per_tag}" if per_tag else "")
+
+
+def raw_queries(interval_s: int) -> dict[str, str]:
+    """The InfluxQL that reads every raw field, with a ``{time}`` placeholder for the time filter."""
+    queries = {}
+    for key, fields in QUERY_GROUPS.items():
+        measurement, where, per_tag = key
+        select = ", ".join(f"{f.agg}({quote_ident(f.field)}) AS {quote_ident(f.field)}" for f in fields)
+        conds = [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in where] + ["{time}"]
+        group = f'time({int(interval_s)}s), "host"' + (f", {quote_ident(per_tag)}" if per_tag else "")
+        queries[group_key_name(key)] = (
+            f"SELECT {select} FROM {quote_ident(measurement)} WHERE {' AND '.join(conds)} "
+            f"GROUP BY {group} fill(none)"
+        )
+    return queries
+
+
+def fetch_raw(
+    client: InfluxClient,
+    db: str,
+    start: datetime | pd.Timestamp,
+    end: datetime | pd.Timestamp,
+    interval_s: int,
+) -> RawFrames:
+    """Read every raw field needed by the base metrics for ``[start, end)``, per interval."""
+    frames: RawFrames = {}
+    for name, template in raw_queries(interval_s).items():
+        frame = client.query_window(db, template, start, end)
+        if not frame.empty:
+            frame = frame.drop(columns=["_measurement"])
+        frames[name] = frame
+    return frames
+
+
+@dataclass
+class CounterState:
+    """Last reading of each counter: (host, device, field) -> (time ns, value)."""
+
+    last: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
+
+
+def _rates(frame: pd.DataFrame, raw: RawField, state: CounterState) -> pd.DataFrame:
+    """Per-device rates of one counter, summed per host and interval (NaN where unknown)."""
+    tag = raw.per_tag or "__device"
+    data = (
+        frame[["host", "time", raw.field]].copy()
+        if raw.per_tag is None
+        else frame[["host", "time", tag, raw.field]].copy()
+    )
+    if raw.per_tag is None:
+        data[tag] = ""
+    data = data.dropna(subset=[raw.field]).sort_values([tag, "host", "time"], kind="stable")
+    if data.empty:
+        return pd.DataFrame(columns=["host", "time", raw.field])
+    t_ns = data["time"].astype("int64").to_numpy()
+    v = data[raw.field].astype(float).to_numpy()
+    keys = list(zip(data["host"].astype(str), data[tag].astype(str), strict=True))
+    first = np.r_[True, [keys[i] != keys[i - 1] for i in range(1, len(keys))]]
+    prev_t = np.r_[0, t_ns[:-1]].astype(float)
+    prev_v = np.r_[np.nan, v[:-1]]
+    for i in np.flatnonzero(first):
+        saved = state.last.get((keys[i][0], keys[i][1], raw.field))
+        prev_t[i], prev_v[i] = saved if saved else (np.nan, np.nan)
+    dt = (t_ns - prev_t) / 1e9
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = (v - prev_v) / dt
+    rate[(dt <= 0) | (v < prev_v) | ~np.isfinite(rate)] = np.nan  # reset, out of order or no history
+    last_rows = np.r_[first[1:], True]
+    for i in np.flatnonzero(last_rows):
+        state.last[(keys[i][0], keys[i][1], raw.field)] = (int(t_ns[i]), float(v[i]))
+    data[raw.field] = rate
+    return data.groupby(["host", "time"], as_index=False)[raw.field].sum(min_count=1)
+
+
+def _metric_column(metric: BaseMetric, parts: dict[str, pd.Series]) -> pd.Series:
+    first = parts[metric.inputs[0].field]
+    if metric.kind == "gauge":
+        return first
+    if metric.kind == "complement":
+        return 100.0 - first
+    if metric.kind == "ratio":
+        denom = parts[metric.inputs[1].field].where(lambda d: d > 0)
+        return first / denom
+    if metric.kind == "rate":
+        return np.log1p(first.clip(lower=0.0))
+    raise ValueError(f"unknown metric kind {metric.kind!r}")
+
+
+def base_metrics(raw: RawFrames, state: CounterState | None = None) -> pd.DataFrame:
+    """One row per (host, time) with every base metric (NaN where a metric had no data)."""
+    state = state if state is not None else CounterState()
+    per_group: list[pd.DataFrame] = []
+    for key, fields in QUERY_GROUPS.items():
+        frame = raw.get(group_key_name(key), pd.DataFrame())
+        if frame.empty:
+            continue
+        frame = frame.copy()
+        frame["time"] = pd.to_datetime(frame["time"], utc=True)
+        frame["host"] = frame["host"].astype(str)
+        for f in fields:
+            if f.field not in frame.columns:
+                frame[f.field] = np.nan
+            frame[f.field] = pd.to_numeric(frame[f.field], errors="coerce")
+        if key[2] is not None or any(f.agg == "last" and f.per_tag for f in fields):
+            parts = [_rates(frame, f, state) for f in fields]
+            merged = parts[0]
+            for p in parts[1:]:
+                merged = merged.merge(p, on=["host", "time"], how="outer")
+            per_group.append(merged)
+        else:
+            per_group.append(frame[["host", "time", *[f.field for f in fields]]])
+    if not per_group:
+        return pd.DataFrame(columns=["host", "time", *[m.name for m in BASE_METRICS]])
+    merged = per_group[0]
+    for part in per_group[1:]:
+        overlap = [c for c in part.columns if c in merged.columns and c not in ("host", "time")]
+        merged = merged.merge(part.drop(columns=overlap), on=["host", "time"], how="outer")
+    out = merged[["host", "time"]].copy()
+    for metric in BASE_METRICS:
+        parts = {
+            f.field: merged[f.field] if f.field in merged else pd.Series(np.nan, index=merged.index)
+            for f in metric.inputs
+        }
+        out[metric.name] = _metric_column(metric, parts).astype(float).to_numpy()
+    return out.sort_values(["host", "time"], kind="stable").reset_index(drop=True)
