@@ -194,7 +194,10 @@ class FeatureBuilder:
         bx_mean = np.where(cnt > 0, np.nansum(bx, axis=1) / np.maximum(cnt, 1), 0.0)
         dev = np.where(np.isfinite(bx), bx - bx_mean[:, None, :], 0.0)
         roll_sd = np.sqrt((dev * dev).sum(axis=1) / np.maximum(cnt - 1, 1))
-        vol = np.where((cnt >= 3) & (n >= 3), np.log((roll_sd + self.floor) / (sd + self.floor)), 0.0)
+        # volatility against the host's own (unfloored) spread: a stuck metric goes strongly negative,
+        # a metric that is naturally flat stays at 0
+        eps = self.floor * 0.1
+        vol = np.where((cnt >= 3) & (n >= 3), np.log((roll_sd + eps) / (np.sqrt(var) + eps)), 0.0)
 
         feats = np.stack([z, np.clip(zmean, -cfg.z_cap, cfg.z_cap), vol], axis=2).reshape(len(idx), -1)
         warm = s.n_host[idx] <= cfg.warmup

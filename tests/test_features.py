@@ -1,0 +1,147 @@
+"""The feature path: counter rates, per-host baselines, and identical results however the data is split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vigil.features import (
+    BASE_METRIC_NAMES,
+    FEATURE_COLUMNS,
+    BaselineConfig,
+    CounterState,
+    FeatureBuilder,
+    FeaturePipeline,
+    base_metrics,
+    raw_queries,
+)
+from vigil.features.source import QUERY_GROUPS, group_key_name
+
+
+def _raw_frames(
+    n: int = 120, hosts: tuple[str, ...] = ("h1", "h2"), seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """Raw frames shaped like the InfluxDB answers of ``raw_queries`` (counters keep growing)."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2026-01-01", periods=n, freq="10s", tz="UTC")
+    frames = {}
+    for key, fields in QUERY_GROUPS.items():
+        _, _, per_tag = key
+        parts = []
+        for host in hosts:
+            for device in ("eth0", "eth1") if per_tag else (None,):
+                data: dict[str, object] = {"time": times, "host": host}
+                if per_tag:
+                    data[per_tag] = device
+                for f in fields:
+                    if f.agg == "last" and per_tag:
+                        data[f.field] = np.cumsum(rng.integers(1_000, 2_000, n)).astype(float)
+                    elif f.field == "n_cpus":
+                        data[f.field] = 4.0
+                    else:
+                        data[f.field] = rng.normal(50, 5, n)
+                parts.append(pd.DataFrame(data))
+        frames[group_key_name(key)] = pd.concat(parts, ignore_index=True)
+    return frames
+
+
+def _window(frames: dict[str, pd.DataFrame], lo: pd.Timestamp, hi: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    return {k: v[(v["time"] >= lo) & (v["time"] < hi)] for k, v in frames.items()}
+
+
+def test_queries_quote_every_identifier() -> None:
+    queries = raw_queries(10)
+    assert set(queries) == {group_key_name(k) for k in QUERY_GROUPS}
+    cpu = queries["cpu[cpu=cpu-total]"]
+    assert "\"cpu\" = 'cpu-total'" in cpu and 'GROUP BY time(10s), "host"' in cpu and "{time}" in cpu
+
+
+def test_counter_rates_and_resets() -> None:
+    times = pd.date_range("2026-01-01", periods=4, freq="10s", tz="UTC")
+    net = pd.DataFrame(
+        {
+            "time": times,
+            "host": "a",
+            "interface": "eth0",
+            "bytes_recv": [1000.0, 2000.0, 500.0, 1500.0],  # reset between 2nd and 3rd reading
+            "bytes_sent": [0.0, 100.0, 200.0, 300.0],
+        }
+    )
+    base = base_metrics({"net/interface": net})
+    rx = base["net_rx"].to_numpy()
+    assert np.isnan(rx[0]) and np.isnan(rx[2])  # no history, then a counter reset: unknown, not negative
+    assert rx[1] == pytest.approx(np.log1p(100.0)) and rx[3] == pytest.approx(np.log1p(100.0))
+
+
+def test_training_and_serving_features_are_identical() -> None:
+    """One pass over the window == many small polls with carried state (the skew guard)."""
+    frames = _raw_frames()
+    _, batch = FeaturePipeline().update(frames)
+    serving = FeaturePipeline()
+    times = sorted(frames["mem"]["time"].unique())
+    cuts = [0, 7, 8, 30, 31, 32, 90, len(times)]
+    parts = []
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        end = times[hi - 1] + pd.Timedelta("1s")
+        # overlap the previous window too: already absorbed intervals must be ignored
+        start = times[max(lo - 3, 0)]
+        parts.append(serving.update(_window(frames, start, end))[1])
+    online = pd.concat(parts).sort_values(["host", "time"]).reset_index(drop=True)
+    assert len(online) == len(batch)
+    np.testing.assert_allclose(online[list(FEATURE_COLUMNS)], batch[list(FEATURE_COLUMNS)], rtol=1e-12)
+    # and through a checkpoint round trip
+    restored = FeaturePipeline.from_bytes(serving.to_bytes())
+    assert restored.builder.seen("h1") == serving.builder.seen("h1") == len(times)
+
+
+def test_level_shift_and_flatline_stand_out() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    cpu = rng.normal(30, 3, n)
+    cpu[300:330] += 40  # level shift
+    cpu[350:380] = 30.0  # flat line
+    frame = pd.DataFrame(
+        {"host": "a", "time": pd.date_range("2026-01-01", periods=n, freq="10s", tz="UTC"), "cpu_busy": cpu}
+    )
+    out = FeatureBuilder(("cpu_busy",), BaselineConfig(warmup=30)).transform(frame)
+    assert out["cpu_busy_z"].iloc[305:330].min() > 5  # stays flagged: the baseline does not absorb it
+    assert out["cpu_busy_z"].iloc[100:290].abs().quantile(0.99) < 4
+    assert out["cpu_busy_vol"].iloc[360:380].max() < -2  # a stuck metric has far less volatility
+    assert out["warmup"].iloc[:30].all() and not out["warmup"].iloc[31:].any()
+
+
+def test_new_host_is_relative_to_its_own_baseline() -> None:
+    """Two hosts at very different levels give comparable features."""
+    rng = np.random.default_rng(2)
+    n = 300
+    times = pd.date_range("2026-01-01", periods=n, freq="10s", tz="UTC")
+    frame = pd.concat(
+        [
+            pd.DataFrame({"host": "small", "time": times, "cpu_busy": rng.normal(5, 1, n)}),
+            pd.DataFrame({"host": "big", "time": times, "cpu_busy": rng.normal(80, 4, n)}),
+        ]
+    )
+    out = FeatureBuilder(("cpu_busy",)).transform(frame)
+    settled = out[~out["warmup"].astype(bool)]
+    for _, g in settled.groupby("host"):
+        assert abs(g["cpu_busy_z"].mean()) < 0.5 and g["cpu_busy_z"].std() < 2.0
+
+
+def test_missing_values_and_garbage_do_not_break_features() -> None:
+    frame = pd.DataFrame(
+        {
+            "host": ["a"] * 5,
+            "time": pd.date_range("2026-01-01", periods=5, freq="10s", tz="UTC"),
+            "cpu_busy": [10.0, np.nan, np.inf, -np.inf, 11.0],
+        }
+    )
+    out = FeatureBuilder(("cpu_busy", "mem_used_pct")).transform(frame)
+    assert np.isfinite(out[[c for c in out.columns if c.endswith(("_z", "_zmean", "_vol"))]].to_numpy()).all()
+    assert (out["mem_used_pct_z"] == 0).all()  # a metric with no data sits at its baseline
+
+
+def test_empty_input_gives_empty_frame_with_columns() -> None:
+    out = FeaturePipeline().update({})[1]
+    assert out.empty and set(FEATURE_COLUMNS) <= set(out.columns)
+    assert list(base_metrics({}, CounterState()).columns) == ["host", "time", *BASE_METRIC_NAMES]
