@@ -34,7 +34,7 @@ def influx_server(services_dir: Path) -> Iterator[ProcessRecord]:
 @pytest.fixture(scope="session")
 def mlflow_server(services_dir: Path) -> Iterator[ProcessRecord]:
     """A real MLflow tracking server (SQLite, local artifacts) on a free port."""
-    record = start_mlflow(services_dir, free_port())
+    record = start_mlflow(services_dir, free_port(), timeout_s=240)  # slow to boot on a busy 2-core box
     yield record
     stop_process(record)
 
@@ -68,3 +68,22 @@ def fresh_db(influx: InfluxClient, request: pytest.FixtureRequest) -> Iterator[s
     influx.create_database(name)
     yield name
     influx.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def grafana_history(settings: Settings):
+    """Seeded raw + Vigil history in databases of their own (for the Grafana/dashboard checks)."""
+    from grafana_history import drop, seed
+
+    client = InfluxClient(settings=settings)
+    history = seed(client, settings, "g_raw", "g_vigil")
+    yield history
+    drop(client, history.raw_db, history.vigil_db)
+
+
+@pytest.fixture(scope="session")
+def grafana_settings(settings: Settings, grafana_history) -> Settings:
+    """Settings whose raw/vigil databases are the seeded Grafana history's."""
+    return settings.model_copy(
+        update={"influx_raw_db": grafana_history.raw_db, "influx_vigil_db": grafana_history.vigil_db}
+    )
