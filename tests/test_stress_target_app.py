@@ -1,0 +1,78 @@
+"""The stress target app, run as the real process ``vigil up`` starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from stress.target_app import MAX_ALLOC_MB, MAX_COMPUTE_MS
+from vigil.stack.process import free_port
+
+
+@pytest.fixture()
+def target(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    port = free_port()
+    env = {**os.environ, "VIGIL_RUN_DIR": str(tmp_path), "VIGIL_TARGET_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stress.target_app"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if requests.get(f"{url}/health", timeout=0.5).ok:
+                break
+        except requests.RequestException:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "target app did not start"
+        time.sleep(0.1)
+    yield url, proc, tmp_path / "pids" / "target_app.pid"
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def test_serves_endpoints_with_caps_and_counts_them(target) -> None:
+    url, proc, _ = target
+    health = requests.get(f"{url}/health", timeout=5).json()
+    assert health["status"] == "ok" and health["pid"] == proc.pid
+    assert requests.get(f"{url}/api/items?n=5", timeout=5).json()["count"] == 5
+    t0 = time.monotonic()
+    assert requests.get(f"{url}/api/compute?ms=50", timeout=5).json()["ms"] == 50
+    assert time.monotonic() - t0 >= 0.05
+    # Asking for more than the cap gets the cap, not an unbounded request.
+    assert requests.get(f"{url}/api/compute?ms=999999", timeout=10).json()["ms"] == MAX_COMPUTE_MS
+    assert requests.get(f"{url}/api/alloc?mb=100000&hold_ms=0", timeout=10).json()["mb"] == MAX_ALLOC_MB
+    assert len(requests.get(f"{url}/api/download?kb=3", timeout=5).content) == 3 * 1024
+    assert requests.post(f"{url}/api/upload", data=b"x" * 5000, timeout=5).json()["received"] == 5000
+    # Bad input: a clear 400, and the server keeps serving.
+    bad = requests.get(f"{url}/api/compute?ms=abc", timeout=5)
+    assert bad.status_code == 400 and "error" in bad.json()
+    assert requests.get(f"{url}/api/compute?ms=-1", timeout=5).status_code == 400
+    assert requests.get(f"{url}/nope", timeout=5).status_code == 404
+    stats = requests.get(f"{url}/stats", timeout=5).json()
+    assert stats["requests"]["/api/compute"] == 4
+    assert stats["bytes_in"] == 5000 and stats["errors"] == 3
+
+
+def test_binds_loopback_writes_pidfile_and_removes_it_on_sigterm(target) -> None:
+    url, proc, pidfile = target
+    assert pidfile.read_text().strip() == str(proc.pid)
+    listening = [c for c in psutil.Process(proc.pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert not pidfile.exists()
