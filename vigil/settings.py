@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     airflow_url: str | None = Field(None, description="Default http://bind_host:airflow_port.")
     airflow_username: str = "admin"
     airflow_password: SecretStr | None = Field(None, description="Default: the generated password file.")
+    airflow_task_retries: int = Field(2, description="Retries of a Vigil DAG task after an infrastructure error.")
+    airflow_retry_delay_s: float = Field(
+        30.0, description="First retry delay of a Vigil DAG task; doubles each retry (exponential backoff)."
+    )
+    airflow_parallelism: int = Field(
+        4, description="Airflow [core] parallelism: LocalExecutor worker processes (default 32 is ~4 GB RSS)."
+    )
 
     # --- collection ----------------------------------------------------------------------
     collect_interval_s: float = Field(10.0, description="Telegraf's [agent] interval.")
@@ -75,6 +82,15 @@ class Settings(BaseSettings):
     shard_count: int = 1
     buffer_max_points: int = Field(
         200_000, description="Unwritten predictions held in memory before spilling."
+    )
+    detector_history_hours: float = Field(
+        6.0, description="History read to warm-start the baseline of a host seen for the first time."
+    )
+    detector_online_learn_max: int = Field(
+        2000, description="Host-intervals per poll the online model learns from (seeded subsample)."
+    )
+    detector_max_catchup_intervals: int = Field(
+        60, description="Most intervals read in one loop iteration when catching up."
     )
 
     # --- training ------------------------------------------------------------------------

@@ -57,15 +57,19 @@ def write_config(state_dir: Path, http_port: int, rpc_port: int, auth: bool = Fa
     return path
 
 
+def influxdb_command(run_dir: Path, http_port: int, rpc_port: int, name: str = "influxdb") -> list[str]:
+    """Write the config for an instance whose state lives in ``run_dir/name``; return its command."""
+    config = write_config(run_dir / name, http_port, rpc_port)
+    return [ensure_installed(), "-config", str(config)]
+
+
 def start_influxdb(
     run_dir: Path, http_port: int, rpc_port: int, name: str = "influxdb", timeout_s: float = 30
 ) -> ProcessRecord:
     """Start influxd and wait for ``/ping``."""
-    config = write_config(run_dir / name, http_port, rpc_port)
     url = f"http://127.0.0.1:{http_port}"
-    record = start_process(
-        name, [ensure_installed(), "-config", str(config)], run_dir=run_dir, port=http_port, url=url
-    )
+    cmd = influxdb_command(run_dir, http_port, rpc_port, name)
+    record = start_process(name, cmd, run_dir=run_dir, port=http_port, url=url)
     client = InfluxClient(url, retries=0, timeout_s=2)
     wait_healthy(record, client.healthy, timeout_s)
     return record

@@ -133,32 +133,75 @@ def wait_healthy(
     )
 
 
-def stop_process(record: ProcessRecord, timeout_s: float = 20.0) -> bool:
-    """SIGTERM the service's whole process group, then SIGKILL what is left; True if it was running."""
-    proc = record.process()
-    if proc is None:
-        return False
+def session_members(record: ProcessRecord) -> list[psutil.Process]:
+    """Every live process of the service: its tree plus anything left in its session/process group.
+
+    Why the session too: a service started with ``start_new_session`` is the leader of its own
+    session, and ``airflow standalone`` spawns children that may outlive (and be re-parented away
+    from) their parent; they keep the session id, so ``down`` can still find them.
+    """
+    found: dict[int, psutil.Process] = {}
+    if _pid_reused(record):
+        return []  # the session id now names someone else's session: nothing of ours to find
+    leader = record.process()
+    if leader is not None:
+        found[leader.pid] = leader
+        try:
+            found.update({c.pid: c for c in leader.children(recursive=True)})
+        except psutil.Error:
+            pass
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        if proc.pid in found or proc.pid == os.getpid():
+            continue
+        try:
+            if proc.info["create_time"] + 1.0 < record.create_time:
+                continue  # older than the service: not ours, whatever its ids say
+            if os.getsid(proc.pid) == record.pid or os.getpgid(proc.pid) == record.pid:
+                found[proc.pid] = proc
+        except (OSError, psutil.Error):
+            continue
+    return [p for p in found.values() if _alive(p)]
+
+
+def _pid_reused(record: ProcessRecord) -> bool:
+    """True when another process (not our leader, not its zombie) now holds the recorded PID."""
     try:
-        children = proc.children(recursive=True)
+        return abs(psutil.Process(record.pid).create_time() - record.create_time) > 1.0
     except psutil.Error:
-        children = []
-    procs = [proc, *children]
+        return False
+
+
+def _alive(proc: psutil.Process) -> bool:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_process(record: ProcessRecord, timeout_s: float = 20.0) -> bool:
+    """SIGTERM the service's whole session and tree, then SIGKILL what is left; True if anything ran."""
+    procs = session_members(record)
+    if not procs:
+        return False
+    if record.process() is not None:
+        try:
+            os.killpg(record.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
     for p in procs:
         try:
             p.terminate()
         except psutil.Error:
             pass
     _, alive = psutil.wait_procs(procs, timeout=timeout_s)
-    for p in alive:
+    # A child may have spawned a grandchild while shutting down: look once more before killing.
+    alive = {p.pid: p for p in alive} | {p.pid: p for p in session_members(record)}
+    for p in alive.values():
         try:
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(alive, timeout=5)
+    psutil.wait_procs(list(alive.values()), timeout=5)
     return True
 
 
