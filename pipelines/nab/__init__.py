@@ -1,0 +1,1 @@
+"""Vigil on the Numenta Anomaly Benchmark: data loading, scorer, runner, report, CLI."""
