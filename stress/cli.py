@@ -120,3 +120,50 @@ def suite(
     failed = [r.scenario for r in reports if not r.passed]
     if failed:
         click.echo(f"\nnot passed: {', '.join(failed)}")
+
+
+@stress.command("load")
+@click.option(
+    "--mode",
+    type=click.Choice(["mini", "normal", "peak", "crisis"]),
+    default="mini",
+    show_default=True,
+    help="Fleet size: ~100, 10,000, 50,000 or 100,000 points/min (docs/replay_and_load.md).",
+)
+@click.option(
+    "--rate", type=float, default=None, help="Points per minute instead of the mode's (sets hosts)."
+)
+@click.option("--hosts", type=int, default=None, help="Number of synthetic hosts (overrides --rate).")
+@click.option("--interval", type=int, default=None, help="Seconds between reports of each host (default 10).")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds of load, then stop.")
+@click.option("--db", default=None, help="Database to write into (default: VIGIL_INFLUX_RAW_DB).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def load(
+    mode: str,
+    rate: float | None,
+    hosts: int | None,
+    interval: int | None,
+    duration: float,
+    db: str | None,
+    seed: int,
+) -> None:
+    """Write a synthetic fleet (Telegraf schema) into InfluxDB for a bounded time."""
+    from stress.fleet_load import resolve_mode, run_load
+    from vigil.influx import InfluxError
+
+    try:
+        fleet = resolve_mode(mode, rate=rate, hosts=hosts, interval_s=interval)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    try:
+        result = run_load(get_settings(), fleet, duration_s=duration, db=db, seed=seed, echo=click.echo)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from exc
+    except InfluxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"done: {result.points:,} points from {len(result.hosts)} hosts in {result.ticks} ticks "
+        f"({result.achieved_per_min:,.0f} points/min)" + (" — interrupted" if result.interrupted else "")
+    )
+    if result.interrupted:
+        sys.exit(130)
