@@ -112,6 +112,8 @@ def _rates(frame: pd.DataFrame, raw: RawField, state: CounterState) -> pd.DataFr
 
 
 def _metric_column(metric: BaseMetric, parts: dict[str, pd.Series]) -> pd.Series:
+    # float even when a part is empty/all-missing (an object column would break log1p)
+    parts = {k: pd.to_numeric(v, errors="coerce").astype(float) for k, v in parts.items()}
     first = parts[metric.inputs[0].field]
     if metric.kind == "gauge":
         return first

@@ -1,0 +1,209 @@
+"""Detector throughput, lag and memory at 1,000 and 10,000 hosts (printed, not asserted).
+
+For each fleet size, against a private influxd on free ports:
+
+1. **reference**: raw InfluxDB write throughput of the same points (6 Telegraf measurements per
+   host and interval, batches of ``influx_batch_size``);
+2. **throughput**: ``--catchup`` intervals already in InfluxDB, timed end to end through the
+   detector (read -> features -> champion + online model -> combined -> prediction writes);
+3. **lag**: ``--live`` intervals written in real time (each interval's points at its end, from a separate
+   writer process, as a Telegraf flush would); lag = prediction written - point written, p50/p99.
+
+The champion is a real MLflow pyfunc (IsolationForest, the ``vigil.model`` contract) saved to a
+local folder and loaded with ``mlflow.pyfunc.load_model`` — the same predict path as from the
+registry, without starting a tracking server. Peak RSS is the process's ``ru_maxrss``.
+
+    .venv/bin/python bench/detector_bench.py [--hosts 1000 10000] [--catchup 3] [--live 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from detector.service import Detector
+from vigil.features import FEATURE_COLUMNS
+from vigil.influx import InfluxClient
+from vigil.model import AnomalyModel, LoadedModel, SklearnScorer, VigilPyfuncModel
+from vigil.settings import Settings
+from vigil.stack.influxdb import start_influxdb
+from vigil.stack.process import free_port, stop_process
+
+INTERVAL_S = 10
+
+
+def interval_lines(hosts: int, t_s: int, i: int, rng: np.random.Generator) -> list[str]:
+    """Telegraf-schema lines (6 measurements) for every host at one time."""
+    idle = 90 - rng.gamma(2.0, 3.0, hosts)
+    mem = 40 + rng.normal(0, 1, hosts)
+    out = []
+    for h in range(hosts):
+        host = f"bench-{h:05d}"
+        out += [
+            f"cpu,cpu=cpu-total,host={host} usage_idle={idle[h]:.3f},usage_iowait=0.5 {t_s}",
+            f"mem,host={host} used_percent={mem[h]:.3f} {t_s}",
+            f"system,host={host} load1=0.5,n_cpus=4i {t_s}",
+            f"processes,host={host} total={200 + h % 7}i {t_s}",
+            f"net,host={host},interface=eth0 bytes_recv={10**6 + 5000 * i + h}i,bytes_sent={10**6 + 2500 * i}i {t_s}",
+            f"diskio,host={host},name=sda read_bytes={4000 * i}i,write_bytes={9000 * i + h}i {t_s}",
+        ]
+    return out
+
+
+def champion(tmp: Path) -> LoadedModel:
+    from sklearn.ensemble import IsolationForest
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import mlflow
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, len(FEATURE_COLUMNS)))
+    pipe = Pipeline([("s", StandardScaler()), ("f", IsolationForest(n_estimators=100, random_state=0))]).fit(
+        x
+    )
+    scorer = SklearnScorer.fit_reference(pipe, x)
+    model = AnomalyModel(scorer, float(np.quantile(scorer.score_scaled(scorer.scaled(x)), 0.995)), "iforest")
+    path = tmp / "champion"
+    mlflow.pyfunc.save_model(str(path), python_model=VigilPyfuncModel(model), pip_requirements=["mlflow"])
+    return LoadedModel("bench", 1, None, mlflow.pyfunc.load_model(str(path)))
+
+
+def _live_writer(base: Settings, raw_db: str, hosts: int, first: int, catchup: int, live: int, queue) -> None:
+    """Another process, like Telegraf: writes each live interval's points right after it ends."""
+    client = InfluxClient(settings=base)
+    rng = np.random.default_rng(hosts + 1)
+    for k in range(live):
+        start_s = first + (catchup + k) * INTERVAL_S
+        time.sleep(max(0.0, start_s + INTERVAL_S - time.time()))
+        client.write_lines(raw_db, interval_lines(hosts, start_s, catchup + k, rng), precision="s")
+        queue.put((start_s, time.time()))
+
+
+def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, model: LoadedModel) -> dict:
+    client = InfluxClient(settings=base)
+    raw_db, vigil_db = f"bench_raw_{hosts}", f"bench_vigil_{hosts}"
+    for db in (raw_db, vigil_db):
+        client.drop_database(db)
+        client.create_database(db)
+    rng = np.random.default_rng(hosts)
+    s = base.model_copy(
+        update={
+            "run_dir": tmp / f"run{hosts}",
+            "influx_raw_db": raw_db,
+            "influx_vigil_db": vigil_db,
+            "allowed_lateness_s": 1.5,
+            "detector_history_hours": 0.0,
+            "checkpoint_every": 12,
+            "detector_max_catchup_intervals": max(catchup, 1),
+            "warmup_intervals": 0,
+        }
+    )
+    now_s = int(time.time()) // INTERVAL_S * INTERVAL_S
+    first = now_s - (catchup + 1) * INTERVAL_S
+
+    # 1 + 2: write the catch-up intervals (timed: the reference), then let the detector process them
+    write_s, points = 0.0, 0
+    for i in range(catchup):
+        lines = interval_lines(hosts, first + i * INTERVAL_S, i, rng)
+        t0 = time.perf_counter()
+        client.write_lines(raw_db, lines, precision="s")
+        write_s += time.perf_counter() - t0
+        points += len(lines)
+    det = Detector(s, start=pd.Timestamp(first, unit="s", tz="UTC"))
+    det.watcher.current = model
+    target = (first + catchup * INTERVAL_S) * 10**9
+    t0 = time.perf_counter()
+    host_intervals = 0
+    while det.watermark_ns < target:
+        r = det.run_once(now=first + catchup * INTERVAL_S + s.allowed_lateness_s)
+        host_intervals += r.host_intervals
+    det.sink.flush(force=True)
+    e2e_s = time.perf_counter() - t0
+
+    # 3: live intervals: a writer thread writes each interval at its end; the detector polls
+    written_at: dict[int, float] = {}
+    done_at: dict[int, float] = {}
+    queue: mp.Queue = mp.Queue()
+    writer = mp.get_context("fork").Process(
+        target=_live_writer, args=(base, raw_db, hosts, first, catchup, live, queue), daemon=True
+    )
+    writer.start()
+    last_needed = first + (catchup + live) * INTERVAL_S
+    deadline = time.time() + (live + 3) * INTERVAL_S + 60
+    while det.watermark_ns < last_needed * 10**9 and time.time() < deadline:
+        t_loop = time.monotonic()
+        det.run_once()
+        while not queue.empty():
+            start_s, t = queue.get()
+            written_at[start_s] = t
+        if det.sink.buffered <= 1:
+            t = time.time()
+            for start_s in list(written_at):
+                if start_s not in done_at and (start_s + INTERVAL_S) * 10**9 <= det.watermark_ns:
+                    done_at[start_s] = t
+        time.sleep(max(0.0, s.poll_interval_s - (time.monotonic() - t_loop)))
+    writer.join(timeout=30)
+    lags = np.array([done_at[k] - written_at[k] for k in done_at])
+    det.shutdown()
+    for db in (raw_db, vigil_db):
+        client.drop_database(db)
+    return {
+        "hosts": hosts,
+        "host_intervals": host_intervals,
+        "e2e_s": e2e_s,
+        "hi_per_s": host_intervals / e2e_s,
+        "influx_points_per_s": points / write_s,
+        "influx_host_intervals_per_s": hosts * catchup / write_s,
+        "lag_p50": float(np.percentile(lags, 50)) if len(lags) else float("nan"),
+        "lag_p99": float(np.percentile(lags, 99)) if len(lags) else float("nan"),
+        "lag_n": len(lags),
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--hosts", type=int, nargs="+", default=[1000, 10000])
+    p.add_argument("--catchup", type=int, default=3)
+    p.add_argument("--live", type=int, default=5)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        http_port = free_port()
+        record = start_influxdb(tmp / "svc", http_port, free_port(), name="bench-influx")
+        try:
+            base = Settings(_env_file=None, run_dir=tmp, influx_port=http_port, mlflow_port=free_port())
+            model = champion(tmp)
+            print(
+                f"{'hosts':>6} {'host-int/s':>11} {'e2e s':>7} {'influx pts/s':>13} {'lag p50':>8} "
+                f"{'lag p99':>8} {'peak RSS MB':>11}"
+            )
+            for n in a.hosts:
+                r = run_size(base, n, a.catchup, a.live, tmp, model)
+                print(
+                    f"{r['hosts']:>6} {r['hi_per_s']:>11.0f} {r['e2e_s']:>7.2f} {r['influx_points_per_s']:>13.0f} "
+                    f"{r['lag_p50']:>7.2f}s {r['lag_p99']:>7.2f}s {r['rss_mb']:>11.0f}",
+                    flush=True,
+                )
+                print(
+                    f"       ({r['host_intervals']} host-intervals; raw write reference "
+                    f"{r['influx_host_intervals_per_s']:.0f} host-intervals/s; {r['lag_n']} live intervals; "
+                    f"poll {base.poll_interval_s}s, lateness 1.5s)",
+                    flush=True,
+                )
+        finally:
+            stop_process(record)
+
+
+if __name__ == "__main__":
+    main()

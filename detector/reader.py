@@ -1,0 +1,184 @@
+"""Reading raw Telegraf points for one window, for the hosts this instance owns.
+
+The queries are the shared ones (:func:`vigil.features.raw_queries`), so serving reads
+exactly what training reads; this module adds what a long-running reader needs: a host
+filter (warm-starting a new host from its history), the shard filter, per-query fault
+isolation (one measurement with a field-type conflict must not blind the detector to the
+others) and counting of bad values by kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from detector.sharding import ShardFilter
+from vigil.features import raw_queries
+from vigil.features.source import QUERY_GROUPS, RawFrames, group_key_name
+from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, tag_in, time_range
+from vigil.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Hosts per query when reading the history of new hosts (keeps URLs and responses small).
+HOSTS_PER_QUERY = 200
+
+#: Raw field columns per query group (to check types).
+_GROUP_FIELDS = {group_key_name(k): [f.field for f in fields] for k, fields in QUERY_GROUPS.items()}
+
+
+def series_frame(series: list[dict]) -> pd.DataFrame:
+    """InfluxDB JSON series (one per host/device with GROUP BY) to one frame, in one pass.
+
+    ``vigil.influx.series_to_frame`` builds a DataFrame per series, which dominates the read at
+    thousands of hosts; this flattens rows and tags first and builds a single frame.
+    """
+    if not series:
+        return pd.DataFrame()
+    columns = series[0]["columns"]
+    tag_keys = sorted({k for s in series for k in (s.get("tags") or {})})
+    rows: list[list] = []
+    tag_cols: dict[str, list] = {k: [] for k in tag_keys}
+    for s in series:
+        values = s.get("values") or []
+        if s["columns"] != columns:  # different field sets: fall back to aligning by name
+            values = [[dict(zip(s["columns"], v, strict=True)).get(c) for c in columns] for v in values]
+        rows.extend(values)
+        tags = s.get("tags") or {}
+        for k in tag_keys:
+            tag_cols[k].extend([tags.get(k)] * len(values))
+    frame = pd.DataFrame(rows, columns=columns)
+    for k, col in tag_cols.items():
+        frame[k] = col
+    if "time" in frame.columns:
+        frame["time"] = pd.to_datetime(frame["time"], unit="ns", utc=True)
+    return frame
+
+
+class RawReader:
+    """Runs the shared raw queries for ``[start, end)``, in parallel, one client per thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        shard: ShardFilter,
+        on_error: Callable[[str, int], None],
+        workers: int = 3,
+    ) -> None:
+        self.settings = settings
+        self.db = settings.influx_raw_db
+        self.shard = shard
+        self.on_error = on_error
+        self.templates = raw_queries(settings.feature_interval_s)
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reader")
+
+    def _client(self) -> InfluxClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            # one quick attempt per query: the loop owns retrying (and its backoff)
+            client = self._local.client = InfluxClient(settings=self.settings, retries=0)
+        return client
+
+    def read(
+        self, start: pd.Timestamp, end: pd.Timestamp, hosts: Sequence[str] | None = None
+    ) -> tuple[RawFrames, int]:
+        """Raw frames per query group and the number of rows read; raises InfluxUnavailable."""
+        time_filter = time_range(start, end)
+        jobs = []
+        for name, template in self.templates.items():
+            if hosts:
+                for i in range(0, len(hosts), HOSTS_PER_QUERY):
+                    where = f"{time_filter} AND {tag_in('host', list(hosts[i : i + HOSTS_PER_QUERY]))}"
+                    jobs.append((name, template.format(time=where)))
+            else:
+                jobs.append((name, template.format(time=time_filter)))
+        results = list(self._pool.map(lambda job: (job[0], self._query(job[0], job[1])), jobs))
+        frames: dict[str, list[pd.DataFrame]] = {name: [] for name in self.templates}
+        for name, frame in results:
+            if frame is not None and not frame.empty:
+                frames[name].append(frame)
+        out: RawFrames = {}
+        rows = 0
+        for name, parts in frames.items():
+            frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            frame = self.shard.filter(frame)
+            frame = self._clean(name, frame)
+            rows += len(frame)
+            out[name] = frame
+        return out, rows
+
+    def _query(self, name: str, q: str) -> pd.DataFrame | None:
+        try:
+            frame = series_frame(self._client().query(self.db, q, epoch="ns"))
+        except InfluxUnavailable:
+            raise
+        except InfluxError as exc:
+            # e.g. a field written as string in one shard and float in another: mean() fails.
+            # The other measurements are still read; this one counts as missing this window.
+            self.on_error("query_error", 1)
+            log.warning("raw query %s failed (%s); its metrics are missing for this window", name, exc)
+            return None
+        return frame
+
+    def _clean(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """Coerce fields to float, counting non-numeric (type conflict) and non-finite values."""
+        if frame.empty:
+            return frame
+        if "host" not in frame.columns:
+            self.on_error("missing_host_tag", len(frame))
+            return pd.DataFrame()
+        no_host = frame["host"].isna() | (frame["host"].astype(str) == "")
+        if no_host.any():
+            self.on_error("missing_host_tag", int(no_host.sum()))
+            frame = frame[~no_host.to_numpy()]
+        frame = frame.copy()
+        for col in _GROUP_FIELDS.get(name, []):
+            if col not in frame.columns:
+                self.on_error("missing_field", len(frame))
+                frame[col] = np.nan
+                continue
+            raw = frame[col]
+            numeric = pd.to_numeric(raw, errors="coerce")
+            if raw.dtype == object:
+                bools = raw.map(lambda v: isinstance(v, bool))
+                numeric = numeric.where(~bools.to_numpy())
+            conflict = raw.notna() & numeric.isna()
+            if conflict.any():
+                self.on_error("type_conflict", int(conflict.sum()))
+            values = numeric.astype(float)
+            bad = ~np.isfinite(values) & values.notna()
+            if bad.any():
+                self.on_error("non_finite_value", int(bad.sum()))
+                values = values.where(np.isfinite(values))
+            frame[col] = values
+        return frame
+
+    def count_points(self, start: pd.Timestamp, end: pd.Timestamp) -> int | None:
+        """Raw points stored in ``[start, end)`` over every measurement read (None if unknown).
+
+        Used to notice points that arrived after their interval was closed (too late).
+        """
+        measurements = sorted({k[0] for k in QUERY_GROUPS})
+        total = 0
+        for m in measurements:
+            field = next(f.field for k, fs in QUERY_GROUPS.items() if k[0] == m for f in fs)
+            from vigil.influx import quote_ident
+
+            q = f"SELECT count({quote_ident(field)}) FROM {quote_ident(m)} WHERE {time_range(start, end)}"
+            try:
+                series = self._client().query(self.db, q)
+            except InfluxError:
+                return None
+            for s in series:
+                for row in s.get("values", []):
+                    total += int(row[1] or 0)
+        return total
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)

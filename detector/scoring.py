@@ -1,0 +1,164 @@
+"""Score one batch of feature rows with both models and combine them (``vigil.decision``).
+
+Kept apart from the loop so tests and the benchmark can call exactly what the service runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from vigil.decision import combine_frames
+from vigil.features import FEATURE_COLUMNS
+from vigil.model import LoadedModel
+from vigil.online import OnlineConfig, OnlineDetector
+
+log = logging.getLogger(__name__)
+
+#: The online model's inputs: each base metric's deviation from the host's baseline. One
+#: fleet-wide HalfSpaceTrees over all 27 columns costs ~3x more per sample (see docs/detector.md).
+ONLINE_FEATURES: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c.endswith("_z"))
+ONLINE_MODEL_NAME, ONLINE_MODEL_VERSION = "river-hst", "1"
+
+
+def online_config() -> OnlineConfig:
+    """The NAB-tuned defaults, except calibration: the fleet model sees hosts interleaved, so the
+    "likelihood" calibration (short-term mean of the last few scores) would mix hosts; the raw
+    HalfSpaceTrees score with its rolling-quantile threshold is per point."""
+    return OnlineConfig(calibration="none")
+
+
+@dataclass
+class Scored:
+    """Per-source prediction frames (host, time + PREDICTIONS fields), same row order."""
+
+    online: pd.DataFrame
+    batch: pd.DataFrame | None
+    combined: pd.DataFrame
+
+
+def host_warmup(features: pd.DataFrame, seen: Callable[[str], int], warmup_intervals: int) -> np.ndarray:
+    """True for rows of hosts with at most ``warmup_intervals`` intervals of history at that row.
+
+    ``seen(host)`` is the count *after* the batch, so a row's count is that minus the host's
+    later rows in the batch. The baseline's own warm-up flag (``features.warmup``) also counts.
+    """
+    if features.empty:
+        return np.zeros(0, dtype=bool)
+    hosts = features["host"].astype(str)
+    after = hosts.map(seen).to_numpy()
+    grp = features.groupby(hosts.to_numpy(), sort=False)["time"]
+    later = (grp.transform("size") - grp.cumcount() - 1).to_numpy()
+    at_row = after - later
+    flag = at_row <= warmup_intervals
+    if "warmup" in features.columns:
+        flag |= features["warmup"].to_numpy().astype(bool)
+    return flag
+
+
+def learn_mask(features: pd.DataFrame, learn_max: int) -> np.ndarray:
+    """A deterministic subsample of at most ~``learn_max`` rows (by a stable hash of host and time).
+
+    Deterministic so that re-scoring an interval after a restart gives the same model state,
+    hence the same scores (idempotent writes depend on it).
+    """
+    n = len(features)
+    if n <= learn_max:
+        return np.ones(n, dtype=bool)
+    keep = learn_max / n
+    times = pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy()
+    hosts = features["host"].astype(str).to_numpy()
+    h = np.fromiter(
+        (zlib.crc32(f"{host}|{t}".encode()) for host, t in zip(hosts, times, strict=True)),
+        dtype=np.uint64,
+        count=n,
+    )
+    return (h % 1_000_000) < keep * 1_000_000
+
+
+def score_online(
+    online: OnlineDetector, features: pd.DataFrame, warm: np.ndarray, learn_max: int
+) -> pd.DataFrame:
+    """Score every row in time order; learn after scoring, only from rows not in warm-up.
+
+    ``OnlineDetector.learn`` itself refuses to learn points it flagged.
+    """
+    cols = ["score", "threshold", "is_anomaly", "warmup"] + [
+        f"top{k}_{p}" for k in (1, 2, 3) for p in ("feature", "contribution")
+    ]
+    if features.empty:
+        return pd.DataFrame(columns=cols)
+    order = np.argsort(pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy(), kind="stable")
+    x = features[list(ONLINE_FEATURES)].to_numpy(dtype=float)
+    learnable = learn_mask(features, learn_max) & ~warm
+    out: list[tuple] = [()] * len(features)
+    names = ONLINE_FEATURES
+    for i in order:
+        row = dict(zip(names, x[i], strict=True))
+        r = online.score(row)
+        if learnable[i]:
+            online.learn(row, r)
+        top = r.contributions[:3] + [("", 0.0)] * (3 - min(3, len(r.contributions)))
+        out[i] = (
+            r.score,
+            r.threshold,
+            int(r.is_anomaly and not warm[i]),
+            int(warm[i] or r.warmup),
+            top[0][0],
+            top[0][1],
+            top[1][0],
+            top[1][1],
+            top[2][0],
+            top[2][1],
+        )
+    return pd.DataFrame(out, columns=cols, index=features.index)
+
+
+def score_batch(model: LoadedModel, features: pd.DataFrame, warm: np.ndarray) -> pd.DataFrame:
+    """The champion's predictions (contract of ``vigil.model``); warm-up rows cannot alarm."""
+    pred = model.predict(features[list(FEATURE_COLUMNS)])
+    pred = pd.DataFrame(pred).reset_index(drop=True)
+    pred.index = features.index
+    pred["is_anomaly"] = (pred["is_anomaly"].astype(int).to_numpy() & ~warm).astype(np.int64)
+    pred["warmup"] = warm.astype(np.int64)
+    return pred
+
+
+def score_features(
+    features: pd.DataFrame,
+    online: OnlineDetector,
+    champion: LoadedModel | None,
+    warm: np.ndarray,
+    learn_max: int,
+    on_error: Callable[[str, int], None] | None = None,
+) -> Scored:
+    """Both models and the combined decision for every feature row."""
+    keys = features[["host", "time"]].reset_index(drop=True)
+    features = features.reset_index(drop=True)
+    on = score_online(online, features, warm, learn_max)
+    batch = None
+    if champion is not None and not features.empty:
+        try:
+            batch = score_batch(champion, features, warm)
+        except Exception as exc:  # noqa: BLE001 - a model that fails on some input must not stop the loop
+            if on_error:
+                on_error("champion_predict_failed", 1)
+            log.error("champion version %s failed to score %d rows: %s", champion.version, len(features), exc)
+            batch = None
+    # while the online model itself is young its score says nothing: it counts as 0 in the rule
+    online_young = on["warmup"].to_numpy().astype(bool) & ~warm
+    on_for_rule = on.copy()
+    on_for_rule.loc[online_young, "score"] = 0.0
+    combined_warm = warm | (online_young if batch is None else np.zeros_like(warm))
+    combined = combine_frames(on_for_rule, batch, combined_warm)
+    with_keys = lambda f: pd.concat([keys, f.reset_index(drop=True)], axis=1)  # noqa: E731
+    return Scored(
+        online=with_keys(on),
+        batch=with_keys(batch) if batch is not None else None,
+        combined=with_keys(combined),
+    )

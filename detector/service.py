@@ -1,0 +1,405 @@
+"""The detector loop: read -> features -> both models -> combine -> write, then advance.
+
+One iteration (:meth:`Detector.run_once`):
+
+1. ``end`` = the last interval boundary at or before ``now - allowed_lateness_s``: an
+   interval is read once, when no more points are expected for it.
+2. Read ``[watermark, end)`` (at most ``detector_max_catchup_intervals`` at a time) for the
+   hosts of this shard; hosts never seen before are first warm-started from their last
+   ``detector_history_hours`` of history (features discarded, baselines and counters kept).
+3. Same features as training (:class:`vigil.features.FeaturePipeline`), champion + online
+   model, the combined decision (:mod:`vigil.decision`), lines into the sink.
+4. Advance the watermark; every ``checkpoint_every`` iterations make the sink durable and
+   write the checkpoint (watermark + online model + feature state) atomically.
+
+If InfluxDB cannot be read the watermark stays where it is and the next poll retries (with
+backoff); nothing is skipped. Re-scoring an interval after a restart writes the same points
+(same tags and time), so a resume never duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from detector.champion import ChampionWatcher
+from detector.observability import DetectorMetrics, HealthServer
+from detector.predictions import prediction_lines
+from detector.reader import RawReader
+from detector.scoring import (
+    ONLINE_FEATURES,
+    ONLINE_MODEL_NAME,
+    ONLINE_MODEL_VERSION,
+    host_warmup,
+    online_config,
+    score_features,
+)
+from detector.sharding import ShardFilter
+from detector.sink import PredictionSink
+from detector.state import Checkpoint, load_checkpoint, save_checkpoint
+from vigil.features import FeaturePipeline
+from vigil.influx import InfluxClient, InfluxUnavailable
+from vigil.model import LoadedModel
+from vigil.online import OnlineDetector
+from vigil.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+#: Longest wait between retries while InfluxDB is down (keeps catch-up prompt once it is back).
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass
+class IterationResult:
+    """What one iteration did (tests and the benchmark read it)."""
+
+    start_ns: int = 0
+    end_ns: int = 0
+    rows_read: int = 0
+    host_intervals: int = 0
+    anomalies: int = 0
+    lines: int = 0
+    error: str | None = None
+    warm_started: list[str] = field(default_factory=list)
+
+
+def state_dir(settings: Settings) -> Path:
+    """``run_dir/detector/shard-I-of-N``: each shard keeps its own state."""
+    return settings.run_dir / "detector" / f"shard-{settings.shard_index}-of-{settings.shard_count}"
+
+
+class Detector:
+    """The online detector service of one shard."""
+
+    def __init__(self, settings: Settings, *, start: pd.Timestamp | None = None, instance: str | None = None):
+        self.settings = settings
+        self.interval_ns = int(settings.feature_interval_s) * NS
+        self.instance = instance or socket.gethostname()
+        self.shard_label = f"{settings.shard_index}/{settings.shard_count}"
+        self.dir = state_dir(settings)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_path = self.dir / "checkpoint.pkl"
+        self.metrics = DetectorMetrics()
+        self.shard = ShardFilter(settings.shard_index, settings.shard_count)
+        self.reader = RawReader(settings, self.shard, self.metrics.error)
+        self.write_client = InfluxClient(settings=settings, retries=0)
+        self.sink = PredictionSink(
+            self.write_client,
+            settings.influx_vigil_db,
+            self.dir / "spill",
+            settings.buffer_max_points,
+            batch_size=settings.influx_batch_size,
+            on_error=self.metrics.error,
+            backoff_s=settings.influx_backoff_s,
+            max_backoff_s=MAX_BACKOFF_S,
+        )
+        self.watcher = ChampionWatcher(settings, on_error=self.metrics.error, on_swap=self._on_swap)
+        self.metrics.set_model(settings.model_name, None)
+        self.stop_event = threading.Event()
+        self.iterations = 0
+        self.last_ok: float | None = None
+        self.read_error: str | None = None
+        self._read_failures = 0
+        self._next_read = 0.0
+        self._heartbeat = time.time()
+        self._prev_window: tuple[int, int, int] | None = None  # (start, end, points counted)
+        self._databases_ready = False
+        self.host_last_seen: dict[str, int] = {}
+        self.last_features: pd.DataFrame | None = None
+        ckpt = load_checkpoint(self.checkpoint_path)
+        if ckpt is not None:
+            self.watermark_ns: int | None = ckpt.watermark_ns
+            self.pipeline = FeaturePipeline.from_bytes(ckpt.features)
+            self.online = OnlineDetector.from_bytes(ckpt.online)
+            self.iterations = ckpt.iterations
+            self.host_last_seen = dict(ckpt.extra.get("host_last_seen", {}))
+            log.info("resumed from checkpoint: watermark %s", pd.Timestamp(ckpt.watermark_ns, tz="UTC"))
+        else:
+            self.watermark_ns = None if start is None else self._floor(pd.Timestamp(start).value)
+            self.pipeline = FeaturePipeline()
+            self.online = OnlineDetector(list(ONLINE_FEATURES), online_config(), seed=settings.random_seed)
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _floor(self, t_ns: int) -> int:
+        return t_ns - t_ns % self.interval_ns
+
+    def _on_swap(self, model: LoadedModel) -> None:
+        self.metrics.set_model(model.name, model.version)
+
+    @property
+    def champion(self) -> LoadedModel | None:
+        return self.watcher.current
+
+    def _ensure_databases(self) -> None:
+        if self._databases_ready or not self.settings.influx_create_databases:
+            return
+        try:
+            self.write_client.create_database(self.settings.influx_vigil_db)
+            self._databases_ready = True
+        except InfluxUnavailable:
+            pass
+
+    # --- one iteration -----------------------------------------------------------------------
+    def run_once(self, now: float | None = None) -> IterationResult:
+        """Process every complete interval after the watermark (bounded per call); never raises
+        for data or service faults — they are counted and retried."""
+        t0 = time.perf_counter()
+        self._heartbeat = time.time()
+        now = time.time() if now is None else now
+        end_ns = self._floor(int((now - self.settings.allowed_lateness_s) * NS))
+        if self.watermark_ns is None:
+            self.watermark_ns = end_ns - self.interval_ns  # fresh start: the newest complete interval
+        result = IterationResult(start_ns=self.watermark_ns, end_ns=self.watermark_ns)
+        self._ensure_databases()
+        if end_ns > self.watermark_ns and time.monotonic() >= self._next_read:
+            hi = min(
+                end_ns, self.watermark_ns + self.settings.detector_max_catchup_intervals * self.interval_ns
+            )
+            try:
+                self._process_window(self.watermark_ns, hi, result)
+            except InfluxUnavailable as exc:
+                self._read_failures += 1
+                delay = min(self.settings.influx_backoff_s * 2 ** (self._read_failures - 1), MAX_BACKOFF_S)
+                self._next_read = time.monotonic() + delay
+                self.read_error = str(exc)
+                result.error = self.read_error
+                self.metrics.error("influx_read_unavailable")
+                log.warning("cannot read InfluxDB (%s); watermark stays, retry in %.1fs", exc, delay)
+            else:
+                self._read_failures = 0
+                self.read_error = None
+                self.last_ok = time.time()
+        before = self.sink.written
+        self.sink.flush()
+        self.metrics.add(predictions=self.sink.written - before)
+        self.iterations += 1
+        if self.iterations % max(1, self.settings.checkpoint_every) == 0:
+            self.checkpoint()
+        lag = (
+            time.time() - self.watermark_ns / NS
+            if self.sink.buffered == 0
+            else time.time() - result.start_ns / NS
+        )
+        warm_hosts = self.warmup_hosts()
+        self.metrics.observe_loop(
+            time.perf_counter() - t0,
+            max(0.0, lag),
+            self.sink.buffered,
+            len(self.host_last_seen),
+            len(warm_hosts),
+        )
+        try:
+            self.sink.add(
+                [self.metrics.stats_point(self.instance, self.shard_label, time.time_ns()).to_line()]
+            )
+        except ValueError:
+            self.metrics.error("stats_point_invalid")
+        return result
+
+    def _process_window(self, lo: int, hi: int, result: IterationResult) -> None:
+        raw, rows = self.reader.read(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
+        result.rows_read = rows
+        self.metrics.add(points_read=rows)
+        result.warm_started = self._warm_start(raw, lo)
+        base, features = self.pipeline.update(raw)
+        self.last_features = features
+        if not base.empty:
+            self.metrics.error(
+                "missing_metric", int(base.drop(columns=["host", "time"]).isna().to_numpy().sum())
+            )
+        self._audit_late(lo, hi)
+        if not features.empty:
+            self._score_and_write(features, result)
+        self.watermark_ns = hi
+        result.end_ns = hi
+
+    def _warm_start(self, raw: dict[str, pd.DataFrame], lo: int) -> list[str]:
+        """Absorb the recent history of hosts seen for the first time (baseline + counters)."""
+        hosts = sorted({h for f in raw.values() if not f.empty for h in f["host"].astype(str).unique()})
+        new = [h for h in hosts if self.pipeline.builder.seen(h) == 0 and h not in self.host_last_seen]
+        hours = self.settings.detector_history_hours
+        if not new or hours <= 0:
+            return []
+        start = pd.Timestamp(self._floor(lo - int(hours * 3600 * NS)), tz="UTC")
+        history, n = self.reader.read(start, pd.Timestamp(lo, tz="UTC"), hosts=new)
+        if n:
+            self.pipeline.update(history)
+            log.info("warm-started %d new host(s) from %d history rows", len(new), n)
+        return new
+
+    def _audit_late(self, lo: int, hi: int) -> None:
+        """Count points that landed in the previous window after it was read (too late)."""
+        prev = self._prev_window
+        if prev is not None:
+            recount = self.reader.count_points(
+                pd.Timestamp(prev[0], tz="UTC"), pd.Timestamp(prev[1], tz="UTC")
+            )
+            if recount is not None and recount > prev[2]:
+                self.metrics.error("late_point", recount - prev[2])
+                log.warning("%d point(s) arrived after their interval was scored", recount - prev[2])
+        count = self.reader.count_points(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
+        self._prev_window = (lo, hi, count) if count is not None else None
+
+    def _score_and_write(self, features: pd.DataFrame, result: IterationResult) -> None:
+        settings = self.settings
+        warm = host_warmup(features, self.pipeline.builder.seen, settings.warmup_intervals)
+        champion = self.champion
+        scored = score_features(
+            features, self.online, champion, warm, settings.detector_online_learn_max, self.metrics.error
+        )
+        lines = prediction_lines(
+            scored.online,
+            model=ONLINE_MODEL_NAME,
+            version=ONLINE_MODEL_VERSION,
+            source="online",
+            on_error=self.metrics.error,
+        )
+        if scored.batch is not None and champion is not None:
+            lines += prediction_lines(
+                scored.batch,
+                model=champion.name,
+                version=str(champion.version),
+                source="batch",
+                on_error=self.metrics.error,
+            )
+        lines += prediction_lines(
+            scored.combined,
+            model=settings.model_name,
+            version=str(champion.version) if champion is not None else "online-only",
+            source="combined",
+            on_error=self.metrics.error,
+        )
+        self.sink.add(lines)
+        anomalies = int(scored.combined["is_anomaly"].sum())
+        last = pd.to_datetime(features["time"], utc=True).astype("int64")
+        for host, t in zip(features["host"].astype(str), last, strict=True):
+            if t > self.host_last_seen.get(host, 0):
+                self.host_last_seen[host] = int(t)
+        result.host_intervals, result.anomalies, result.lines = len(features), anomalies, len(lines)
+        self.metrics.add(host_intervals=len(features), anomalies=anomalies)
+
+    # --- state -------------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Make buffered predictions durable, then write the checkpoint atomically."""
+        if self.watermark_ns is None:
+            return
+        self.sink.flush()
+        self.sink.persist()
+        save_checkpoint(
+            self.checkpoint_path,
+            Checkpoint(
+                watermark_ns=self.watermark_ns,
+                online=self.online.to_bytes(),
+                features=self.pipeline.to_bytes(),
+                iterations=self.iterations,
+                extra={"host_last_seen": self.host_last_seen},
+            ),
+        )
+
+    def warmup_hosts(self) -> list[str]:
+        limit = self.settings.warmup_intervals
+        return [h for h in self.host_last_seen if self.pipeline.builder.seen(h) <= limit]
+
+    # --- status ------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """Liveness (the loop is turning) and readiness with the reasons it is not ready."""
+        now = time.time()
+        stale_after = 3 * self.settings.poll_interval_s + 30
+        live = now - self._heartbeat < stale_after + 60
+        reasons: list[str] = []
+        if self.read_error:
+            reasons.append(f"influxdb read failing: {self.read_error}")
+        if self.sink.last_error:
+            reasons.append(
+                f"influxdb write failing ({self.sink.buffered} predictions buffered): {self.sink.last_error}"
+            )
+        if self.last_ok is None:
+            reasons.append("no successful iteration yet")
+        elif now - self.last_ok > stale_after:
+            reasons.append(f"last successful iteration {now - self.last_ok:.0f}s ago")
+        status = self.watcher.status
+        warm = self.warmup_hosts()
+        return {
+            "live": live,
+            "ready": live and not reasons,
+            "reasons": reasons,
+            "mode": status.mode,
+            "model": {
+                "name": self.settings.model_name,
+                "version": status.version,
+                "last_error": status.last_error,
+            },
+            "watermark": None
+            if self.watermark_ns is None
+            else pd.Timestamp(self.watermark_ns, tz="UTC").isoformat(),
+            "shard": self.shard_label,
+            "hosts": len(self.host_last_seen),
+            "warmup_hosts": len(warm),
+            "warmup_sample": warm[:20],
+            "online_model": {"seen": self.online.n_seen, "threshold": self.online.threshold},
+            "buffered": self.sink.buffered,
+            "errors": dict(self.metrics.errors),
+            "iterations": self.iterations,
+        }
+
+    # --- service -----------------------------------------------------------------------------
+    def run(self, serve_http: bool = True) -> int:
+        """Poll until SIGTERM/SIGINT; then drain, checkpoint and return 0."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        server = None
+        if serve_http:
+            server = HealthServer(
+                self.settings.bind_host, self.settings.detector_port, self.metrics, self.health
+            )
+            server.start()
+            log.info("detector http on %s:%d (/health, /metrics)", self.settings.bind_host, server.port)
+        self.watcher.check_once()  # score the first intervals with the champion if there is one
+        log.info("detector shard %s mode %s", self.shard_label, self.watcher.status.mode)
+        self.watcher.start()
+        try:
+            while not self.stop_event.is_set():
+                t0 = time.monotonic()
+                try:
+                    result = self.run_once()
+                except Exception:  # noqa: BLE001 - last line of defence: count, log, keep serving
+                    self.metrics.error("iteration_failed")
+                    log.exception("iteration failed; continuing")
+                    result = None
+                behind = (
+                    result is not None
+                    and result.end_ns
+                    < self._floor(int((time.time() - self.settings.allowed_lateness_s) * NS))
+                    and result.error is None
+                )
+                if not behind:
+                    self.stop_event.wait(max(0.0, self.settings.poll_interval_s - (time.monotonic() - t0)))
+        finally:
+            self.shutdown(server)
+        return 0
+
+    def shutdown(self, server: HealthServer | None = None) -> None:
+        """Drain: flush what can be written, persist the rest, checkpoint, stop threads."""
+        log.info("detector stopping: draining %d buffered predictions", self.sink.buffered)
+        self.watcher.stop()
+        for _ in range(3):
+            self.sink.flush(force=True)
+            if self.sink.buffered == 0:
+                break
+        self.checkpoint()
+        self.reader.close()
+        if server is not None:
+            server.stop()
+        log.info(
+            "detector stopped at watermark %s",
+            self.watermark_ns and pd.Timestamp(self.watermark_ns, tz="UTC"),
+        )

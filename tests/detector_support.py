@@ -1,0 +1,77 @@
+"""Helpers shared by the detector tests: settings, a real champion in the real registry, queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import IsolationForest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from vigil import schema
+from vigil.features import FEATURE_COLUMNS
+from vigil.influx import InfluxClient, quote_ident, quote_literal
+from vigil.model import AnomalyModel, SklearnScorer, log_anomaly_model
+from vigil.settings import Settings
+
+
+def detector_settings(base: Settings, run_dir: Path, raw_db: str, vigil_db: str, **overrides) -> Settings:
+    """Fast settings for tests: no lateness, short polls, a checkpoint every iteration."""
+    values = {
+        "run_dir": run_dir,
+        "influx_raw_db": raw_db,
+        "influx_vigil_db": vigil_db,
+        "poll_interval_s": 0.5,
+        "allowed_lateness_s": 0.0,
+        "reload_interval_s": 1.0,
+        "checkpoint_every": 1,
+        "detector_history_hours": 1.0,
+        "detector_port": 0,
+        **overrides,
+    }
+    return base.model_copy(update=values)
+
+
+def fit_model(features: pd.DataFrame, quantile: float = 0.995, seed: int = 0) -> AnomalyModel:
+    """An IsolationForest on feature rows out of warm-up, threshold at a training-score quantile."""
+    rows = features[features["warmup"] == 0] if "warmup" in features else features
+    x = rows[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("iforest", IsolationForest(n_estimators=50, random_state=seed))]
+    )
+    pipe.fit(x)
+    scorer = SklearnScorer.fit_reference(pipe, x)
+    scores = scorer.score_scaled(scorer.scaled(x))
+    return AnomalyModel(scorer=scorer, threshold=float(np.quantile(scores, quantile)), family="iforest")
+
+
+def register_champion(settings: Settings, model: AnomalyModel, alias: str = "champion") -> int:
+    """Log ``model`` as the contract pyfunc, register it under settings.model_name, set the alias."""
+    from mlflow.tracking import MlflowClient
+
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    mlflow.set_experiment("detector-tests")
+    with mlflow.start_run():
+        info = log_anomaly_model(
+            model, registered_model_name=settings.model_name, pip_requirements=["mlflow"]
+        )
+    version = int(info.registered_model_version)
+    if alias:
+        MlflowClient(settings.mlflow_uri).set_registered_model_alias(settings.model_name, alias, str(version))
+    return version
+
+
+def predictions(client: InfluxClient, db: str, source: str | None = None) -> pd.DataFrame:
+    """Every prediction point (time, host, model, version, source + fields)."""
+    where = f" WHERE {quote_ident('source')} = {quote_literal(source)}" if source else ""
+    q = f"SELECT * FROM {quote_ident(schema.PREDICTIONS.name)}{where}"
+    return client.query_df(db, q)
+
+
+def stats(client: InfluxClient, db: str) -> pd.DataFrame:
+    return client.query_df(db, f"SELECT * FROM {quote_ident(schema.DETECTOR_STATS.name)}")

@@ -1,0 +1,106 @@
+"""Small parts of the detector against the real InfluxDB where they touch it: the decision rule,
+the fast line encoder (equal to ``Point.to_line``), the spill-to-disk buffer, the checkpoint file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detector.predictions import prediction_lines
+from detector.sink import PredictionSink
+from detector.state import Checkpoint, load_checkpoint, save_checkpoint
+from vigil import schema
+from vigil.decision import CONVICTION, combine_frames
+from vigil.influx import InfluxClient
+from vigil.stack.process import free_port
+
+
+def _frame(score, threshold, flag, feature="cpu_busy_z"):
+    return pd.DataFrame(
+        {
+            "score": score,
+            "threshold": threshold,
+            "is_anomaly": flag,
+            "top1_feature": feature,
+            "top1_contribution": 0.5,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("batch", "online", "warmup", "expected"),
+    [
+        ((0.6, 0.5, 1), (0.9, 0.8, 1), 0, 1),  # both flag
+        ((0.6, 0.5, 1), (0.5, 0.8, 0), 0, 1),  # batch convinced (1.2 >= CONVICTION)
+        ((0.52, 0.5, 1), (0.5, 0.8, 0), 0, 0),  # batch barely over, online disagrees
+        ((0.3, 0.5, 0), (0.95, 0.8, 1), 0, 1),  # online convinced alone (1.19)
+        ((0.3, 0.5, 0), (0.85, 0.8, 1), 0, 0),  # online barely over, batch disagrees
+        ((0.9, 0.5, 1), (0.99, 0.8, 1), 1, 0),  # warm-up never alarms
+        ((0.9, 0.0, 1), (0.5, 0.8, 0), 0, 1),  # threshold <= 0: a flag counts as convinced
+        (None, (0.85, 0.8, 1), 0, 1),  # online-only: the online model decides
+        (None, (0.75, 0.8, 0), 0, 0),
+    ],
+)
+def test_decision_rule(batch, online, warmup, expected):
+    assert CONVICTION == pytest.approx(1.15)
+    on = _frame([online[0]], [online[1]], [online[2]], "mem_used_pct_z")
+    b = None if batch is None else _frame([batch[0]], [batch[1]], [batch[2]])
+    out = combine_frames(on, b, [warmup])
+    assert int(out["is_anomaly"].iloc[0]) == expected
+    assert out["threshold"].iloc[0] == 1.0 and (out["score"].iloc[0] > 1.0) == bool(expected or warmup)
+
+
+def test_prediction_lines_equal_point_to_line():
+    frame = pd.DataFrame(
+        {
+            "host": ["web 01,rack=a", "db=1"],
+            "time": pd.to_datetime([10**18, 10**18 + 10**10], utc=True),
+            "score": [0.5, np.nan],
+            "threshold": [0.7, 0.7],
+            "is_anomaly": [1, 0],
+            "warmup": [0, 1],
+            "top1_feature": ["cpu_busy_z", ""],
+            "top1_contribution": [0.25, 0.0],
+        }
+    )
+    lines = prediction_lines(frame, model="m", version="3", source="combined")
+    for line, row in zip(lines, frame.itertuples(), strict=True):
+        fields = {
+            k: getattr(row, k)
+            for k in ("score", "threshold", "is_anomaly", "warmup", "top1_feature", "top1_contribution")
+            if getattr(row, k) not in ("",)
+        }
+        point = schema.PREDICTIONS.point(
+            {"host": row.host, "model": "m", "version": "3", "source": "combined"},
+            fields,
+            int(row.time.value),
+        )
+        assert line == point.to_line()
+
+
+def test_sink_spills_while_influxdb_is_unreachable_and_drains_later(settings, fresh_db, tmp_path):
+    dead = InfluxClient(f"http://127.0.0.1:{free_port()}", settings=settings, retries=0)
+    sink = PredictionSink(dead, fresh_db, tmp_path / "spill", max_points=10, backoff_s=0.01)
+    lines = [
+        f"vigil_predictions,host=h{i},source=online score={i}.5,threshold=1.0,is_anomaly=0i {10**18 + i}"
+        for i in range(35)
+    ]
+    sink.add(lines)
+    assert sink.flush(force=True) == 0 and sink.spilled > 0 and sink.buffered == 35
+    sink.persist()
+    # a restarted process finds the spill files and sends them to the (now reachable) server
+    live = PredictionSink(InfluxClient(settings=settings), fresh_db, tmp_path / "spill", max_points=10)
+    assert live.buffered == 35
+    assert live.flush() == 35 and live.buffered == 0
+    got = InfluxClient(settings=settings).query_df(fresh_db, "SELECT * FROM vigil_predictions")
+    assert len(got) == 35
+
+
+def test_checkpoint_is_atomic_and_a_corrupt_one_is_set_aside(tmp_path):
+    path = tmp_path / "ckpt.pkl"
+    save_checkpoint(path, Checkpoint(watermark_ns=42, online=b"o", features=b"f"))
+    assert load_checkpoint(path).watermark_ns == 42
+    assert not list(tmp_path.glob("*.tmp*"))
+    path.write_bytes(b"garbage")
+    assert load_checkpoint(path) is None and (tmp_path / "ckpt.pkl.broken").exists()
