@@ -1,0 +1,260 @@
+"""register, promote, rollback: the MLflow registry side of the batch loop.
+
+* ``register`` creates a version of ``settings.model_name`` from a training run's model, tagged
+  with the dataset hash and path, holdout metrics, engine, family, code version and validation
+  status, and points the ``challenger`` alias at it.
+* ``promote`` moves ``champion`` to the challenger only if validation passed and its primary
+  holdout metric beats the current champion's *on the same holdout* (the champion is re-scored
+  on the challenger's dataset) by ``settings.promotion_margin`` — or if there is no champion.
+  ``force`` skips the comparison and is recorded as such.
+* ``rollback`` moves ``champion`` back to the version it replaced (each champion version carries
+  a ``vigil.previous_champion`` tag written when it was promoted: the history is a chain).
+
+Every decision is tagged on the version in MLflow and written to InfluxDB as a
+``vigil_model_events`` point, which Grafana annotates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.common import (
+    TAG_CODE_VERSION,
+    TAG_DATASET_HASH,
+    TAG_DATASET_PATH,
+    TAG_ENGINE,
+    TAG_FAMILY,
+    TAG_PREVIOUS_CHAMPION,
+    TAG_VALIDATION,
+    PipelineError,
+    code_version,
+    configure_mlflow,
+    mlflow_client,
+)
+from pipelines.evaluate import PRIMARY_METRIC, evaluate
+from vigil.influx import InfluxClient
+from vigil.model import CHALLENGER, CHAMPION
+from vigil.schema import MODEL_EVENTS
+from vigil.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RegisterResult:
+    name: str
+    version: int
+    run_id: str
+    tags: dict[str, str]
+
+
+@dataclass
+class PromotionDecision:
+    promoted: bool
+    version: int
+    previous_version: int | None
+    metric: float
+    previous_metric: float | None
+    forced: bool
+    reason: str
+
+
+def _version_of(client, name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def write_event(
+    settings: Settings,
+    event: str,
+    version: int,
+    *,
+    previous_version: int | None = None,
+    metric: float | None = None,
+    previous_metric: float | None = None,
+    forced: bool = False,
+    reason: str = "",
+    influx: InfluxClient | None = None,
+) -> None:
+    """One ``vigil_model_events`` point (register | promote | reject | rollback)."""
+    client = influx or InfluxClient(settings=settings)
+    if settings.influx_create_databases:
+        client.create_database(settings.influx_vigil_db)
+    fields = {
+        "version": version,
+        "previous_version": previous_version,
+        "metric": metric if metric is not None and np.isfinite(metric) else None,
+        "previous_metric": previous_metric
+        if previous_metric is not None and np.isfinite(previous_metric)
+        else None,
+        "forced": int(forced),
+        "reason": reason,
+    }
+    point = MODEL_EVENTS.point({"model": settings.model_name, "event": event}, fields, time.time_ns())
+    client.write_points(settings.influx_vigil_db, [point])
+
+
+def register(
+    settings: Settings,
+    run_id: str,
+    *,
+    validation_passed: bool,
+    artifact_name: str = "model",
+    influx: InfluxClient | None = None,
+) -> RegisterResult:
+    """Register ``runs:/<run_id>/<artifact_name>`` and alias it ``challenger``."""
+    import mlflow
+
+    configure_mlflow(settings)
+    client = mlflow_client(settings)
+    run = client.get_run(run_id)
+    run_tags, metrics = run.data.tags, run.data.metrics
+    if TAG_DATASET_HASH not in run_tags:
+        raise PipelineError(f"run {run_id} is not a training run (no {TAG_DATASET_HASH} tag)")
+    holdout = {k: v for k, v in metrics.items() if k.startswith("holdout_")}
+    if PRIMARY_METRIC not in holdout:
+        raise PipelineError(f"run {run_id} has no {PRIMARY_METRIC}: run `vigil pipeline evaluate` first")
+    tags = {
+        TAG_DATASET_HASH: run_tags[TAG_DATASET_HASH],
+        TAG_DATASET_PATH: run_tags.get(TAG_DATASET_PATH, ""),
+        TAG_ENGINE: run_tags.get(TAG_ENGINE, ""),
+        TAG_FAMILY: run_tags.get(TAG_FAMILY, ""),
+        TAG_CODE_VERSION: run_tags.get(TAG_CODE_VERSION) or code_version(),
+        TAG_VALIDATION: "passed" if validation_passed else "failed",
+        **{f"metric.{k}": f"{v:.6g}" for k, v in holdout.items()},
+    }
+    source = run_tags.get("vigil.logged_model_uri") or f"runs:/{run_id}/{artifact_name}"
+    version = mlflow.register_model(source, settings.model_name, tags=tags)
+    client.set_registered_model_alias(settings.model_name, CHALLENGER, version.version)
+    write_event(
+        settings,
+        "register",
+        int(version.version),
+        metric=holdout[PRIMARY_METRIC],
+        reason=f"run {run_id}",
+        influx=influx,
+    )
+    log.info("register: %s version %s (challenger)", settings.model_name, version.version)
+    return RegisterResult(settings.model_name, int(version.version), run_id, tags)
+
+
+def promote(
+    settings: Settings,
+    *,
+    version: int | None = None,
+    dataset_path: str | Path | None = None,
+    force: bool = False,
+    influx: InfluxClient | None = None,
+) -> PromotionDecision:
+    """Promote ``version`` (default: the challenger) to champion if it earns it; see module doc."""
+    configure_mlflow(settings)
+    client = mlflow_client(settings)
+    name = settings.model_name
+    if version is None:
+        chall = _version_of(client, name, CHALLENGER)
+        if chall is None:
+            raise PipelineError(f"{name} has no {CHALLENGER!r} version to promote")
+        version = int(chall.version)
+    mv = client.get_model_version(name, str(version))
+    tags = mv.tags
+    metric = float(tags.get(f"metric.{PRIMARY_METRIC}", "nan"))
+    champion = _version_of(client, name, CHAMPION)
+    prev_version = int(champion.version) if champion is not None else None
+    prev_metric: float | None = None
+    if prev_version == version:
+        raise PipelineError(f"version {version} is already the champion")
+
+    if force:
+        promoted, reason = True, "forced"
+    elif tags.get(TAG_VALIDATION) != "passed":
+        promoted, reason = False, f"validation {tags.get(TAG_VALIDATION, 'missing')}"
+    elif champion is None:
+        promoted, reason = True, "no champion yet"
+    else:
+        dataset = dataset_path or tags.get(TAG_DATASET_PATH)
+        if not dataset or not Path(dataset).exists():
+            raise PipelineError(f"cannot compare on the challenger's holdout: dataset {dataset!r} not found")
+        # the champion, re-scored on the challenger's holdout (same rows, same labels)
+        champ_eval = evaluate(
+            settings,
+            f"models:/{name}/{prev_version}",
+            dataset,
+            run_id=mv.run_id,
+            holdout_fraction=None,
+            prefix="champion_",
+        )
+        prev_metric = champ_eval.metrics[f"champion_{PRIMARY_METRIC}"]
+        margin = settings.promotion_margin
+        if np.isfinite(metric) and metric > prev_metric + margin:
+            promoted, reason = True, f"{PRIMARY_METRIC} {metric:.4f} > champion {prev_metric:.4f} + {margin}"
+        else:
+            promoted, reason = (
+                False,
+                f"{PRIMARY_METRIC} {metric:.4f} <= champion {prev_metric:.4f} + {margin}",
+            )
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    client.set_model_version_tag(
+        name, str(version), "vigil.promotion", "promoted" if promoted else "rejected"
+    )
+    client.set_model_version_tag(name, str(version), "vigil.promotion_reason", reason)
+    client.set_model_version_tag(name, str(version), "vigil.promotion_time", stamp)
+    client.set_model_version_tag(name, str(version), "vigil.forced", str(force).lower())
+    if promoted:
+        if prev_version is not None:
+            client.set_model_version_tag(name, str(version), TAG_PREVIOUS_CHAMPION, str(prev_version))
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        if (
+            _version_of(client, name, CHALLENGER) is not None
+            and int(_version_of(client, name, CHALLENGER).version) == version
+        ):
+            client.delete_registered_model_alias(name, CHALLENGER)
+    write_event(
+        settings,
+        "promote" if promoted else "reject",
+        version,
+        previous_version=prev_version,
+        metric=metric,
+        previous_metric=prev_metric,
+        forced=force,
+        reason=reason,
+        influx=influx,
+    )
+    log.info("promote: version %s %s (%s)", version, "promoted" if promoted else "rejected", reason)
+    return PromotionDecision(promoted, version, prev_version, metric, prev_metric, force, reason)
+
+
+def rollback(
+    settings: Settings, *, influx: InfluxClient | None = None, reason: str = ""
+) -> PromotionDecision:
+    """Move ``champion`` back to the version the current champion replaced."""
+    configure_mlflow(settings)
+    client = mlflow_client(settings)
+    name = settings.model_name
+    champion = _version_of(client, name, CHAMPION)
+    if champion is None:
+        raise PipelineError(f"{name} has no champion to roll back")
+    previous = champion.tags.get(TAG_PREVIOUS_CHAMPION)
+    if not previous:
+        raise PipelineError(
+            f"{name} version {champion.version} replaced no champion: nothing to roll back to"
+        )
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    client.set_model_version_tag(name, champion.version, "vigil.rolled_back", stamp)
+    client.set_model_version_tag(name, previous, "vigil.restored_by_rollback", stamp)
+    why = reason or f"rollback from {champion.version}"
+    write_event(
+        settings, "rollback", int(previous), previous_version=int(champion.version), reason=why, influx=influx
+    )
+    log.info("rollback: champion %s -> %s", champion.version, previous)
+    return PromotionDecision(True, int(previous), int(champion.version), float("nan"), None, False, why)
