@@ -38,6 +38,13 @@ def main() -> None:
         "trees=25,height=8": OnlineConfig(n_trees=25, height=8),
         "trees=10,height=6": OnlineConfig(n_trees=10, height=6),
         "calibration=none": OnlineConfig(calibration="none"),
+        # the NAB profile (pipelines/nab/runner.py): two named members, record threshold
+        "nab profile": OnlineConfig(
+            extreme_features=("f0", "f1"),
+            hst_member=False,
+            threshold_mode="record",
+            calibration_window=1_000_000,
+        ),
     }
     for name, cfg in variants.items():
         us = measure(cfg, a.n, a.features)

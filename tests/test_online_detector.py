@@ -132,3 +132,61 @@ def test_alarm_cooldown_is_per_key():
     assert cd.step("b", True) is True
     with pytest.raises(ValueError):
         AlarmCooldown(-1)
+
+
+def record_detector(**config) -> OnlineDetector:
+    cfg = OnlineConfig(
+        warmup=100,
+        window_size=50,
+        extreme_features=("cpu_z", "net_vol"),
+        hst_member=False,
+        threshold_mode="record",
+        calibration_window=100_000,
+        **config,
+    )
+    return OnlineDetector(FEATURES, cfg)
+
+
+def test_record_threshold_flags_only_points_beyond_the_whole_history():
+    det = record_detector()
+    rows = normal_rows(1500, seed=4)
+    flags = [det.process(x).is_anomaly for x in rows]
+    history_max = max(abs(x["cpu_z"]) for x in rows[100:])
+    n = det.n_seen - 100  # calibration history: every row after warm-up
+    assert det.threshold == pytest.approx(n / (n + 1))
+    # records in an i.i.d. stream are rare (about ln n per member): fewer than the same members
+    # flag under a rolling 0.995 quantile, which keeps flagging ~0.5 % of points for ever
+    quantile = OnlineDetector(
+        FEATURES, OnlineConfig(**{**det.config.to_dict(), "threshold_mode": "quantile"})
+    )
+    quantile_flags = [quantile.process(x).is_anomaly for x in rows]
+    assert 0 < sum(flags[200:]) < sum(quantile_flags[200:])
+    assert sum(flags[800:]) <= sum(flags[200:800])  # and rarer as the history grows
+    assert not det.score({"cpu_z": 0.99 * history_max, "mem_z": 0.0, "net_vol": 0.0}).is_anomaly
+    assert det.score({"cpu_z": 1.5 * history_max, "mem_z": 0.0, "net_vol": 0.0}).is_anomaly
+
+
+def test_named_extreme_members_are_ranked_separately():
+    det = record_detector()
+    for x in normal_rows(600, seed=5):
+        det.process(x)
+    # net_vol alone beyond its own history flags, though |net_vol| < |cpu_z| elsewhere
+    peak_vol = {"cpu_z": 0.0, "mem_z": 0.0, "net_vol": 6.0}
+    only_mem = {"cpu_z": 0.0, "mem_z": 9.0, "net_vol": 0.0}  # not a member: HST is off
+    assert det.score(peak_vol).is_anomaly and not det.score(only_mem).is_anomaly
+
+
+def test_record_mode_options_are_checked():
+    with pytest.raises(ValueError, match="record"):
+        OnlineConfig(threshold_mode="record", calibration="none")
+    with pytest.raises(ValueError, match="threshold_mode"):
+        OnlineConfig(threshold_mode="sometimes")
+    with pytest.raises(ValueError, match="extreme_features"):
+        OnlineDetector(FEATURES, OnlineConfig(extreme_features=("disk_z",)))
+
+
+def test_a_checkpoint_without_named_members_still_loads():
+    det = trained()
+    del det.__dict__["_member_ranks"]  # as pickled by the version before named members
+    clone = OnlineDetector.from_bytes(det.to_bytes())
+    assert clone.score(SPIKE) == trained().score(SPIKE)

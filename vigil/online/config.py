@@ -1,8 +1,10 @@
 """Every tunable of the online model, with its default, in one place.
 
-The defaults were chosen on the NAB subset in ``/work/shared/nab`` (see ``docs/nab.md``)
-under the per-sample cost budget of the detector (< ~100 µs for score + learn), so the
-same values serve the fleet-wide detector and ``vigil evaluate nab``.
+The defaults serve the fleet-wide detector under its per-sample cost budget (< ~100 µs
+for score + learn); they were first chosen on the NAB subset in ``/work/shared/nab``.
+``vigil evaluate nab`` runs a documented NAB profile of this config
+(``pipelines.nab.runner.nab_online_config``: record threshold, named extreme members);
+fields added since default to the earlier behaviour, so the detector is unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ class OnlineConfig:
     #: the scaler's z of every feature. "none" = HST only.
     extreme_member: Literal["none", "extreme"] = "extreme"
     extreme_suffix: str = "_z"
+    #: if not empty: these features (by exact name) are the extreme members instead, each
+    #: rank-calibrated on its own |x| (so a smoothed feature, whose |x| is naturally smaller,
+    #: is not drowned by a raw z in one max). Default empty: the suffix rule above.
+    extreme_features: tuple[str, ...] = ()
+    #: whether the HalfSpaceTrees member enters the score (the trees still learn and score;
+    #: False lets a caller rely on the extreme members alone, e.g. a univariate series).
+    hst_member: bool = True
     #: how the calibrated members combine: "max" (either member is sure) or "mean".
     member_mix: Literal["max", "mean"] = "max"
     calibration_min_history: int = 100
@@ -54,6 +63,12 @@ class OnlineConfig:
     threshold_quantile: float = 0.995  # rolling quantile of recent (calibrated) scores
     threshold_window: int = 2000  # how many recent scores the quantile looks at
     min_threshold: float = 0.5  # never flag below this score, whatever the quantile says
+    #: "quantile": the rolling ``threshold_quantile`` of recent scores (flags a fixed share of
+    #: points, about 1 - q, whatever the data). "record" (rank calibration only): flag a point
+    #: only when a member is beyond everything in its calibration history (a new record);
+    #: in a stable series records get rarer as the history grows (about ln n of n points),
+    #: so with a long ``calibration_window`` the false-alarm rate falls over time.
+    threshold_mode: Literal["quantile", "record"] = "quantile"
     # --- decision rule -----------------------------------------------------------------------
     warmup: int = 300  # samples seen before any point may be flagged
     #: rows muted after an alarm, per host (applied with AlarmCooldown by the caller)
@@ -77,6 +92,11 @@ class OnlineConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.calibration not in ("none", "rank", "likelihood"):
             raise ValueError(f"calibration must be 'none', 'rank' or 'likelihood', got {self.calibration!r}")
+        if self.threshold_mode not in ("quantile", "record"):
+            raise ValueError(f"threshold_mode must be 'quantile' or 'record', got {self.threshold_mode!r}")
+        if self.threshold_mode == "record" and self.calibration != "rank":
+            raise ValueError("threshold_mode='record' needs calibration='rank'")
+        self.extreme_features = tuple(self.extreme_features)
         if self.scale_clip <= 0:
             raise ValueError("scale_clip must be > 0")
 

@@ -88,7 +88,17 @@ class OnlineDetector:
         )
         self._ranks = RollingQuantile(0.5, c.calibration_window)
         self._ext_ranks = RollingQuantile(0.5, c.calibration_window)
-        self._extreme_features = [f for f in self.feature_names if f.endswith(c.extreme_suffix)]
+        if c.extreme_features:
+            unknown = [f for f in c.extreme_features if f not in self.feature_names]
+            if unknown:
+                raise ValueError(
+                    f"extreme_features {unknown} are not among the features {self.feature_names}"
+                )
+            self._extreme_features = list(c.extreme_features)
+        else:
+            self._extreme_features = [f for f in self.feature_names if f.endswith(c.extreme_suffix)]
+        #: one calibration history per named extreme member (empty with the suffix rule)
+        self._member_ranks = {f: RollingQuantile(0.5, c.calibration_window) for f in c.extreme_features}
         self._state = _State()
 
     # --- public API --------------------------------------------------------------------------
@@ -106,6 +116,10 @@ class OnlineDetector:
     def threshold(self) -> float:
         """The current decision threshold."""
         c = self.config
+        if c.threshold_mode == "record":
+            # a rank beyond the history's maximum is >= n / (n + 1) (RollingQuantile.rank)
+            n = len(self._ranks)
+            return max(c.min_threshold, n / (n + 1.0)) if n else max(c.min_threshold, 1.0)
         if len(self._quantile) == 0:
             return max(c.min_threshold, 1.0)
         return max(c.min_threshold, self._quantile.value())
@@ -119,10 +133,8 @@ class OnlineDetector:
         extreme = self._extreme(x, z)
         if c.calibration == "rank":
             ready = len(self._ranks) >= c.calibration_min_history
-            score = self._ranks.rank(raw) if ready else 0.0
-            if c.extreme_member == "extreme":
-                ext_score = self._ext_ranks.rank(extreme) if ready else 0.0
-                score = max(score, ext_score) if c.member_mix == "max" else 0.5 * (score + ext_score)
+            members = self._member_scores(x, raw, extreme) if ready else [0.0]
+            score = max(members) if c.member_mix == "max" else sum(members) / len(members)
         elif c.calibration == "likelihood":
             score = self._likelihood.calibrate(raw)
         else:
@@ -139,6 +151,17 @@ class OnlineDetector:
             warmup=warm,
             extreme_score=extreme,
         )
+
+    def _member_scores(self, x: Mapping[str, float], raw: float, extreme: float) -> list[float]:
+        """Rank-calibrated scores of the ensemble members (HST, then the extreme member(s))."""
+        c = self.config
+        members = [self._ranks.rank(raw)] if c.hst_member else []
+        if c.extreme_member == "extreme":
+            if self._member_ranks:
+                members += [ranks.rank(_abs_or_zero(x.get(f))) for f, ranks in self._member_ranks.items()]
+            else:
+                members.append(self._ext_ranks.rank(extreme))
+        return members or [0.0]
 
     def _extreme(self, x: Mapping[str, float], z: Mapping[str, float]) -> float:
         if self._extreme_features:
@@ -159,6 +182,8 @@ class OnlineDetector:
         if c.calibration == "rank" and not result.warmup:
             self._ranks.update(result.raw_score)
             self._ext_ranks.update(result.extreme_score)
+            for f, ranks in self._member_ranks.items():
+                ranks.update(_abs_or_zero(x.get(f)))
         elif c.calibration == "likelihood":
             self._likelihood.update(result.raw_score)
         if not result.warmup:
@@ -201,6 +226,11 @@ class OnlineDetector:
         return pd.DataFrame(out, index=frame.index, columns=columns)
 
     # --- checkpoints -------------------------------------------------------------------------
+    def __setstate__(self, state: dict) -> None:
+        # checkpoints written before named extreme members existed load with none
+        state.setdefault("_member_ranks", {})
+        self.__dict__.update(state)
+
     def to_bytes(self) -> bytes:
         """Serialise the whole model state (trees, scaler, threshold window, counters)."""
         return pickle.dumps(
@@ -217,6 +247,10 @@ class OnlineDetector:
         if not isinstance(detector, cls):
             raise ValueError(f"checkpoint holds {type(detector).__name__}, not {cls.__name__}")
         return detector
+
+
+def _abs_or_zero(v: float | None) -> float:
+    return abs(v) if v is not None and math.isfinite(v) else 0.0
 
 
 def _contributions(z: Mapping[str, float]) -> list[tuple[str, float]]:
