@@ -122,11 +122,32 @@ def register(run_id: str, validation: Path) -> None:
 @click.option("--version", type=int, help="Default: the challenger.")
 @click.option("--dataset", type=click.Path(exists=True, path_type=Path), help="Default: the challenger's.")
 @click.option("--force", is_flag=True, help="Promote without comparing (recorded as forced).")
-def promote(version: int | None, dataset: Path | None, force: bool) -> None:
-    """Make the challenger champion if it beats the champion on the same holdout."""
+@click.option("--backtest-from", help="Also require the backtest gate over [--backtest-from, --backtest-to).")
+@click.option("--backtest-to", help="End of the backtest gate's window (default now).")
+def promote(
+    version: int | None, dataset: Path | None, force: bool, backtest_from: str | None, backtest_to: str | None
+) -> None:
+    """Make the challenger champion if it beats the champion on the same holdout (and passes the gates)."""
     from pipelines.registry import promote as run
 
-    _emit(_run(run, get_settings(), version=version, dataset_path=dataset, force=force))
+    window = (backtest_from, backtest_to or "now") if backtest_from else None
+    _emit(
+        _run(run, get_settings(), version=version, dataset_path=dataset, force=force, backtest_window=window)
+    )
+
+
+@pipeline.command()
+@click.argument("model_uri")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option("--holdout-fraction", type=float, default=None, help="Default: the run's tag, else 0.25.")
+def robustness(model_uri: str, dataset: Path, holdout_fraction: float | None) -> None:
+    """F1 of MODEL_URI on DATASET's holdout under each seeded perturbation (nothing logged)."""
+    from pipelines.evaluate import evaluate as run
+
+    result = _run(
+        run, get_settings(), model_uri, dataset, holdout_fraction=holdout_fraction, log_to_run=False
+    )
+    _emit({k: v for k, v in result.metrics.items() if "robust" in k or k == "holdout_f1"})
 
 
 @pipeline.command()

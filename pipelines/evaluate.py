@@ -43,6 +43,7 @@ class EvaluationResult:
     png_path: Path
     json_path: Path
     holdout_rows: int
+    robustness_png_path: Path | None = None
 
 
 def holdout_fraction_of(settings: Settings, run_id: str | None) -> float:
@@ -61,14 +62,22 @@ def score_holdout(model: Any, holdout: pd.DataFrame) -> pd.DataFrame:
 
 
 def holdout_metrics(holdout: pd.DataFrame, predictions: pd.DataFrame, interval_s: int) -> dict[str, float]:
-    y = holdout["label"].to_numpy(dtype=np.int64)
+    return {f"holdout_{k}": v for k, v in window_metrics(holdout, predictions, interval_s).items()}
+
+
+def window_metrics(rows: pd.DataFrame, predictions: pd.DataFrame, interval_s: int) -> dict[str, float]:
+    """Point and event metrics of ``predictions`` against the labels of ``rows`` (unprefixed names).
+
+    The one definition ``evaluate`` (holdout) and ``backtest`` (any window) both report.
+    """
+    y = rows["label"].to_numpy(dtype=np.int64)
     scores = predictions["score"].to_numpy(dtype=float)
     threshold = float(predictions["threshold"].iloc[0]) if len(predictions) else float("inf")
     metrics = point_metrics(y, scores, threshold)
     alarms = predictions["is_anomaly"].to_numpy(dtype=int) == 1
-    metrics.update(event_metrics(holdout.reset_index(drop=True), alarms, interval_s))
+    metrics.update(event_metrics(rows.reset_index(drop=True), alarms, interval_s))
     metrics["threshold"] = threshold
-    return {f"holdout_{k}": float(v) for k, v in metrics.items()}
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def plot_scores(
@@ -111,12 +120,18 @@ def evaluate(
     out_dir: Path | None = None,
     log_to_run: bool = True,
     prefix: str = "",
+    with_robustness: bool = True,
 ) -> EvaluationResult:
     """Evaluate ``model_uri`` (``runs:/...``, ``models:/...``) on ``dataset_path``'s holdout.
 
     ``run_id`` (default: the run in a ``runs:/`` URI) supplies the holdout fraction and receives
     the metrics, the JSON and the PNG. ``prefix`` namespaces the metrics (``champion_`` when
     ``promote`` re-scores the champion on a challenger's holdout).
+
+    ``with_robustness`` (default) also re-scores the holdout under the seeded perturbations of
+    :mod:`pipelines.robustness` (seed ``settings.random_seed``) and adds ``robust_<p>_f1`` /
+    ``robust_<p>_pr_auc`` / ``robustness_f1`` to the metrics, so every evaluated run — and the
+    champion re-scored by ``promote`` — carries the numbers the robustness gate compares.
     """
     import mlflow
 
@@ -138,6 +153,15 @@ def evaluate(
         for k, v in holdout_metrics(holdout, predictions, settings.feature_interval_s).items()
     }
     out_dir = Path(out_dir or default_out_dir(settings) / "evaluate" / (run_id or "adhoc"))
+    robust_png = None
+    if with_robustness:
+        from pipelines.robustness import plot_robustness, robustness
+
+        rob = robustness(
+            model, holdout, seed=settings.random_seed, clean_f1=metrics[f"{prefix}{PRIMARY_METRIC}"]
+        )
+        metrics.update({f"{prefix}{k}": v for k, v in rob.metrics.items()})
+        robust_png = plot_robustness(rob, out_dir / f"{prefix}robustness.png", title=model_uri)
     png = plot_scores(holdout, predictions, out_dir / f"{prefix}holdout_scores.png", title=model_uri)
     json_path = write_json(out_dir / f"{prefix}holdout_metrics.json", {"model_uri": model_uri, **metrics})
     if run_id and log_to_run:
@@ -147,9 +171,15 @@ def evaluate(
                 client.log_metric(run_id, key, value)
         client.log_artifact(run_id, str(png), artifact_path="evaluation")
         client.log_artifact(run_id, str(json_path), artifact_path="evaluation")
+        if robust_png is not None:
+            client.log_artifact(run_id, str(robust_png), artifact_path="evaluation")
     log.info(
         "evaluate %s: %s",
         model_uri,
-        " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k.endswith(("f1", "pr_auc", "event_recall"))),
+        " ".join(
+            f"{k}={v:.3f}"
+            for k, v in metrics.items()
+            if k.endswith(("holdout_f1", "holdout_pr_auc", "event_recall", "robustness_f1"))
+        ),
     )
-    return EvaluationResult(model_uri, metrics, png, json_path, len(holdout))
+    return EvaluationResult(model_uri, metrics, png, json_path, len(holdout), robust_png)

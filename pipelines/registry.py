@@ -7,6 +7,12 @@
   holdout metric beats the current champion's *on the same holdout* (the champion is re-scored
   on the challenger's dataset) by ``settings.promotion_margin`` — or if there is no champion.
   ``force`` skips the comparison and is recorded as such.
+  Two extra gates then apply (only when there is a champion and ``force`` is off):
+  the **robustness gate** refuses a challenger whose ``robustness_f1`` (worst F1 under the
+  perturbations of :mod:`pipelines.robustness`) falls more than ``settings.robustness_tolerance``
+  below the champion's on the same perturbed holdout; the optional **backtest gate**
+  (``backtest_window=``) refuses one whose F1 over a past window falls more than
+  ``settings.backtest_tolerance`` below the champion's (:func:`pipelines.backtest.backtest_gate`).
 * ``rollback`` moves ``champion`` back to the version it replaced (each champion version carries
   a ``vigil.previous_champion`` tag written when it was promoted: the history is a chain).
 
@@ -18,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +44,7 @@ from pipelines.common import (
     mlflow_client,
 )
 from pipelines.evaluate import PRIMARY_METRIC, evaluate
+from pipelines.robustness import ROBUSTNESS_METRIC
 from vigil.influx import InfluxClient
 from vigil.model import CHALLENGER, CHAMPION
 from vigil.schema import MODEL_EVENTS
@@ -54,6 +62,21 @@ class RegisterResult:
 
 
 @dataclass
+class GateResult:
+    """One extra promotion check (``robustness``, ``backtest``): passed or not, and why."""
+
+    gate: str
+    passed: bool
+    reason: str
+    challenger_version: int | None
+    champion_version: int | None
+    challenger_metric: float | None = None
+    champion_metric: float | None = None
+    tolerance: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class PromotionDecision:
     promoted: bool
     version: int
@@ -62,6 +85,7 @@ class PromotionDecision:
     previous_metric: float | None
     forced: bool
     reason: str
+    gates: list[GateResult] = field(default_factory=list)
 
 
 def _version_of(client, name: str, alias: str):
@@ -121,6 +145,7 @@ def register(
     if TAG_DATASET_HASH not in run_tags:
         raise PipelineError(f"run {run_id} is not a training run (no {TAG_DATASET_HASH} tag)")
     holdout = {k: v for k, v in metrics.items() if k.startswith("holdout_")}
+    robust = {k: v for k, v in metrics.items() if k.startswith(("robust_", "robustness_"))}
     if PRIMARY_METRIC not in holdout:
         raise PipelineError(f"run {run_id} has no {PRIMARY_METRIC}: run `vigil pipeline evaluate` first")
     tags = {
@@ -131,6 +156,7 @@ def register(
         TAG_CODE_VERSION: run_tags.get(TAG_CODE_VERSION) or code_version(),
         TAG_VALIDATION: "passed" if validation_passed else "failed",
         **{f"metric.{k}": f"{v:.6g}" for k, v in holdout.items()},
+        **{f"metric.{k}": f"{v:.6g}" for k, v in robust.items()},
     }
     source = run_tags.get("vigil.logged_model_uri") or f"runs:/{run_id}/{artifact_name}"
     version = mlflow.register_model(source, settings.model_name, tags=tags)
@@ -154,8 +180,15 @@ def promote(
     dataset_path: str | Path | None = None,
     force: bool = False,
     influx: InfluxClient | None = None,
+    backtest_window: tuple[Any, Any] | None = None,
+    backtest_warmup: Any = None,
 ) -> PromotionDecision:
-    """Promote ``version`` (default: the challenger) to champion if it earns it; see module doc."""
+    """Promote ``version`` (default: the challenger) to champion if it earns it; see module doc.
+
+    ``backtest_window=(start, end)`` adds the backtest gate over that window of raw history
+    (``backtest_warmup`` of history before ``start`` warms the baselines; default
+    ``settings.detector_history_hours``, as the detector does).
+    """
     configure_mlflow(settings)
     client = mlflow_client(settings)
     name = settings.model_name
@@ -170,6 +203,7 @@ def promote(
     champion = _version_of(client, name, CHAMPION)
     prev_version = int(champion.version) if champion is not None else None
     prev_metric: float | None = None
+    gates: list[GateResult] = []
     if prev_version == version:
         raise PipelineError(f"version {version} is already the champion")
 
@@ -201,6 +235,27 @@ def promote(
                 False,
                 f"{PRIMARY_METRIC} {metric:.4f} <= champion {prev_metric:.4f} + {margin}",
             )
+        if promoted:
+            challenger_robust = _challenger_robustness(settings, mv, dataset)
+            champion_robust = champ_eval.metrics.get(f"champion_{ROBUSTNESS_METRIC}", float("nan"))
+            gates.append(robustness_gate(settings, version, prev_version, challenger_robust, champion_robust))
+        if promoted and gates[-1].passed and backtest_window is not None:
+            from pipelines.backtest import backtest_gate
+
+            gates.append(
+                backtest_gate(
+                    settings,
+                    version,
+                    prev_version,
+                    backtest_window,
+                    warmup=backtest_warmup,
+                    record=False,
+                    influx=influx,
+                )
+            )
+        failed = [g for g in gates if not g.passed]
+        if failed:
+            promoted, reason = False, failed[0].reason
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     client.set_model_version_tag(
@@ -209,6 +264,13 @@ def promote(
     client.set_model_version_tag(name, str(version), "vigil.promotion_reason", reason)
     client.set_model_version_tag(name, str(version), "vigil.promotion_time", stamp)
     client.set_model_version_tag(name, str(version), "vigil.forced", str(force).lower())
+    for gate in gates:
+        client.set_model_version_tag(
+            name,
+            str(version),
+            f"vigil.gate.{gate.gate}",
+            ("passed: " if gate.passed else "failed: ") + gate.reason,
+        )
     if promoted:
         if prev_version is not None:
             client.set_model_version_tag(name, str(version), TAG_PREVIOUS_CHAMPION, str(prev_version))
@@ -230,7 +292,49 @@ def promote(
         influx=influx,
     )
     log.info("promote: version %s %s (%s)", version, "promoted" if promoted else "rejected", reason)
-    return PromotionDecision(promoted, version, prev_version, metric, prev_metric, force, reason)
+    return PromotionDecision(promoted, version, prev_version, metric, prev_metric, force, reason, gates)
+
+
+def robustness_gate(
+    settings: Settings,
+    challenger_version: int,
+    champion_version: int | None,
+    challenger_robustness: float,
+    champion_robustness: float,
+    *,
+    tolerance: float | None = None,
+) -> GateResult:
+    """Refuse a challenger whose ``robustness_f1`` is more than ``tolerance`` below the champion's.
+
+    Both numbers must come from the same holdout and seed (``promote`` re-scores the champion on
+    the challenger's holdout, so the perturbed frames are identical). A missing (NaN) champion
+    value cannot be judged and passes, saying so.
+    """
+    tol = settings.robustness_tolerance if tolerance is None else tolerance
+    chall, champ = float(challenger_robustness), float(champion_robustness)
+    if not np.isfinite(champ) or champion_version is None:
+        passed, why = True, "no champion robustness to compare with"
+    elif np.isfinite(chall) and chall >= champ - tol:
+        passed, why = True, f"{ROBUSTNESS_METRIC} {chall:.4f} >= champion {champ:.4f} - {tol}"
+    else:
+        passed, why = False, f"{ROBUSTNESS_METRIC} {chall:.4f} < champion {champ:.4f} - {tol} (too fragile)"
+    return GateResult("robustness", passed, why, challenger_version, champion_version, chall, champ, tol)
+
+
+def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> float:
+    """The challenger's ``robustness_f1``: its version tag, else its run's metric, else computed now.
+
+    Computing it (for a run evaluated before robustness existed) goes through ``evaluate`` on the
+    challenger's own holdout and logs the numbers to its run, like any evaluation.
+    """
+    tag = mv.tags.get(f"metric.{ROBUSTNESS_METRIC}")
+    if tag is not None:
+        return float(tag)
+    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics.get(ROBUSTNESS_METRIC)
+    if logged is not None:
+        return float(logged)
+    ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
+    return ev.metrics[ROBUSTNESS_METRIC]
 
 
 def rollback(

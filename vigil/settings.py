@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     airflow_url: str | None = Field(None, description="Default http://bind_host:airflow_port.")
     airflow_username: str = "admin"
     airflow_password: SecretStr | None = Field(None, description="Default: the generated password file.")
-    airflow_task_retries: int = Field(2, description="Retries of a Vigil DAG task after an infrastructure error.")
+    airflow_task_retries: int = Field(
+        2, description="Retries of a Vigil DAG task after an infrastructure error."
+    )
     airflow_retry_delay_s: float = Field(
         30.0, description="First retry delay of a Vigil DAG task; doubles each retry (exponential backoff)."
     )
@@ -93,10 +95,33 @@ class Settings(BaseSettings):
         60, description="Most intervals read in one loop iteration when catching up."
     )
 
+    # --- scoring API and incident bundles (detector) ----------------------------------------
+    api_max_batch_rows: int = Field(10_000, description="Most rows one POST /predict/batch may carry.")
+    incident_before_min: float = Field(
+        10.0, description="Minutes of raw points kept in an incident bundle before the first alarm."
+    )
+    incident_after_min: float = Field(
+        5.0, description="Minutes of raw points kept after the last alarm (collected when they have passed)."
+    )
+    incident_cooldown_min: float = Field(
+        15.0, description="A host's alarms less than this apart belong to one episode (one bundle)."
+    )
+    incident_max_hosts: int = Field(
+        50, description="Most hosts whose raw points one incident bundle captures (others are listed)."
+    )
+
     # --- training ------------------------------------------------------------------------
     spark_master: str = "local[*]"
     random_seed: int = 42
     promotion_margin: float = Field(0.0, description="How much the challenger must beat the champion by.")
+    robustness_tolerance: float = Field(
+        0.05,
+        description="Promotion refuses a challenger whose robustness_f1 is more than this below the champion's.",
+    )
+    backtest_tolerance: float = Field(
+        0.02,
+        description="The backtest gate refuses a challenger whose backtest F1 is more than this below the champion's.",
+    )
 
     # --- stress target app -----------------------------------------------------------------
     target_port: int = 8090
