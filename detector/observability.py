@@ -1,23 +1,19 @@
-"""The detector's figures: Prometheus metrics, the stats point for Grafana, and /health.
+"""The detector's figures: Prometheus metrics and the stats point for Grafana.
 
 One :class:`DetectorMetrics` holds every counter; ``/metrics`` renders it in Prometheus
 text format and the loop writes the same numbers to ``vigil.schema.DETECTOR_STATS``, so
 Grafana and Prometheus never disagree. The registry is per instance (not the global
-one) so several detectors can live in one test process.
+one) so several detectors can live in one test process. ``/metrics`` and ``/health`` are
+served by :mod:`detector.api` (with the scoring API).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import Counter as PyCounter
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from vigil import schema
 from vigil.lineprotocol import Point
@@ -128,48 +124,3 @@ class DetectorMetrics:
             },
             time_ns,
         )
-
-
-class HealthServer:
-    """``/health`` (JSON; 200 when ready, 503 with reasons when not) and ``/metrics``, in a thread.
-
-    The standard library's server is enough for two read-only endpoints and adds no
-    event loop next to the scoring loop.
-    """
-
-    def __init__(self, host: str, port: int, metrics: DetectorMetrics, health: Callable[[], dict[str, Any]]):
-        metrics_ref, health_ref = metrics, health
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                path = self.path.split("?")[0]
-                if path == "/metrics":
-                    self._send(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
-                elif path in ("/health", "/healthz", "/"):
-                    body = health_ref()
-                    code = 200 if body.get("ready") else 503
-                    self._send(code, json.dumps(body, default=str).encode(), "application/json")
-                else:
-                    self._send(404, b'{"error": "not found"}', "application/json")
-
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("http: " + fmt, *args)
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="detector-http", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

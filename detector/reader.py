@@ -20,7 +20,15 @@ import pandas as pd
 from detector.sharding import ShardFilter
 from vigil.features import raw_queries
 from vigil.features.source import QUERY_GROUPS, RawFrames, group_key_name
-from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, tag_in, time_range
+from vigil.influx import (
+    InfluxClient,
+    InfluxError,
+    InfluxUnavailable,
+    quote_ident,
+    series_to_frame,
+    tag_in,
+    time_range,
+)
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,32 +40,11 @@ HOSTS_PER_QUERY = 200
 _GROUP_FIELDS = {group_key_name(k): [f.field for f in fields] for k, fields in QUERY_GROUPS.items()}
 
 
-def series_frame(series: list[dict]) -> pd.DataFrame:
-    """InfluxDB JSON series (one per host/device with GROUP BY) to one frame, in one pass.
-
-    ``vigil.influx.series_to_frame`` builds a DataFrame per series, which dominates the read at
-    thousands of hosts; this flattens rows and tags first and builds a single frame.
-    """
-    if not series:
-        return pd.DataFrame()
-    columns = series[0]["columns"]
-    tag_keys = sorted({k for s in series for k in (s.get("tags") or {})})
-    rows: list[list] = []
-    tag_cols: dict[str, list] = {k: [] for k in tag_keys}
-    for s in series:
-        values = s.get("values") or []
-        if s["columns"] != columns:  # different field sets: fall back to aligning by name
-            values = [[dict(zip(s["columns"], v, strict=True)).get(c) for c in columns] for v in values]
-        rows.extend(values)
-        tags = s.get("tags") or {}
-        for k in tag_keys:
-            tag_cols[k].extend([tags.get(k)] * len(values))
-    frame = pd.DataFrame(rows, columns=columns)
-    for k, col in tag_cols.items():
-        frame[k] = col
-    if "time" in frame.columns:
-        frame["time"] = pd.to_datetime(frame["time"], unit="ns", utc=True)
-    return frame
+#: One field per raw measurement the features read: what the point audits count.
+_COUNTED_FIELDS: dict[str, str] = {
+    m: next(f.field for k, fs in QUERY_GROUPS.items() if k[0] == m for f in fs)
+    for m in sorted({k[0] for k in QUERY_GROUPS})
+}
 
 
 class RawReader:
@@ -115,7 +102,8 @@ class RawReader:
 
     def _query(self, name: str, q: str) -> pd.DataFrame | None:
         try:
-            frame = series_frame(self._client().query(self.db, q, epoch="ns"))
+            frame = series_to_frame(self._client().query(self.db, q, epoch="ns"))
+            frame = frame.drop(columns=["_measurement"], errors="ignore")
         except InfluxUnavailable:
             raise
         except InfluxError as exc:
@@ -164,12 +152,8 @@ class RawReader:
 
         Used to notice points that arrived after their interval was closed (too late).
         """
-        measurements = sorted({k[0] for k in QUERY_GROUPS})
         total = 0
-        for m in measurements:
-            field = next(f.field for k, fs in QUERY_GROUPS.items() if k[0] == m for f in fs)
-            from vigil.influx import quote_ident
-
+        for m, field in _COUNTED_FIELDS.items():
             q = f"SELECT count({quote_ident(field)}) FROM {quote_ident(m)} WHERE {time_range(start, end)}"
             try:
                 series = self._client().query(self.db, q)
@@ -179,6 +163,38 @@ class RawReader:
                 for row in s.get("values", []):
                     total += int(row[1] or 0)
         return total
+
+    def count_duplicates(self, start: pd.Timestamp, end: pd.Timestamp) -> int | None:
+        """Extra points in ``[start, end)``: per series (measurement + all tags) and interval, the
+        points beyond the ``expected`` one(s) a collector sends (None if unknown).
+
+        Counted on the server (a subquery) so the answer is one row per measurement, whatever the
+        fleet size. ``expected`` = feature interval / collection interval (1 by default): a host
+        collected every 5 s into 10 s intervals has two points per interval, not a duplicate.
+        """
+        expected = max(
+            1, round(self.settings.feature_interval_s / max(self.settings.collect_interval_s, 1e-9))
+        )
+        window = time_range(start, end)
+        interval = int(self.settings.feature_interval_s)
+
+        def one(item: tuple[str, str]) -> int:
+            m, field = item
+            q = (
+                f'SELECT sum("c") AS "points", count("c") AS "cells" FROM ('
+                f'SELECT count({quote_ident(field)}) AS "c" FROM {quote_ident(m)} WHERE {window} '
+                f'GROUP BY time({interval}s), *) WHERE "c" > {expected} AND {window}'
+            )
+            extra = 0
+            for s in self._client().query(self.db, q):
+                for row in s.get("values", []):
+                    extra += int(row[1] or 0) - expected * int(row[2] or 0)
+            return extra
+
+        try:
+            return sum(self._pool.map(one, _COUNTED_FIELDS.items()))
+        except InfluxError:
+            return None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -82,11 +82,12 @@ def learn_mask(features: pd.DataFrame, learn_max: int) -> np.ndarray:
 
 
 def score_online(
-    online: OnlineDetector, features: pd.DataFrame, warm: np.ndarray, learn_max: int
+    online: OnlineDetector, features: pd.DataFrame, warm: np.ndarray, learn_max: int, learn: bool = True
 ) -> pd.DataFrame:
     """Score every row in time order; learn after scoring, only from rows not in warm-up.
 
-    ``OnlineDetector.learn`` itself refuses to learn points it flagged.
+    ``OnlineDetector.learn`` itself refuses to learn points it flagged. ``learn=False`` scores
+    only (``OnlineDetector.score`` is pure): the scoring API must never teach the model.
     """
     cols = ["score", "threshold", "is_anomaly", "warmup"] + [
         f"top{k}_{p}" for k in (1, 2, 3) for p in ("feature", "contribution")
@@ -95,7 +96,7 @@ def score_online(
         return pd.DataFrame(columns=cols)
     order = np.argsort(pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy(), kind="stable")
     x = features[list(ONLINE_FEATURES)].to_numpy(dtype=float)
-    learnable = learn_mask(features, learn_max) & ~warm
+    learnable = learn_mask(features, learn_max) & ~warm if learn else np.zeros(len(features), dtype=bool)
     out: list[tuple] = [()] * len(features)
     names = ONLINE_FEATURES
     for i in order:
@@ -136,11 +137,13 @@ def score_features(
     warm: np.ndarray,
     learn_max: int,
     on_error: Callable[[str, int], None] | None = None,
+    learn: bool = True,
 ) -> Scored:
-    """Both models and the combined decision for every feature row."""
+    """Both models and the combined decision for every feature row (``learn=False``: the online
+    model only scores, as the scoring API needs)."""
     keys = features[["host", "time"]].reset_index(drop=True)
     features = features.reset_index(drop=True)
-    on = score_online(online, features, warm, learn_max)
+    on = score_online(online, features, warm, learn_max, learn=learn)
     batch = None
     if champion is not None and not features.empty:
         try:

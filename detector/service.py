@@ -26,12 +26,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from detector.champion import ChampionWatcher
-from detector.observability import DetectorMetrics, HealthServer
+from detector.incidents import IncidentRecorder, models_in_force
+from detector.observability import DetectorMetrics
 from detector.predictions import prediction_lines
 from detector.reader import RawReader
 from detector.scoring import (
@@ -50,6 +51,9 @@ from vigil.influx import InfluxClient, InfluxUnavailable
 from vigil.model import LoadedModel
 from vigil.online import OnlineDetector
 from vigil.settings import Settings
+
+if TYPE_CHECKING:
+    from detector.api import DetectorHttpServer
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +107,20 @@ class Detector:
             max_backoff_s=MAX_BACKOFF_S,
         )
         self.watcher = ChampionWatcher(settings, on_error=self.metrics.error, on_swap=self._on_swap)
+        self.incidents = IncidentRecorder(settings, on_error=self.metrics.error)
         self.metrics.set_model(settings.model_name, None)
         self.stop_event = threading.Event()
+        #: Held while the loop mutates the feature state or the online model, so the scoring API
+        #: (other threads) copies a consistent view; never held across I/O.
+        self.state_lock = threading.Lock()
+        self.champion_loaded_at: float | None = None
         self.iterations = 0
         self.last_ok: float | None = None
         self.read_error: str | None = None
         self._read_failures = 0
         self._next_read = 0.0
         self._heartbeat = time.time()
-        self._prev_window: tuple[int, int, int] | None = None  # (start, end, points counted)
+        self._prev_window: tuple[int, int, int, int | None] | None = None  # (start, end, points, duplicates)
         self._databases_ready = False
         self.host_last_seen: dict[str, int] = {}
         self.last_features: pd.DataFrame | None = None
@@ -133,6 +142,7 @@ class Detector:
         return t_ns - t_ns % self.interval_ns
 
     def _on_swap(self, model: LoadedModel) -> None:
+        self.champion_loaded_at = time.time()
         self.metrics.set_model(model.name, model.version)
 
     @property
@@ -178,6 +188,11 @@ class Detector:
                 self._read_failures = 0
                 self.read_error = None
                 self.last_ok = time.time()
+        try:
+            self.incidents.poll(self.watermark_ns)  # hands finished windows to the capture thread
+        except Exception:  # noqa: BLE001 - the flight recorder must never stop the detector
+            self.metrics.error("incident_failed")
+            log.exception("incident recorder failed")
         before = self.sink.written
         self.sink.flush()
         self.metrics.add(predictions=self.sink.written - before)
@@ -210,7 +225,8 @@ class Detector:
         result.rows_read = rows
         self.metrics.add(points_read=rows)
         result.warm_started = self._warm_start(raw, lo)
-        base, features = self.pipeline.update(raw)
+        with self.state_lock:
+            base, features = self.pipeline.update(raw)
         self.last_features = features
         if not base.empty:
             self.metrics.error(
@@ -232,30 +248,46 @@ class Detector:
         start = pd.Timestamp(self._floor(lo - int(hours * 3600 * NS)), tz="UTC")
         history, n = self.reader.read(start, pd.Timestamp(lo, tz="UTC"), hosts=new)
         if n:
-            self.pipeline.update(history)
+            with self.state_lock:
+                self.pipeline.update(history)
             log.info("warm-started %d new host(s) from %d history rows", len(new), n)
         return new
 
     def _audit_late(self, lo: int, hi: int) -> None:
-        """Count points that landed in the previous window after it was read (too late)."""
+        """Count points that landed in the previous window after it was read (too late), and
+        duplicated points (``duplicate_point``: extra points of one series in one interval).
+
+        A window's duplicates are counted when it is read and again when it is recounted one
+        iteration later; the increase is the duplicates that arrived late, so each extra point
+        is counted once (a late duplicate also counts as ``late_point``).
+        """
         prev = self._prev_window
         if prev is not None:
-            recount = self.reader.count_points(
-                pd.Timestamp(prev[0], tz="UTC"), pd.Timestamp(prev[1], tz="UTC")
-            )
+            p_lo, p_hi = pd.Timestamp(prev[0], tz="UTC"), pd.Timestamp(prev[1], tz="UTC")
+            recount = self.reader.count_points(p_lo, p_hi)
             if recount is not None and recount > prev[2]:
                 self.metrics.error("late_point", recount - prev[2])
                 log.warning("%d point(s) arrived after their interval was scored", recount - prev[2])
-        count = self.reader.count_points(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
-        self._prev_window = (lo, hi, count) if count is not None else None
+            if recount is not None and recount > prev[2] and prev[3] is not None:
+                redup = self.reader.count_duplicates(p_lo, p_hi)
+                if redup is not None and redup > prev[3]:
+                    self.metrics.error("duplicate_point", redup - prev[3])
+        w_lo, w_hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+        count = self.reader.count_points(w_lo, w_hi)
+        dups = self.reader.count_duplicates(w_lo, w_hi) if count else 0
+        if dups:
+            self.metrics.error("duplicate_point", dups)
+            log.warning("%d duplicated point(s) in the window just read", dups)
+        self._prev_window = (lo, hi, count, dups) if count is not None else None
 
     def _score_and_write(self, features: pd.DataFrame, result: IterationResult) -> None:
         settings = self.settings
         warm = host_warmup(features, self.pipeline.builder.seen, settings.warmup_intervals)
         champion = self.champion
-        scored = score_features(
-            features, self.online, champion, warm, settings.detector_online_learn_max, self.metrics.error
-        )
+        with self.state_lock:
+            scored = score_features(
+                features, self.online, champion, warm, settings.detector_online_learn_max, self.metrics.error
+            )
         lines = prediction_lines(
             scored.online,
             model=ONLINE_MODEL_NAME,
@@ -280,12 +312,25 @@ class Detector:
         )
         self.sink.add(lines)
         anomalies = int(scored.combined["is_anomaly"].sum())
+        if anomalies:
+            self._record_incidents(scored, champion)
         last = pd.to_datetime(features["time"], utc=True).astype("int64")
         for host, t in zip(features["host"].astype(str), last, strict=True):
             if t > self.host_last_seen.get(host, 0):
                 self.host_last_seen[host] = int(t)
         result.host_intervals, result.anomalies, result.lines = len(features), anomalies, len(lines)
         self.metrics.add(host_intervals=len(features), anomalies=anomalies)
+
+    def _record_incidents(self, scored: Any, champion: LoadedModel | None) -> None:
+        try:
+            batch_threshold = None
+            if scored.batch is not None and not scored.batch.empty:
+                batch_threshold = float(scored.batch["threshold"].iloc[0])
+            models = models_in_force(champion, batch_threshold, float(self.online.threshold), self.settings)
+            self.incidents.observe(scored.combined, models)
+        except Exception:  # noqa: BLE001 - the flight recorder must never stop the detector
+            self.metrics.error("incident_failed")
+            log.exception("incident recorder failed")
 
     # --- state -------------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -358,11 +403,14 @@ class Detector:
             signal.signal(sig, lambda *_: self.stop_event.set())
         server = None
         if serve_http:
-            server = HealthServer(
-                self.settings.bind_host, self.settings.detector_port, self.metrics, self.health
+            from detector.api import serve_detector  # FastAPI is imported only by a serving detector
+
+            server = serve_detector(self)
+            log.info(
+                "detector http on %s:%d (/health, /metrics, /version, /predict)",
+                self.settings.bind_host,
+                server.port,
             )
-            server.start()
-            log.info("detector http on %s:%d (/health, /metrics)", self.settings.bind_host, server.port)
         self.watcher.check_once()  # score the first intervals with the champion if there is one
         log.info("detector shard %s mode %s", self.shard_label, self.watcher.status.mode)
         self.watcher.start()
@@ -387,7 +435,7 @@ class Detector:
             self.shutdown(server)
         return 0
 
-    def shutdown(self, server: HealthServer | None = None) -> None:
+    def shutdown(self, server: DetectorHttpServer | None = None) -> None:
         """Drain: flush what can be written, persist the rest, checkpoint, stop threads."""
         log.info("detector stopping: draining %d buffered predictions", self.sink.buffered)
         self.watcher.stop()
@@ -396,6 +444,7 @@ class Detector:
             if self.sink.buffered == 0:
                 break
         self.checkpoint()
+        self.incidents.close()
         self.reader.close()
         if server is not None:
             server.stop()

@@ -91,6 +91,7 @@ class DetectionReport:
     load_errors: list[str] = field(default_factory=list)
     interrupted: bool = False
     files: dict[str, str] = field(default_factory=dict)
+    incident: dict[str, Any] | None = None  # the detector's incident bundle for this host and window
 
     @property
     def outcome(self) -> str:
@@ -282,6 +283,49 @@ def _secs(value: float | None) -> str:
     return "—" if value is None else f"{value:g} s"
 
 
+def _incident_cell(incident: dict[str, Any] | None) -> str:
+    if not incident:
+        return "none recorded"
+    return f"[`{incident['id']}`]({incident['path']}) ({incident['status']}; `vigil incidents show {incident['id']}`)"
+
+
+def link_incident(report: DetectionReport, window: Window, incidents_dir: Path | None) -> None:
+    """Set ``report.incident`` to the incident in which the report's host alarmed during the
+    window (start to end + grace): the earliest such alarm among the bundles' ``meta.json``.
+
+    Read from the bundle format (docs/api_and_incidents.md), not through ``detector``: stress
+    imports only ``vigil``. An unreadable meta is skipped (``vigil incidents list`` flags it).
+    """
+    if incidents_dir is None or not incidents_dir.is_dir():
+        return
+    best: tuple[int, dict[str, Any]] | None = None
+    for meta_path in sorted(incidents_dir.glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+            ep = (meta.get("hosts") or {}).get(report.host)
+            first, last = (int(ep["first_alarm_ns"]), int(ep["last_alarm_ns"])) if ep else (0, -1)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if (
+            ep
+            and first < window.detect_end_ns
+            and last >= window.start_ns
+            and (best is None or first < best[0])
+        ):
+            best = (first, {"id": meta.get("id"), "status": meta.get("status"), "path": str(meta_path.parent),
+                            "first_alarm": ep.get("first_alarm"), "last_alarm": ep.get("last_alarm")})  # fmt: skip
+    if best:
+        report.incident = best[1]
+
+
+def find_incidents_dir(out_dir: Path) -> Path | None:
+    """``<run_dir>/incidents`` for a report written under ``<run_dir>/reports/...`` (the default)."""
+    for parent in out_dir.resolve().parents:
+        if (parent / "incidents").is_dir():
+            return parent / "incidents"
+    return None
+
+
 def render_markdown(report: DetectionReport, plot_name: str | None = "report.png") -> str:
     r = report
     rows = [
@@ -302,6 +346,7 @@ def render_markdown(report: DetectionReport, plot_name: str | None = "report.png
         (f"false alarms ({r.lookback_s:g} s before, and after the grace)", r.false_alarms),
         ("predictions in window / total examined", f"{r.predictions_in_window} / {r.predictions_total}"),
         ("predictions cover until", r.covered_until),
+        ("incident bundle", _incident_cell(r.incident)),
     ]
     lines = [
         f"# Stress report: `{r.scenario}`",
@@ -438,9 +483,15 @@ def write_report(
     predictions: pd.DataFrame,
     metrics: pd.DataFrame,
     metric_names: tuple[str, ...],
+    incidents_dir: Path | None = None,
 ) -> DetectionReport:
-    """Write report.md, report.json and report.png into ``out_dir``; the paths go into ``report.files``."""
+    """Write report.md, report.json and report.png into ``out_dir``; the paths go into ``report.files``.
+
+    The incident the detector recorded for this host in the window is linked; its folder is
+    ``incidents_dir``, by default the ``incidents`` folder of the run folder holding ``out_dir``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    link_incident(report, window, incidents_dir or find_incidents_dir(out_dir))
     png = plot_report(report, window, predictions, metrics, metric_names, out_dir / "report.png")
     md = out_dir / "report.md"
     js = out_dir / "report.json"

@@ -1,8 +1,9 @@
 """``vigil replay`` against a real InfluxDB: a faithful replay equals its source (modulo the time
 shift), perturbations are exact and deterministic per seed, the same input + model + seed gives
 the same predictions (the detector's own loop, in process, on a virtual clock), injected
-disorder shows up in the detector's ``late_point`` counter, and bad input (an empty window, a
-bundle with a missing file or a malformed line) is a clear error with nothing written."""
+disorder and duplicates show up in the detector's ``late_point`` and ``duplicate_point``
+counters, and bad input (an empty window, a bundle with a missing file or a malformed line) is a
+clear error with nothing written."""
 
 from __future__ import annotations
 
@@ -192,11 +193,14 @@ def test_same_input_model_and_seed_give_the_same_predictions_and_disorder_is_cou
     # disorder: points sent after their interval was read are counted by the detector, exactly
     assert plan_a.stats.late > 0
     assert errors_a.get("late_point") == errors_b.get("late_point") == plan_a.stats.late
+    # duplicates (1 ms apart, so both are stored) are counted by the detector, exactly
+    assert plan_a.stats.duplicated > 0
+    assert errors_a.get("duplicate_point") == errors_b.get("duplicate_point") == plan_a.stats.duplicated
     # a faithful replay of the same input: nothing late
     _, pred_clean, errors_clean = drive_detector(
         settings, tmp_path / "c", s, seeded, "replay_det_c", Perturbation(), champion
     )
-    assert "late_point" not in errors_clean
+    assert "late_point" not in errors_clean and "duplicate_point" not in errors_clean
     assert len(pred_clean) == len(pred_a)
 
 

@@ -258,20 +258,41 @@ class InfluxClient:
 
 
 def series_to_frame(series: list[dict[str, Any]]) -> pd.DataFrame:
-    """Flatten InfluxDB JSON series (each with optional ``tags``) into one frame."""
-    frames = []
-    for s in series:
-        frame = pd.DataFrame(s.get("values", []), columns=s["columns"])
-        frame.insert(0, "_measurement", s.get("name", ""))
-        for key, value in (s.get("tags") or {}).items():
-            frame[key] = value
-        frames.append(frame)
-    if not frames:
+    """Flatten InfluxDB JSON series (each with optional ``tags``) into one frame.
+
+    Output: the series' columns (``time`` as UTC datetimes), ``_measurement`` first, and one
+    column per tag key (missing where a series lacks that tag). Built in one pass — rows and
+    tags are flattened first and one DataFrame is made — because a ``GROUP BY host`` answer
+    holds one series per host and a frame per series dominates the read at thousands of hosts.
+    Series with different column lists (e.g. ``SELECT *`` over measurements with other fields)
+    are aligned by column name.
+    """
+    if not series:
         return pd.DataFrame()
-    out = pd.concat(frames, ignore_index=True)
-    if "time" in out.columns:
-        out["time"] = pd.to_datetime(out["time"], unit="ns", utc=True)
-    return out
+    columns: list[str] = list(series[0]["columns"])
+    for s in series[1:]:
+        if s["columns"] != columns:
+            columns += [c for c in s["columns"] if c not in columns]
+    tag_keys = sorted({k for s in series for k in (s.get("tags") or {})})
+    rows: list[list[Any]] = []
+    names: list[str] = []
+    tag_cols: dict[str, list[Any]] = {k: [] for k in tag_keys}
+    for s in series:
+        values = s.get("values") or []
+        if s["columns"] != columns:  # another field set: align by name
+            values = [[dict(zip(s["columns"], v, strict=True)).get(c) for c in columns] for v in values]
+        rows.extend(values)
+        names.extend([s.get("name", "")] * len(values))
+        tags = s.get("tags") or {}
+        for k in tag_keys:
+            tag_cols[k].extend([tags.get(k)] * len(values))
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.insert(0, "_measurement", names)
+    for k, col in tag_cols.items():  # a tag named like a field overwrites it, as it always did
+        frame[k] = col
+    if "time" in frame.columns:
+        frame["time"] = pd.to_datetime(frame["time"], unit="ns", utc=True)
+    return frame
 
 
 def _error_text(resp: requests.Response) -> str:

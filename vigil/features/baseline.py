@@ -98,6 +98,27 @@ class FeatureBuilder:
         if idx is not None:
             self._reset_rows(np.array([idx]))
 
+    def subset(self, hosts: Sequence[str], keep_time: bool = True) -> FeatureBuilder:
+        """A new builder with copies of the baselines of ``hosts`` (unknown ones left out).
+
+        Why: the scoring API scores rows against a host's baseline without moving it, so it
+        works on a copy of just the hosts it needs (copying 10,000 hosts per request would cost
+        more than scoring). ``keep_time=False`` forgets the last absorbed time, so rows at or
+        before it are scored instead of dropped as already seen.
+        """
+        out = FeatureBuilder(self.metrics, self.config)
+        out.floor = self.floor.copy()
+        known = [h for h in dict.fromkeys(hosts) if h in self._s.hosts]
+        if not known:
+            return out
+        src = np.fromiter((self._s.hosts[h] for h in known), dtype=np.int64, count=len(known))
+        dst = out._index(known)
+        for name in ("n", "mu", "var", "buf_x", "buf_z", "n_host", "pos", "last_time"):
+            getattr(out._s, name)[dst] = getattr(self._s, name)[src]
+        if not keep_time:
+            out._s.last_time[dst] = np.datetime64("NaT")
+        return out
+
     def to_bytes(self) -> bytes:
         return pickle.dumps((self.metrics, self.config, self.floor, self._s), protocol=5)
 

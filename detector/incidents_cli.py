@@ -1,0 +1,71 @@
+"""``vigil incidents list`` / ``vigil incidents show ID``: the detector's incident bundles."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from vigil.settings import get_settings
+
+
+@click.group()
+def incidents() -> None:
+    """Incident bundles the detector recorded (run_dir/incidents)."""
+
+
+@incidents.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per incident.")
+def list_cmd(as_json: bool) -> None:
+    """Every incident, newest first: id, status, first alarm, hosts, raw points; damaged ones flagged."""
+    from detector.incidents import incidents_root, list_incidents
+
+    root = incidents_root(get_settings())
+    found = list_incidents(root)
+    if not found:
+        click.echo(f"no incidents in {root}")
+        return
+    for folder, meta, error in found:
+        if as_json:
+            click.echo(json.dumps({"id": folder.name, "error": error} if meta is None else _summary(meta)))
+        elif meta is None:
+            click.echo(f"{folder.name:28}  DAMAGED  {error}")
+        else:
+            s = _summary(meta)
+            click.echo(
+                f"{s['id']:28}  {s['status']:8}  {s['first_alarm']}  {len(s['hosts'])} host(s): "
+                f"{', '.join(s['hosts'][:5])}{' …' if len(s['hosts']) > 5 else ''}  {s['events']} raw points"
+            )
+
+
+def _summary(meta: dict) -> dict:
+    return {
+        "id": meta["id"],
+        "status": meta["status"],
+        "first_alarm": meta.get("first_alarm"),
+        "last_alarm": meta.get("last_alarm"),
+        "hosts": sorted(meta.get("hosts") or {}),
+        "events": meta.get("events", 0),
+    }
+
+
+@incidents.command("show")
+@click.argument("incident_id")
+def show_cmd(incident_id: str) -> None:
+    """The report of one incident (its report.md, or its meta while it is still open)."""
+    from detector.incidents import REPORT, IncidentError, incidents_root, load_incident
+
+    root = incidents_root(get_settings())
+    if "/" in incident_id or incident_id in ("", ".", ".."):
+        raise click.ClickException(f"not an incident id: {incident_id!r}")
+    folder = root / incident_id
+    try:
+        meta = load_incident(folder)
+    except IncidentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if meta["status"] == "complete":
+        click.echo((folder / REPORT).read_text())
+        click.echo(f"bundle: {folder}")
+    else:
+        click.echo(f"incident {meta['id']} is open (its after-window has not passed yet); meta so far:")
+        click.echo(json.dumps(meta, indent=2))
