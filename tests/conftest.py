@@ -87,3 +87,16 @@ def grafana_settings(settings: Settings, grafana_history) -> Settings:
     return settings.model_copy(
         update={"influx_raw_db": grafana_history.raw_db, "influx_vigil_db": grafana_history.vigil_db}
     )
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
+    """A real ``airflow standalone`` (stack manager code) whose tasks use the session's InfluxDB/MLflow.
+
+    Yields ``(settings, AirflowClient)``; shared by the REST, CLI and browser tests (start ~60-90 s).
+    """
+    from airflow_stack import run_airflow, stack_settings
+
+    settings = stack_settings(mlflow_settings, tmp_path_factory.mktemp("stack"))
+    for client in run_airflow(settings):
+        yield settings, client

@@ -1,0 +1,136 @@
+"""The user's path through the REST API v2 and ``vigil retrain``, against a real ``airflow standalone``.
+
+The stack (one Airflow for this module and the browser test) runs the real DAG files; its tasks
+use the session's InfluxDB and MLflow with seeded history.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from vigil.airflow_client import AirflowApiError, AirflowClient, TaskChange
+from vigil.settings import PROJECT_ROOT, Settings
+from vigil.stack.services import settings_env
+
+pytestmark = pytest.mark.slow
+
+#: What the trigger form sends: every Param, as the form shows it (here with its defaults changed a little).
+UI_FORM_CONF = {
+    "lookback_hours": 6,
+    "engine": "sklearn",
+    "model_families": ["isolation_forest", "lof"],
+    "grid_size": "small",
+    "promotion_margin": 0.0,
+    "backtest_hours": 6,
+    "force_promote": False,
+    "dry_run": False,
+}
+
+
+def champion(settings: Settings) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    try:
+        return client.get_model_version_by_alias(settings.model_name, "champion")
+    except MlflowException:
+        return None
+
+
+def test_rest_trigger_with_form_conf_trains_and_promotes_a_champion(
+    airflow_stack: tuple[Settings, AirflowClient],
+) -> None:
+    settings, client = airflow_stack
+    assert client.import_errors() == []
+    assert champion(settings) is None
+    client.unpause("vigil_retrain")
+    run_id = client.trigger("vigil_retrain", UI_FORM_CONF)
+    changes: list[TaskChange] = []
+    outcome = client.follow("vigil_retrain", run_id, on_change=changes.append, timeout_s=900)
+    print("per task seconds:", {k: round(v, 1) for k, v in outcome.durations.items()})
+    assert outcome.state == "success", outcome.tasks
+    assert outcome.tasks["promote"] == "success" and outcome.tasks["skip_training"] == "skipped"
+    assert {c.task_id for c in changes if c.new == "success"} >= {
+        "extract",
+        "validate",
+        "train_sklearn",
+        "summary",
+    }
+    summary = client.xcom("vigil_retrain", run_id, "summary")
+    found = champion(settings)
+    assert found is not None and summary["champion_version"] == int(found.version)
+    assert summary["promoted"] is True and summary["mlflow_run_url"].startswith(settings.mlflow_uri)
+    run = client.get_run("vigil_retrain", run_id)
+    assert run["conf"]["lookback_hours"] == 6 and run["run_type"] == "manual"
+
+
+def test_rest_refuses_a_conf_outside_the_params_schema(airflow_stack: tuple[Settings, AirflowClient]) -> None:
+    _, client = airflow_stack
+    with pytest.raises(AirflowApiError) as err:
+        client.trigger("vigil_retrain", {**UI_FORM_CONF, "engine": "tensorflow"})
+    assert err.value.status == 400 and "tensorflow" in str(err.value)
+
+
+def test_vigil_retrain_cli_follows_the_run_and_promotes_a_new_champion(
+    airflow_stack: tuple[Settings, AirflowClient],
+) -> None:
+    settings, _ = airflow_stack
+    before = champion(settings)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vigil.cli",
+            "retrain",
+            "--lookback-hours",
+            "6",
+            "--grid",
+            "small",
+            "--force-promote",
+        ],
+        env={**settings_env(settings), "PATH": "/usr/bin:/bin"},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    print(proc.stdout[-4000:], proc.stderr[-2000:])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "triggered vigil_retrain run manual__" in out
+    assert f"Airflow UI: {settings.airflow_base_url}/dags/vigil_retrain/runs/manual__" in out
+    for task_id in (
+        "check_services",
+        "extract",
+        "validate",
+        "drift",
+        "decide",
+        "train_sklearn",
+        "promote",
+        "summary",
+    ):
+        assert f"{task_id}" in out and "-> success" in out, task_id
+    assert ": success in " in out and '"promoted": true' in out
+    after = champion(settings)
+    assert after is not None and int(after.version) > int(before.version if before else 0)
+
+
+def test_rollback_dag_restores_the_previous_champion(airflow_stack: tuple[Settings, AirflowClient]) -> None:
+    """After the CLI's forced promotion the champion has a predecessor; vigil_rollback (no version) returns to it."""
+    settings, client = airflow_stack
+    current = champion(settings)
+    previous = current.tags.get("vigil.previous_champion")
+    assert previous, "the forced promotion recorded the champion it replaced"
+    client.unpause("vigil_rollback")
+    run_id = client.trigger("vigil_rollback", {"version": None, "reason": "test rollback"})
+    outcome = client.follow("vigil_rollback", run_id, timeout_s=300)
+    assert outcome.state == "success", outcome.tasks
+    assert champion(settings).version == previous
+    result = client.xcom("vigil_rollback", run_id, "rollback")
+    assert result["version"] == int(previous) and result["previous_version"] == int(current.version)
