@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from detector.champion import ChampionWatcher
@@ -42,14 +43,16 @@ from detector.scoring import (
     host_warmup,
     online_config,
     score_features,
+    score_online,
 )
 from detector.sharding import ShardFilter
 from detector.sink import PredictionSink
 from detector.state import Checkpoint, load_checkpoint, save_checkpoint
 from vigil.features import FeaturePipeline
-from vigil.influx import InfluxClient, InfluxUnavailable
+from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident
 from vigil.model import LoadedModel
 from vigil.online import OnlineDetector
+from vigil.schema import RAW_MEM
 from vigil.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,6 +63,9 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 #: Longest wait between retries while InfluxDB is down (keeps catch-up prompt once it is back).
 MAX_BACKOFF_S = 10.0
+#: Bounds of the online model's one-off warm start from fleet history (see _warm_online_from_fleet).
+ONLINE_WARM_HOURS = 2.0
+ONLINE_WARM_HOSTS = 20
 
 
 @dataclass
@@ -124,6 +130,7 @@ class Detector:
         self._databases_ready = False
         self.host_last_seen: dict[str, int] = {}
         self.last_features: pd.DataFrame | None = None
+        self._online_warm_tried = False
         ckpt = load_checkpoint(self.checkpoint_path)
         if ckpt is not None:
             self.watermark_ns: int | None = ckpt.watermark_ns
@@ -224,6 +231,8 @@ class Detector:
         raw, rows = self.reader.read(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
         result.rows_read = rows
         self.metrics.add(points_read=rows)
+        if not self._online_warm_tried:
+            self._warm_online_from_fleet(lo)
         result.warm_started = self._warm_start(raw, lo)
         with self.state_lock:
             base, features = self.pipeline.update(raw)
@@ -249,9 +258,77 @@ class Detector:
         history, n = self.reader.read(start, pd.Timestamp(lo, tz="UTC"), hosts=new)
         if n:
             with self.state_lock:
-                self.pipeline.update(history)
-            log.info("warm-started %d new host(s) from %d history rows", len(new), n)
+                _, history_features = self.pipeline.update(history)
+                taught = self._teach_online_from_history(history_features)
+            log.info(
+                "warm-started %d new host(s) from %d history rows (online model taught %d rows)",
+                len(new),
+                n,
+                taught,
+            )
         return new
+
+    def _warm_online_from_fleet(self, lo: int) -> None:
+        """Once per process: teach a young online model the fleet's recent history.
+
+        Why: the online model is fleet-wide, but a host's own warm start only happens when that
+        host reports live. A small live fleet (the demo: one real machine beside seeded hosts)
+        would keep the model in warm-up for ``config.warmup`` live intervals (~50 min at 10 s).
+        Bounded whatever the fleet size: at most ``ONLINE_WARM_HOSTS`` hosts (the first by name)
+        and ``ONLINE_WARM_HOURS`` of their history, featurised with a throw-away pipeline so the
+        live baselines are not touched (each host still gets its own warm start).
+        """
+        self._online_warm_tried = True
+        hours = min(self.settings.detector_history_hours, ONLINE_WARM_HOURS)
+        if hours <= 0 or self.online.n_seen >= self.online.config.warmup:
+            return
+        q = (
+            f"SHOW TAG VALUES FROM {quote_ident(RAW_MEM)} WITH KEY = {quote_ident('host')} "
+            f"LIMIT {ONLINE_WARM_HOSTS}"
+        )
+        try:
+            series = self.write_client.query(self.settings.influx_raw_db, q)
+            hosts = sorted({str(v[1]) for sr in series for v in sr.get("values") or []})
+            hosts = [h for h in hosts if self.shard.owns(h)]
+            if not hosts:
+                return
+            start = pd.Timestamp(self._floor(lo - int(hours * 3600 * NS)), tz="UTC")
+            history, n = self.reader.read(start, pd.Timestamp(lo, tz="UTC"), hosts=hosts)
+        except InfluxError as exc:  # InfluxUnavailable included: the loop will report it
+            log.warning("online warm start skipped: %s", exc)
+            return
+        if not n:
+            return
+        _, features = FeaturePipeline().update(history)
+        with self.state_lock:
+            taught = self._teach_online_from_history(features)
+        log.info("online model warm-started on %d history rows of %d host(s)", taught, len(hosts))
+
+    def _teach_online_from_history(self, features: pd.DataFrame) -> int:
+        """Teach a young online model the most recent history rows; return how many it saw.
+
+        Why: the online model is fleet-wide and only leaves its warm-up after
+        ``config.warmup`` samples. On a small fleet (one monitored machine at one row per
+        interval) that would take hours of live data, during which only the champion could
+        alarm. History is what the host looked like, so the model is warmed on it exactly as
+        on live rows (score, then learn; flagged rows and rows of baselines still in their own
+        warm-up are not learnt). A model already past its warm-up (e.g. restored from a
+        checkpoint) is left alone.
+        """
+        cfg = self.online.config
+        if features.empty or self.online.n_seen >= cfg.warmup:
+            return 0
+        rows = features
+        if "warmup" in rows.columns:
+            rows = rows[rows["warmup"].to_numpy().astype(int) == 0]
+        times = pd.to_datetime(rows["time"], utc=True)
+        rows = rows.iloc[np.argsort(times.astype("int64").to_numpy(), kind="stable")].tail(
+            cfg.calibration_window
+        )
+        if rows.empty:
+            return 0
+        score_online(self.online, rows, np.zeros(len(rows), dtype=bool), learn_max=len(rows))
+        return len(rows)
 
     def _audit_late(self, lo: int, hi: int) -> None:
         """Count points that landed in the previous window after it was read (too late), and

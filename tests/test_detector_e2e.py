@@ -151,3 +151,14 @@ def test_known_hosts_are_warm_started_and_a_new_host_warms_up_without_alarming(s
     assert new["is_anomaly"].mean() <= 0.02, "a never-seen host does not flood alarms"
     health = scenario["detector"].health()
     assert health["mode"] == "champion" and health["hosts"] == 7
+
+
+def test_online_model_is_warm_started_from_fleet_history(scenario):
+    """The fleet-wide online model leaves its warm-up on history, not after ``warmup`` live rows:
+    from the first scored interval, a known host's online predictions may alarm."""
+    pred = scenario["pred"]
+    online = pred[(pred["source"] == "online") & (pred["host"] != "newcomer")].sort_values("time")
+    first = online[online["time"] == online["time"].min()]
+    assert len(first) == 6 and (first["warmup"] == 0).all(), first[["host", "warmup"]]
+    det = scenario["detector"]
+    assert det.online.n_seen >= det.online.config.warmup
