@@ -198,9 +198,9 @@ def grid_overrides(grid_size: str, families: list[str]) -> dict[str, dict[str, l
     """``small``: the first value of every grid axis (one cell per family, a quick retrain); ``full``: all."""
     if grid_size == "full":
         return None
-    from pipelines.search import FAMILIES
+    from pipelines.search import small_grid
 
-    return {f: {k: list(v[:1]) for k, v in FAMILIES[f].grid.items()} for f in families if f in FAMILIES}
+    return small_grid(families)
 
 
 def experiment_id(cfg: Settings, run_id: str | None) -> str | None:

@@ -68,6 +68,14 @@ SKLEARN_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
 OBJECTIVES = ("pr_auc", "f1")
 
 
+def small_grid(families: list[str] | tuple[str, ...]) -> dict[str, dict[str, list[Any]]]:
+    """The first value of every grid axis of ``families``: one cell per family, a quick retrain.
+
+    What the retrain DAG's ``grid_size=small`` and the demo use; ``None`` as overrides means the full grid.
+    """
+    return {f: {k: list(v[:1]) for k, v in FAMILIES[f].grid.items()} for f in families if f in FAMILIES}
+
+
 @dataclass(frozen=True)
 class Cell:
     """One grid cell: a family and its parameters (JSON-able, so it travels to Spark executors)."""
