@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from shared_data import SHARED
 
 from vigil import schema as s
 from vigil.grafana import build
@@ -26,7 +27,7 @@ from vigil.grafana.provisioning import (
 )
 from vigil.settings import PROJECT_ROOT, Settings
 
-SCHEMAS = Path("/work/shared/reference/grafana-schemas")
+SCHEMAS = SHARED / "reference" / "grafana-schemas"
 
 
 def test_generated_files_are_up_to_date() -> None:

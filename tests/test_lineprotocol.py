@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from vigil.collector.parity import FIXTURE
 from vigil.lineprotocol import (
     LineProtocolError,
     Point,
@@ -21,7 +22,7 @@ from vigil.lineprotocol import (
 )
 from vigil.settings import PROJECT_ROOT
 
-SAMPLES = PROJECT_ROOT.parent / "shared" / "fixtures" / "telegraf_samples.lp"
+SAMPLES = FIXTURE  # the vendored copy of the real Telegraf samples (one file for every test)
 MARKER = re.compile(r"^# !invalid-lp next (\d+) line")
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from shared_data import SHARED
 
 from vigil.cli import main
 
-NAB = Path("/work/shared/nab")
+NAB = SHARED / "nab"
 CAT = "realAWSCloudwatch"
 #: (file, rows kept): each cut keeps the file's first labelled window
 CUTS = {"elb_request_count_8c0756.csv": 1300, "ec2_cpu_utilization_53ea38.csv": 1700}

@@ -4,16 +4,16 @@ always/never-alarm detectors landing where NAB says (near the null baseline)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import SHARED
 
 from pipelines.nab.data import load_corpus, probation_rows, window_indices
 from pipelines.nab.scorer import PROFILES, file_layout, normalise, optimise, raw_score_at, scaled_sigmoid
 
-NAB = Path("/work/shared/nab")
+NAB = SHARED / "nab"
 STD = PROFILES["standard"]
 
 
