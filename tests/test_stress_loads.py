@@ -119,7 +119,9 @@ def test_scenario_load_stays_in_bounds_and_stops_cleanly(
 
     for spec, pid, summary in zip(specs, pids, summaries, strict=True):
         p = spec.params
-        assert summary["kind"] == spec.kind and summary["elapsed_s"] <= DURATION_S + 0.5
+        assert (
+            summary["kind"] == spec.kind and summary["elapsed_s"] <= DURATION_S + 2.0
+        )  # one last write/fsync may overrun on a slow disk
         rss_mb = sampler.peak_rss[pid] / MB
         if spec.kind == "cpu":
             # It burned about duty x duration of CPU, never more (plus interpreter start-up).
