@@ -17,6 +17,15 @@ that only one of them is sure of. So:
 4. With no champion (before the first promotion) the online model decides alone:
    ``c = s_online`` — the detector reports this as "online-only" mode in its status.
 
+What this means in practice for the default online model: its score is rank-calibrated
+(at most 1.0, "beyond everything in its recent history") and its threshold is a high
+quantile of recent scores (about 0.9-0.99), so its severity never reaches CONVICTION.
+Beside a champion the online model therefore *confirms or vetoes*: a row alarms when the
+champion flags it and the online model agrees, or when the champion alone is convinced.
+That is deliberate: the online model is one model for the whole fleet, so "a record among
+the last few thousand fleet rows" happens every few intervals on a large fleet and must not
+page anyone on its own.
+
 The top features come from whichever model is more severe on that row.
 
 >>> combine_scores(batch_score=[2.0], batch_threshold=[1.0], online_score=[0.9], online_threshold=[0.6])

@@ -40,6 +40,9 @@ class BaselineConfig:
     slow_factor: float = 20.0  # abnormal points move the baseline this many times more slowly
     warmup: int = 30  # intervals before a host's baseline is trusted (it may not alarm before)
     z_cap: float = 50.0  # features are capped so one absurd value cannot dominate a model
+    #: |vol| (natural-log units: 1.4 = 4x the host's usual short-window spread) beyond which a
+    #: window counts as abnormal for the volatility baseline, which then moves slow_factor x slower
+    vol_clip: float = 1.4
 
 
 DEFAULT_FLOORS: dict[str, float] = {m.name: m.floor for m in BASE_METRICS}
@@ -52,6 +55,10 @@ class _State:
     n: np.ndarray | None = None  # [H, F] observations per metric
     mu: np.ndarray | None = None
     var: np.ndarray | None = None
+    #: [H, F] how many windows fed the volatility baseline, and its mean of log(rolling σ + ε).
+    #: Class-level None defaults: checkpoints written before these existed still unpickle.
+    n_vol: np.ndarray | None = None
+    mu_vol: np.ndarray | None = None
     buf_x: np.ndarray | None = None  # [H, W, F]
     buf_z: np.ndarray | None = None
     pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -113,7 +120,7 @@ class FeatureBuilder:
             return out
         src = np.fromiter((self._s.hosts[h] for h in known), dtype=np.int64, count=len(known))
         dst = out._index(known)
-        for name in ("n", "mu", "var", "buf_x", "buf_z", "n_host", "pos", "last_time"):
+        for name in ("n", "mu", "var", "n_vol", "mu_vol", "buf_x", "buf_z", "n_host", "pos", "last_time"):
             getattr(out._s, name)[dst] = getattr(self._s, name)[src]
         if not keep_time:
             out._s.last_time[dst] = np.datetime64("NaT")
@@ -128,6 +135,9 @@ class FeatureBuilder:
         builder = cls(metrics, config)
         builder.floor = floor
         builder._s = state
+        if state.mu_vol is None and state.mu is not None:  # a checkpoint older than the vol baseline
+            state.n_vol = np.zeros_like(state.n)
+            state.mu_vol = np.zeros_like(state.mu)
         return builder
 
     def _grow(self, n_new: int) -> None:
@@ -150,6 +160,8 @@ class FeatureBuilder:
         s.n = extend(s.n, (cap, f), 0, "int64")
         s.mu = extend(s.mu, (cap, f), 0.0)
         s.var = extend(s.var, (cap, f), 0.0)
+        s.n_vol = extend(s.n_vol, (cap, f), 0, "int64")
+        s.mu_vol = extend(s.mu_vol, (cap, f), 0.0)
         s.buf_x = extend(s.buf_x, (cap, w, f), np.nan)
         s.buf_z = extend(s.buf_z, (cap, w, f), np.nan)
         s.n_host = extend(s.n_host, (cap,), 0, "int64")
@@ -161,6 +173,8 @@ class FeatureBuilder:
         s.n[idx] = 0
         s.mu[idx] = 0.0
         s.var[idx] = 0.0
+        s.n_vol[idx] = 0
+        s.mu_vol[idx] = 0.0
         s.buf_x[idx] = np.nan
         s.buf_z[idx] = np.nan
         s.n_host[idx] = 0
@@ -215,10 +229,23 @@ class FeatureBuilder:
         bx_mean = np.where(cnt > 0, np.nansum(bx, axis=1) / np.maximum(cnt, 1), 0.0)
         dev = np.where(np.isfinite(bx), bx - bx_mean[:, None, :], 0.0)
         roll_sd = np.sqrt((dev * dev).sum(axis=1) / np.maximum(cnt - 1, 1))
-        # volatility against the host's own (unfloored) spread: a stuck metric goes strongly negative,
-        # a metric that is naturally flat stays at 0
-        eps = self.floor * 0.1
-        vol = np.where((cnt >= 3) & (n >= 3), np.log((roll_sd + eps) / (np.sqrt(var) + eps)), 0.0)
+        # volatility against the host's own usual short-window spread (a baseline of its own):
+        # a stuck metric goes strongly negative, a burst positive, and a host whose noise is
+        # spiky (long quiet stretches, rare bursts) sits at 0 like a smooth one, instead of
+        # looking "too calm" next to its long-run variance all the time.
+        # + floor: spread below the metric's resolution (its floor) counts as none, so an idle
+        # host's jitter (a load average decaying from 0.01 to 0.001) is not read as "calmer"
+        log_sd = np.log(roll_sd + self.floor)
+        has_window = (cnt >= 3) & (n >= 3)
+        n_vol, mu_vol = s.n_vol[idx], s.mu_vol[idx]
+        vol = np.where(has_window & (n_vol >= 3), log_sd - mu_vol, 0.0)
+        vol_trusted = n_vol >= cfg.warmup
+        vol_abnormal = vol_trusted & (np.abs(vol) > cfg.vol_clip)
+        a_vol = np.maximum(1.0 / (n_vol + 1.0), self.alpha)
+        a_vol = np.where(vol_abnormal, a_vol / cfg.slow_factor, a_vol)
+        target_vol = np.where(vol_trusted, mu_vol + np.clip(vol, -cfg.vol_clip, cfg.vol_clip), log_sd)
+        s.mu_vol[idx] = np.where(has_window, mu_vol + a_vol * (target_vol - mu_vol), mu_vol)
+        s.n_vol[idx] = n_vol + has_window
 
         feats = np.stack([z, np.clip(zmean, -cfg.z_cap, cfg.z_cap), vol], axis=2).reshape(len(idx), -1)
         warm = s.n_host[idx] <= cfg.warmup

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from vigil.features.definitions import BASE_METRICS, BaseMetric, RawField
+from vigil.features.definitions import BASE_METRICS, BaseMetric, RawField, rate_transform
 from vigil.influx import InfluxClient, quote_ident, quote_literal
 
 RawFrames = dict[str, pd.DataFrame]
@@ -123,7 +123,7 @@ def _metric_column(metric: BaseMetric, parts: dict[str, pd.Series]) -> pd.Series
         denom = parts[metric.inputs[1].field].where(lambda d: d > 0)
         return first / denom
     if metric.kind == "rate":
-        return np.log1p(first.clip(lower=0.0))
+        return rate_transform(first)
     raise ValueError(f"unknown metric kind {metric.kind!r}")
 
 
