@@ -5,8 +5,8 @@ Checks (each one expectation, so a failure names exactly what is wrong):
 * columns: exactly :data:`pipelines.common.DATASET_COLUMNS`; types: features float64, label and
   warmup int64, host strings, time timestamps;
 * nulls: host and time never null, each feature at most ``max_null_rate`` null;
-* ranges: z and zmean features within the baseline's cap (±``BaselineConfig.z_cap``), vol
-  features within ±``vol_bound``, label and warmup in {0, 1};
+* ranges: every feature (z, zmean and the standardised vol) within the baseline's cap
+  (±``BaselineConfig.z_cap``), label and warmup in {0, 1};
 * row count between ``min_rows`` and ``max_rows``;
 * freshness: newest row no older than ``max_age`` before ``now``;
 * label rate (mean of label) within ``label_rate_bounds`` — too few labels and the objective is
@@ -48,7 +48,6 @@ class ValidationConfig:
     min_rows: int = 1000
     max_rows: int = 50_000_000
     max_null_rate: float = 0.01
-    vol_bound: float = 30.0
     max_age: timedelta = timedelta(days=2)
     label_rate_bounds: tuple[float, float] = (0.0005, 0.2)
 
@@ -111,11 +110,10 @@ def build_expectations(config: ValidationConfig, now: pd.Timestamp) -> list[Any]
         ),
     ]
     for col in FEATURE_COLUMNS:
-        bound = config.vol_bound if col.endswith("_vol") else cap
         exps += [
             E.ExpectColumnValuesToBeOfType(column=col, type_="float64"),
             E.ExpectColumnValuesToNotBeNull(column=col, mostly=1.0 - config.max_null_rate),
-            E.ExpectColumnValuesToBeBetween(column=col, min_value=-bound, max_value=bound),
+            E.ExpectColumnValuesToBeBetween(column=col, min_value=-cap, max_value=cap),
         ]
     return exps
 

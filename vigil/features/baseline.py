@@ -40,9 +40,9 @@ class BaselineConfig:
     slow_factor: float = 20.0  # abnormal points move the baseline this many times more slowly
     warmup: int = 30  # intervals before a host's baseline is trusted (it may not alarm before)
     z_cap: float = 50.0  # features are capped so one absurd value cannot dominate a model
-    #: |vol| (natural-log units: 1.4 = 4x the host's usual short-window spread) beyond which a
-    #: window counts as abnormal for the volatility baseline, which then moves slow_factor x slower
-    vol_clip: float = 1.4
+    #: the smallest spread of log(short-window σ + floor) a host's volatility baseline assumes
+    #: (0.1 = a 10 % change of the short-window spread is one unit of ``vol``)
+    vol_floor: float = 0.1
 
 
 DEFAULT_FLOORS: dict[str, float] = {m.name: m.floor for m in BASE_METRICS}
@@ -55,10 +55,12 @@ class _State:
     n: np.ndarray | None = None  # [H, F] observations per metric
     mu: np.ndarray | None = None
     var: np.ndarray | None = None
-    #: [H, F] how many windows fed the volatility baseline, and its mean of log(rolling σ + ε).
-    #: Class-level None defaults: checkpoints written before these existed still unpickle.
+    #: [H, F] how many windows fed the volatility baseline, and its mean and variance of
+    #: log(rolling σ + floor). Class-level None defaults: checkpoints written before these
+    #: existed still unpickle.
     n_vol: np.ndarray | None = None
     mu_vol: np.ndarray | None = None
+    var_vol: np.ndarray | None = None
     buf_x: np.ndarray | None = None  # [H, W, F]
     buf_z: np.ndarray | None = None
     pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -120,7 +122,7 @@ class FeatureBuilder:
             return out
         src = np.fromiter((self._s.hosts[h] for h in known), dtype=np.int64, count=len(known))
         dst = out._index(known)
-        for name in ("n", "mu", "var", "n_vol", "mu_vol", "buf_x", "buf_z", "n_host", "pos", "last_time"):
+        for name in ("n", "mu", "var", "n_vol", "mu_vol", "var_vol", "buf_x", "buf_z", "n_host", "pos", "last_time"):
             getattr(out._s, name)[dst] = getattr(self._s, name)[src]
         if not keep_time:
             out._s.last_time[dst] = np.datetime64("NaT")
@@ -138,6 +140,7 @@ class FeatureBuilder:
         if state.mu_vol is None and state.mu is not None:  # a checkpoint older than the vol baseline
             state.n_vol = np.zeros_like(state.n)
             state.mu_vol = np.zeros_like(state.mu)
+            state.var_vol = np.zeros_like(state.mu)
         return builder
 
     def _grow(self, n_new: int) -> None:
@@ -162,6 +165,7 @@ class FeatureBuilder:
         s.var = extend(s.var, (cap, f), 0.0)
         s.n_vol = extend(s.n_vol, (cap, f), 0, "int64")
         s.mu_vol = extend(s.mu_vol, (cap, f), 0.0)
+        s.var_vol = extend(s.var_vol, (cap, f), 0.0)
         s.buf_x = extend(s.buf_x, (cap, w, f), np.nan)
         s.buf_z = extend(s.buf_z, (cap, w, f), np.nan)
         s.n_host = extend(s.n_host, (cap,), 0, "int64")
@@ -175,6 +179,7 @@ class FeatureBuilder:
         s.var[idx] = 0.0
         s.n_vol[idx] = 0
         s.mu_vol[idx] = 0.0
+        s.var_vol[idx] = 0.0
         s.buf_x[idx] = np.nan
         s.buf_z[idx] = np.nan
         s.n_host[idx] = 0
@@ -237,14 +242,21 @@ class FeatureBuilder:
         # host's jitter (a load average decaying from 0.01 to 0.001) is not read as "calmer"
         log_sd = np.log(roll_sd + self.floor)
         has_window = (cnt >= 3) & (n >= 3)
-        n_vol, mu_vol = s.n_vol[idx], s.mu_vol[idx]
-        vol = np.where(has_window & (n_vol >= 3), log_sd - mu_vol, 0.0)
+        # It is standardised like z (its own robust running mean and spread), so every host's
+        # vol has the same unit whatever the texture of its noise, and a fleet model can compare.
+        n_vol, mu_vol, var_vol = s.n_vol[idx], s.mu_vol[idx], s.var_vol[idx]
+        sd_vol = np.maximum(np.sqrt(var_vol), cfg.vol_floor)
+        vol = np.where(has_window & (n_vol >= 3), (log_sd - mu_vol) / sd_vol, 0.0)
+        vol = np.clip(vol, -cfg.z_cap, cfg.z_cap)
         vol_trusted = n_vol >= cfg.warmup
-        vol_abnormal = vol_trusted & (np.abs(vol) > cfg.vol_clip)
+        vol_abnormal = vol_trusted & (np.abs(vol) > cfg.clip_z)
         a_vol = np.maximum(1.0 / (n_vol + 1.0), self.alpha)
         a_vol = np.where(vol_abnormal, a_vol / cfg.slow_factor, a_vol)
-        target_vol = np.where(vol_trusted, mu_vol + np.clip(vol, -cfg.vol_clip, cfg.vol_clip), log_sd)
-        s.mu_vol[idx] = np.where(has_window, mu_vol + a_vol * (target_vol - mu_vol), mu_vol)
+        target_vol = np.where(vol_trusted, mu_vol + np.clip(vol, -cfg.clip_z, cfg.clip_z) * sd_vol, log_sd)
+        d_vol = np.where(has_window, target_vol - mu_vol, 0.0)
+        a_vol = np.where(has_window, a_vol, 0.0)
+        s.mu_vol[idx] = mu_vol + a_vol * d_vol
+        s.var_vol[idx] = np.where(n_vol > 0, (1.0 - a_vol) * (var_vol + a_vol * d_vol * d_vol), 0.0)
         s.n_vol[idx] = n_vol + has_window
 
         feats = np.stack([z, np.clip(zmean, -cfg.z_cap, cfg.z_cap), vol], axis=2).reshape(len(idx), -1)
