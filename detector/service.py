@@ -66,6 +66,9 @@ MAX_BACKOFF_S = 10.0
 #: Bounds of the online model's one-off warm start from fleet history (see _warm_online_from_fleet).
 ONLINE_WARM_HOURS = 2.0
 ONLINE_WARM_HOSTS = 20
+#: seconds between fleet warm-start attempts while there is no fleet history yet (the demo
+#: starts the detector before it seeds history)
+ONLINE_WARM_RETRY_S = 30.0
 
 
 @dataclass
@@ -131,6 +134,7 @@ class Detector:
         self.host_last_seen: dict[str, int] = {}
         self.last_features: pd.DataFrame | None = None
         self._online_warm_tried = False
+        self._online_warm_retry_at = 0.0
         ckpt = load_checkpoint(self.checkpoint_path)
         if ckpt is not None:
             self.watermark_ns: int | None = ckpt.watermark_ns
@@ -231,7 +235,7 @@ class Detector:
         raw, rows = self.reader.read(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
         result.rows_read = rows
         self.metrics.add(points_read=rows)
-        if not self._online_warm_tried:
+        if not self._online_warm_tried and time.monotonic() >= self._online_warm_retry_at:
             self._warm_online_from_fleet(lo)
         result.warm_started = self._warm_start(raw, lo)
         with self.state_lock:
@@ -271,6 +275,9 @@ class Detector:
     def _warm_online_from_fleet(self, lo: int) -> None:
         """Once per process: teach a young online model the fleet's recent history.
 
+        Retried every ``ONLINE_WARM_RETRY_S`` until some history is found (a detector started
+        before any history was written must not give up on its first, empty poll).
+
         Why: the online model is fleet-wide, but a host's own warm start only happens when that
         host reports live. A small live fleet (the demo: one real machine beside seeded hosts)
         would keep the model in warm-up for ``config.warmup`` live intervals (~50 min at 10 s).
@@ -278,9 +285,10 @@ class Detector:
         and ``ONLINE_WARM_HOURS`` of their history, featurised with a throw-away pipeline so the
         live baselines are not touched (each host still gets its own warm start).
         """
-        self._online_warm_tried = True
+        self._online_warm_retry_at = time.monotonic() + ONLINE_WARM_RETRY_S
         hours = min(self.settings.detector_history_hours, ONLINE_WARM_HOURS)
         if hours <= 0 or self.online.n_seen >= self.online.config.warmup:
+            self._online_warm_tried = True  # nothing to do, ever
             return
         q = (
             f"SHOW TAG VALUES FROM {quote_ident(RAW_MEM)} WITH KEY = {quote_ident('host')} "
@@ -302,6 +310,7 @@ class Detector:
         _, features = FeaturePipeline().update(history)
         with self.state_lock:
             taught = self._teach_online_from_history(features)
+        self._online_warm_tried = True  # done once; no history found yet means: try again later
         log.info("online model warm-started on %d history rows of %d host(s)", taught, len(hosts))
 
     def _teach_online_from_history(self, features: pd.DataFrame) -> int:

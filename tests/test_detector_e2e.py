@@ -162,3 +162,35 @@ def test_online_model_is_warm_started_from_fleet_history(scenario):
     assert len(first) == 6 and (first["warmup"] == 0).all(), first[["host", "warmup"]]
     det = scenario["detector"]
     assert det.online.n_seen >= det.online.config.warmup
+
+
+def test_fleet_warm_start_is_retried_until_history_exists(mlflow_settings, tmp_path, monkeypatch):
+    """The demo starts the detector before it seeds history: the fleet warm start must not give
+    up on its first, empty poll, but try again (every ONLINE_WARM_RETRY_S) and warm the online
+    model once history is there."""
+    import detector.service as service
+
+    monkeypatch.setattr(service, "ONLINE_WARM_RETRY_S", 0.0)  # retry on the next poll, not in 30 s
+    client = InfluxClient(settings=mlflow_settings)
+    raw_db, vigil_db = "det_retry_raw", "det_retry_vigil"
+    for db in (raw_db, vigil_db):
+        client.drop_database(db)
+        client.create_database(db)
+    try:
+        s = detector_settings(
+            mlflow_settings, tmp_path, raw_db, vigil_db, model_name="det-retry", detector_history_hours=2.0
+        )
+        begin = START + pd.Timedelta(hours=1)
+        det = Detector(s, start=begin)
+        det.run_once(now=(begin + pd.Timedelta(minutes=1)).value / 1e9)
+        assert det.online.n_seen == 0, "no history yet: nothing to learn"
+        # history only (it ends where scoring begins): no host reports live, so only the fleet
+        # warm start can teach the online model
+        seed_history(
+            client, s, start=START, hours=1.0, hosts=3, seed=5, anomalies=False, progress=False, db=raw_db
+        )
+        det.run_once(now=(begin + pd.Timedelta(minutes=2)).value / 1e9)
+        assert det.online.n_seen >= det.online.config.warmup, "warm-started on the history written meanwhile"
+    finally:
+        for db in (raw_db, vigil_db):
+            client.drop_database(db)
