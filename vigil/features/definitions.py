@@ -21,20 +21,22 @@ import numpy as np
 
 from vigil import schema
 
-#: Byte rates are compared on ``log1p(bytes_per_s / RATE_SCALE_BYTES)``: relative (log) changes
-#: for busy devices, but the trickle every server has (agents, ssh, health checks: a few KB/s)
-#: stays near 0. Without the scale an idle loopback going from 4 to 20 KB/s was a "5x burst"
-#: as loud as a real flood (found running the stress suite on a quiet machine).
-RATE_SCALE_BYTES = 32_768.0
+#: Byte rates are compared on ``log1p(bytes_per_s / scale)``: relative (log) changes for busy
+#: devices, while the trickle every server has stays near 0. Without a scale an idle loopback
+#: going from 4 to 20 KB/s was a "5x burst" as loud as a real flood, and a process starting on
+#: an idle disk (1.2 MB/s of page-cache misses for 10 s) looked like an I/O storm (both found
+#: running the stress suite on a quiet machine).
+NET_RATE_SCALE = 32_768.0  # agents, ssh, health checks: a few KB/s
+DISK_RATE_SCALE = 1_048_576.0  # page-cache misses of a starting process: a few MB
 
 
-def rate_transform(bytes_per_s: np.ndarray | float) -> np.ndarray | float:
+def rate_transform(bytes_per_s: np.ndarray | float, scale: float = NET_RATE_SCALE) -> np.ndarray | float:
     """The scale byte rates are compared on (negative rates count as 0).
 
-    >>> float(rate_transform(0.0)), round(float(rate_transform(RATE_SCALE_BYTES)), 3)
+    >>> float(rate_transform(0.0)), round(float(rate_transform(NET_RATE_SCALE)), 3)
     (0.0, 0.693)
     """
-    return np.log1p(np.clip(bytes_per_s, 0.0, None) / RATE_SCALE_BYTES)
+    return np.log1p(np.clip(bytes_per_s, 0.0, None) / scale)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class BaseMetric:
     kind: str  # "gauge" | "ratio" | "complement" | "rate"
     floor: float  # smallest baseline deviation, in the metric's units (idle hosts have ~0 variance)
     description: str
+    rate_scale: float = NET_RATE_SCALE  # kind "rate" only: bytes/s that count as "a little" (rate_transform)
 
 
 _CPU_TOTAL = (("cpu", schema.CPU_TOTAL_TAG),)
@@ -121,6 +124,7 @@ BASE_METRICS: tuple[BaseMetric, ...] = (
         "rate",
         0.3,
         "rate_transform of read bytes/s summed over disks",
+        rate_scale=DISK_RATE_SCALE,
     ),
     BaseMetric(
         "disk_write",
@@ -128,6 +132,7 @@ BASE_METRICS: tuple[BaseMetric, ...] = (
         "rate",
         0.3,
         "rate_transform of written bytes/s summed over disks",
+        rate_scale=DISK_RATE_SCALE,
     ),
 )
 

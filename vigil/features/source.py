@@ -123,7 +123,7 @@ def _metric_column(metric: BaseMetric, parts: dict[str, pd.Series]) -> pd.Series
         denom = parts[metric.inputs[1].field].where(lambda d: d > 0)
         return first / denom
     if metric.kind == "rate":
-        return rate_transform(first)
+        return rate_transform(first, metric.rate_scale)
     raise ValueError(f"unknown metric kind {metric.kind!r}")
 
 

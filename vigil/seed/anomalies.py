@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vigil.features.definitions import rate_transform
+from vigil.features.definitions import DISK_RATE_SCALE, NET_RATE_SCALE, rate_transform
 from vigil.seed.profiles import HostProfile
 from vigil.seed.signals import Drivers, ema, load_per_cpu_driver
 
@@ -124,8 +124,8 @@ def detector_view(profile: HostProfile, d: Drivers, dt: float) -> np.ndarray:
             d.iowait,
             100.0 * d.mem_frac,
             load1,
-            rate_transform(d.net_recv + d.net_sent),
-            rate_transform(d.disk_read + d.disk_write),
+            rate_transform(d.net_recv + d.net_sent, NET_RATE_SCALE),
+            rate_transform(d.disk_read + d.disk_write, DISK_RATE_SCALE),
         ]
     )
 
