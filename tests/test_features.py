@@ -113,7 +113,7 @@ def test_level_shift_and_flatline_stand_out() -> None:
     vol = out["cpu_busy_vol"]
     assert 0.5 < vol.iloc[100:290].std() < 2.0 and vol.iloc[100:290].abs().quantile(0.9) < 2.5
     assert vol.iloc[360:380].max() < -2.0
-    assert vol.iloc[300:310].max() > 3.0
+    assert vol.iloc[300:310].max() > 2.0
     assert out["warmup"].iloc[:30].all() and not out["warmup"].iloc[31:].any()
 
 

@@ -40,9 +40,11 @@ class BaselineConfig:
     slow_factor: float = 20.0  # abnormal points move the baseline this many times more slowly
     warmup: int = 30  # intervals before a host's baseline is trusted (it may not alarm before)
     z_cap: float = 50.0  # features are capped so one absurd value cannot dominate a model
-    #: the smallest spread of log(short-window σ + floor) a host's volatility baseline assumes
-    #: (0.1 = a 10 % change of the short-window spread is one unit of ``vol``)
-    vol_floor: float = 0.1
+    #: the smallest spread of log(short-window σ + floor) a host's volatility baseline assumes:
+    #: a change of the short-window spread by e^0.5 = 1.65x is one unit of ``vol``. Smaller
+    #: floors made an idle metric's first small burst (a process reading its libraries from an
+    #: idle disk) a 7-sigma volatility event
+    vol_floor: float = 0.5
 
 
 DEFAULT_FLOORS: dict[str, float] = {m.name: m.floor for m in BASE_METRICS}
