@@ -113,7 +113,9 @@ def start_stack(settings: Settings, echo: Echo, late: bool = False) -> None:
         raise DemoError(f"vigil up failed: {exc}") from exc
     started = {svc.name for svc in manager.select_services(only=only, skip=skip)}
     missing = [
-        f"{r.name} ({r.note or 'unhealthy'})" for r in manager.status(settings) if r.name in started and not r.healthy
+        f"{r.name} ({r.note or 'unhealthy'})"
+        for r in manager.status(settings)
+        if r.name in started and not r.healthy
     ]
     if missing:
         raise DemoError(f"services not healthy after vigil up: {', '.join(missing)} (see `vigil status`)")

@@ -124,7 +124,19 @@ class FeatureBuilder:
             return out
         src = np.fromiter((self._s.hosts[h] for h in known), dtype=np.int64, count=len(known))
         dst = out._index(known)
-        for name in ("n", "mu", "var", "n_vol", "mu_vol", "var_vol", "buf_x", "buf_z", "n_host", "pos", "last_time"):
+        for name in (
+            "n",
+            "mu",
+            "var",
+            "n_vol",
+            "mu_vol",
+            "var_vol",
+            "buf_x",
+            "buf_z",
+            "n_host",
+            "pos",
+            "last_time",
+        ):
             getattr(out._s, name)[dst] = getattr(self._s, name)[src]
         if not keep_time:
             out._s.last_time[dst] = np.datetime64("NaT")
