@@ -215,23 +215,11 @@ class FeatureBuilder:
     def _step(self, idx: np.ndarray, x: np.ndarray, when: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
         """Absorb one interval for hosts ``idx`` (distinct); return features [k, 3F] and warm-up flags."""
         s, cfg = self._s, self.config
-        n, mu, var = s.n[idx], s.mu[idx], s.var[idx]
+        n = s.n[idx]
         observed = np.isfinite(x)
-        sd = np.maximum(np.sqrt(var), self.floor)
-        with np.errstate(invalid="ignore"):
-            z = np.where(observed & (n > 0), (x - mu) / sd, 0.0)
-        z = np.clip(z, -cfg.z_cap, cfg.z_cap)
-
-        # baseline update: plain mean while young, then EWMA; abnormal points are winsorised and slowed
-        trusted = n >= cfg.warmup
-        abnormal = trusted & (np.abs(z) > cfg.clip_z)
-        alpha = np.maximum(1.0 / (n + 1.0), self.alpha)
-        alpha = np.where(abnormal, alpha / cfg.slow_factor, alpha)
-        target = np.where(trusted, mu + np.clip(z, -cfg.clip_z, cfg.clip_z) * sd, x)
-        delta = np.where(observed, target - mu, 0.0)
-        alpha = np.where(observed, alpha, 0.0)
-        s.mu[idx] = mu + alpha * delta
-        s.var[idx] = np.where(n > 0, (1.0 - alpha) * (var + alpha * delta * delta), 0.0)
+        z, s.mu[idx], s.var[idx] = _robust_step(
+            n, s.mu[idx], s.var[idx], x, observed, self.floor, 1, self.alpha, cfg
+        )
         s.n[idx] = n + observed
 
         # short window
@@ -253,24 +241,15 @@ class FeatureBuilder:
         # spiky (long quiet stretches, rare bursts) sits at 0 like a smooth one, instead of
         # looking "too calm" next to its long-run variance all the time.
         # + floor: spread below the metric's resolution (its floor) counts as none, so an idle
-        # host's jitter (a load average decaying from 0.01 to 0.001) is not read as "calmer"
+        # host's jitter (a load average decaying from 0.01 to 0.001) is not read as "calmer".
+        # It is standardised like z (the same robust recursion), so every host's vol has the
+        # same unit whatever the texture of its noise, and a fleet model can compare hosts.
         log_sd = np.log(roll_sd + self.floor)
         has_window = (cnt >= 3) & (n >= 3)
-        # It is standardised like z (its own robust running mean and spread), so every host's
-        # vol has the same unit whatever the texture of its noise, and a fleet model can compare.
-        n_vol, mu_vol, var_vol = s.n_vol[idx], s.mu_vol[idx], s.var_vol[idx]
-        sd_vol = np.maximum(np.sqrt(var_vol), cfg.vol_floor)
-        vol = np.where(has_window & (n_vol >= 3), (log_sd - mu_vol) / sd_vol, 0.0)
-        vol = np.clip(vol, -cfg.z_cap, cfg.z_cap)
-        vol_trusted = n_vol >= cfg.warmup
-        vol_abnormal = vol_trusted & (np.abs(vol) > cfg.clip_z)
-        a_vol = np.maximum(1.0 / (n_vol + 1.0), self.alpha)
-        a_vol = np.where(vol_abnormal, a_vol / cfg.slow_factor, a_vol)
-        target_vol = np.where(vol_trusted, mu_vol + np.clip(vol, -cfg.clip_z, cfg.clip_z) * sd_vol, log_sd)
-        d_vol = np.where(has_window, target_vol - mu_vol, 0.0)
-        a_vol = np.where(has_window, a_vol, 0.0)
-        s.mu_vol[idx] = mu_vol + a_vol * d_vol
-        s.var_vol[idx] = np.where(n_vol > 0, (1.0 - a_vol) * (var_vol + a_vol * d_vol * d_vol), 0.0)
+        n_vol = s.n_vol[idx]
+        vol, s.mu_vol[idx], s.var_vol[idx] = _robust_step(
+            n_vol, s.mu_vol[idx], s.var_vol[idx], log_sd, has_window, cfg.vol_floor, 3, self.alpha, cfg
+        )
         s.n_vol[idx] = n_vol + has_window
 
         feats = np.stack([z, np.clip(zmean, -cfg.z_cap, cfg.z_cap), vol], axis=2).reshape(len(idx), -1)
@@ -326,3 +305,37 @@ class FeatureBuilder:
         cutoff = data["host"].map(last.dt.tz_localize("UTC"))
         keep = cutoff.isna() | (data["time"] > cutoff)
         return data[keep.to_numpy()]
+
+
+def _robust_step(
+    n: np.ndarray,
+    mu: np.ndarray,
+    var: np.ndarray,
+    x: np.ndarray,
+    observed: np.ndarray,
+    floor: np.ndarray | float,
+    min_n: int,
+    alpha_min: float,
+    cfg: BaselineConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of the robust baseline: the standardised deviation of ``x``, then the new mean
+    and variance (plain mean while young, then EWMA; once trusted, abnormal values are
+    winsorised at ``clip_z`` and move the baseline ``slow_factor`` times more slowly).
+
+    One function for the level baseline (``z``) and the volatility baseline (``vol``), so the
+    two can never drift apart. ``min_n``: observations needed before a deviation is reported.
+    """
+    sd = np.maximum(np.sqrt(var), floor)
+    with np.errstate(invalid="ignore"):
+        z = np.where(observed & (n >= min_n), (x - mu) / sd, 0.0)
+    z = np.clip(z, -cfg.z_cap, cfg.z_cap)
+    trusted = n >= cfg.warmup
+    abnormal = trusted & (np.abs(z) > cfg.clip_z)
+    alpha = np.maximum(1.0 / (n + 1.0), alpha_min)
+    alpha = np.where(abnormal, alpha / cfg.slow_factor, alpha)
+    target = np.where(trusted, mu + np.clip(z, -cfg.clip_z, cfg.clip_z) * sd, x)
+    delta = np.where(observed, target - mu, 0.0)
+    alpha = np.where(observed, alpha, 0.0)
+    new_mu = mu + alpha * delta
+    new_var = np.where(n > 0, (1.0 - alpha) * (var + alpha * delta * delta), 0.0)
+    return z, new_mu, new_var
