@@ -71,6 +71,7 @@ from detector.scoring import (
 )
 from vigil.features import BASE_METRICS, FEATURE_COLUMNS, FeatureBuilder
 from vigil.features.source import QUERY_GROUPS, CounterState, base_metrics, group_key_name
+from vigil.numbers import finite_or_none
 from vigil.online import OnlineDetector
 
 if TYPE_CHECKING:
@@ -283,25 +284,17 @@ class VersionResponse(BaseModel):
 # Scoring against a read-only view of the detector.
 
 
-def _num(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def _model_score(frame: pd.DataFrame, i: int) -> ModelScore:
     row = frame.iloc[i]
     top = []
     for k in (1, 2, 3):
         name = row.get(f"top{k}_feature")
         if isinstance(name, str) and name:
-            top.append(TopFeature(feature=name, contribution=_num(row.get(f"top{k}_contribution"))))
+            top.append(TopFeature(feature=name, contribution=finite_or_none(row.get(f"top{k}_contribution"))))
     return ModelScore(
-        score=_num(row.get("score")),
-        threshold=_num(row.get("threshold")),
-        is_anomaly=bool(_num(row.get("is_anomaly")) or 0),
+        score=finite_or_none(row.get("score")),
+        threshold=finite_or_none(row.get("threshold")),
+        is_anomaly=bool(finite_or_none(row.get("is_anomaly")) or 0),
         top_features=top,
     )
 
@@ -365,7 +358,7 @@ class ScoringView:
                 version=ONLINE_MODEL_VERSION,
                 samples_seen=online.n_seen,
                 samples_learned=online.n_learned,
-                threshold=_num(online.threshold),
+                threshold=finite_or_none(online.threshold),
                 warmup=online.n_seen < online.config.warmup,
                 features=list(ONLINE_FEATURES),
             ),
@@ -424,7 +417,9 @@ class ScoringView:
                     combined=combined,
                     champion=_model_score(scored.batch, i) if scored.batch is not None else None,
                     online=on,
-                    features={c: _num(frame.at[i, c]) for c in FEATURE_COLUMNS} if include_features else None,
+                    features={c: finite_or_none(frame.at[i, c]) for c in FEATURE_COLUMNS}
+                    if include_features
+                    else None,
                 )
             )
         return PredictResponse(models=self.served(online), results=results)

@@ -20,7 +20,6 @@ Definitions (also printed in every report):
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import pandas as pd
 from vigil import schema
 from vigil.features import base_metrics, fetch_raw
 from vigil.influx import InfluxClient, quote_ident, quote_literal, time_range
+from vigil.numbers import finite_or_none
 
 COMBINED = "combined"
 
@@ -150,14 +150,6 @@ def _iso(ts: pd.Timestamp | int | None) -> str | None:
     return pd.Timestamp(ts, unit="ns", tz="UTC").isoformat() if isinstance(ts, int) else ts.isoformat()
 
 
-def _num(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def combined_of(predictions: pd.DataFrame) -> pd.DataFrame:
     if predictions.empty or "source" not in predictions:
         return predictions.iloc[0:0]
@@ -177,7 +169,7 @@ def top_features(alarms: pd.DataFrame, limit: int = 3) -> list[dict[str, Any]]:
         for feature, contribution in zip(alarms[fcol], alarms.get(ccol, [None] * len(alarms)), strict=True):
             if not isinstance(feature, str) or not feature:
                 continue
-            total[feature] += _num(contribution) or 0.0
+            total[feature] += finite_or_none(contribution) or 0.0
             count[feature] += 1
     ranked = sorted(total, key=lambda f: (-total[f], -count[f], f))[:limit]
     return [{"feature": f, "alarms": count[f], "total_contribution": round(total[f], 4)} for f in ranked]
@@ -240,9 +232,9 @@ def analyse(
         first_alarm=_iso(first),
         time_to_detect_s=round(ttd, 1) if ttd is not None else None,
         wall_clock_detect_s=round(wall_clock_detect_s, 1) if wall_clock_detect_s is not None else None,
-        peak_score=_num(peak_row["score"]) if peak_row is not None else None,
+        peak_score=finite_or_none(peak_row["score"]) if peak_row is not None else None,
         peak_score_time=_iso(peak_row["time"]) if peak_row is not None else None,
-        threshold_at_peak=_num(peak_row["threshold"]) if peak_row is not None else None,
+        threshold_at_peak=finite_or_none(peak_row["threshold"]) if peak_row is not None else None,
         false_alarms=len(false),
         false_alarm_times=[_iso(t) for t in false["time"]],
         top_features=top_features(alarms),
