@@ -50,6 +50,7 @@ from vigil import schema
 from vigil.decision import COMBINED_THRESHOLD, CONVICTION
 from vigil.features.source import QUERY_GROUPS
 from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident, tag_in, time_range
+from vigil.plotting import save_figure
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -585,10 +586,7 @@ def plot(incident: Incident, events: list[dict[str, Any]], preds: pd.DataFrame, 
         ax.set_ylabel(label, fontsize=8)
     fig.suptitle(f"incident {incident.id}: {len(incident.hosts)} host(s)", fontsize=10)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)
 
 
 # ------------------------------------------------------------------------------------------------

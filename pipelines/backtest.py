@@ -46,6 +46,7 @@ from pipelines.extract import extract, resolve_window
 from pipelines.registry import GateResult, write_event
 from vigil.influx import InfluxClient
 from vigil.model import CHAMPION
+from vigil.plotting import save_figure
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -326,11 +327,7 @@ def plot_compare(
         "backtest — (score - threshold) / IQR per model, symlog (dashed: decision line; red: labelled windows)",
         fontsize=9,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 # --- the promotion gate --------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pipelines.common import (
     write_json,
 )
 from pipelines.metrics import event_metrics, point_metrics
+from vigil.plotting import save_figure
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,11 +104,7 @@ def plot_scores(
         ax.scatter(alarms["time"], alarms["score"], s=4, color="tab:orange", zorder=3)
         ax.set_ylabel(host, fontsize=8)
     axes[0, 0].set_title(title + " — holdout scores (red: labelled windows, dashed: threshold)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def evaluate(

@@ -48,6 +48,7 @@ import pandas as pd
 from pipelines.common import PipelineError
 from pipelines.metrics import point_metrics
 from vigil.features import FEATURE_COLUMNS
+from vigil.plotting import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +189,6 @@ def plot_robustness(result: RobustnessResult, path: Path, title: str) -> Path:
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("F1 at the model's threshold")
     ax.set_title(f"{title} — robustness (red: worst = robustness_f1)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     result.png_path = path
     return path

@@ -31,6 +31,7 @@ from vigil import schema
 from vigil.features import base_metrics, fetch_raw
 from vigil.influx import InfluxClient, quote_ident, quote_literal, time_range
 from vigil.numbers import finite_or_none
+from vigil.plotting import save_figure
 
 COMBINED = "combined"
 
@@ -462,10 +463,7 @@ def plot_report(
     )
     fig.suptitle(f"{report.scenario} on {report.host}: {verdict(report)}", fontsize=10)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def write_report(

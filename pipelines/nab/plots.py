@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from vigil.plotting import save_figure
+
 
 def plot_series(
     path: Path,
@@ -35,8 +37,4 @@ def plot_series(
     ax2.set_ylabel("anomaly_score", fontsize=8)
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_xlabel("row")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from vigil.plotting import save_figure
 from vigil.seed.history import SeedResult, generate_host  # noqa: E402
 
 _COLORS = {
@@ -54,8 +55,4 @@ def plot_host(result: SeedResult, host: str, path: Path) -> Path:
     axes[0].set_title(
         f"{host}: {hist.profile.n_cpus} cpus, {hist.profile.mem_total / 2**30:.0f} GiB; labels: {kinds}"
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
