@@ -13,9 +13,11 @@ import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from river.anomaly import HalfSpaceTrees
 
+from vigil.online.batch import BatchScores, learn_batch, score_batch
 from vigil.online.config import OnlineConfig
 from vigil.online.scaler import EwStandardScaler
 from vigil.online.threshold import RollingQuantile, ScoreLikelihood
@@ -205,6 +207,15 @@ class OnlineDetector:
         result = self.score(x)
         self.learn(x, result)
         return result
+
+    def score_many(self, x: np.ndarray) -> BatchScores:
+        """Score every row of ``x`` (rows × ``feature_names``, NaN = missing) against the current
+        state, vectorised; row ``i`` equals ``score`` of that row (``vigil.online.batch``)."""
+        return score_batch(self, x)
+
+    def learn_many(self, x: np.ndarray, scores: BatchScores, mask: np.ndarray | None = None) -> int:
+        """:meth:`learn` the rows of ``x`` (where ``mask`` holds), in order, with their ``scores``."""
+        return learn_batch(self, x, scores, np.ones(len(x), dtype=bool) if mask is None else mask)
 
     def process_many(self, rows: Iterable[Mapping[str, float]]) -> list[OnlineScore]:
         return [self.process(x) for x in rows]

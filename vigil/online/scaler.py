@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 
 class EwStandardScaler:
     """Per-feature running mean/variance: exact (Welford) for the first ``window`` samples,
@@ -63,3 +65,29 @@ class EwStandardScaler:
         """z-scores mapped linearly from [-clip, clip] onto [0, 1] and clipped."""
         c = self.clip
         return {f: min(1.0, max(0.0, (z + c) / (2.0 * c))) for f, z in self.zscores(x).items()}
+
+    def zscores_matrix(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`zscores` of every row of ``x`` (rows × ``feature_names``) at once; NaN where
+        :meth:`zscores` leaves a feature out. Same arithmetic, so the same bits.
+
+        >>> s = EwStandardScaler(["a", "b"], window=100, clip=4.0)
+        >>> for v in [1.0, 2.0, 3.0]:
+        ...     s.learn({"a": v, "b": 5.0})
+        >>> s.zscores_matrix(np.array([[2.0, 6.0], [np.inf, 5.0]])).tolist()
+        [[0.0, 4.0], [nan, 0.0]]
+        """
+        x = np.asarray(x, dtype=float)
+        names = self.feature_names
+        mean = np.array([self.mean[f] for f in names])
+        sd = np.sqrt(np.array([self.var[f] for f in names]))
+        seen = np.array([self.n[f] > 0 for f in names])
+        diff = x - mean
+        flat = sd <= 1e-12
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(
+                flat,
+                np.where(np.abs(diff) <= 1e-12, 0.0, np.copysign(self.clip, diff)),
+                diff / np.where(flat, 1.0, sd),
+            )
+        z[~np.isfinite(x) | ~seen] = np.nan
+        return z

@@ -10,6 +10,8 @@ import math
 from bisect import bisect_left, insort
 from collections import deque
 
+import numpy as np
+
 
 class RollingQuantile:
     """Quantile of the last ``window`` values.
@@ -60,6 +62,26 @@ class RollingQuantile:
             extra = 1.0 - top / value if top > 0 and value > 0 else 0.5
             return (n + max(0.0, min(extra, 1.0 - 1e-12))) / (n + 1)
         return below / (n + 1)
+
+    def rank_many(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`rank` of each value (same arithmetic, so the same bits), in one pass.
+
+        >>> rq = RollingQuantile(0.5, window=4)
+        >>> for v in [1.0, 2.0, 3.0, 4.0]:
+        ...     rq.update(v)
+        >>> rq.rank_many(np.array([3.0, 8.0])).tolist() == [rq.rank(3.0), rq.rank(8.0)]
+        True
+        """
+        values = np.asarray(values, dtype=float)
+        n = len(self._sorted)
+        if n == 0:
+            return np.zeros(len(values))
+        below = np.searchsorted(np.asarray(self._sorted), values, side="left")
+        top = self._sorted[-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            extra = np.where((top > 0) & (values > 0), 1.0 - top / values, 0.5)
+        beyond = (n + np.maximum(0.0, np.minimum(extra, 1.0 - 1e-12))) / (n + 1)
+        return np.where(below == n, beyond, below / (n + 1))
 
     def value(self) -> float:
         """The ``q`` quantile (nearest rank, upper); 0.0 before any update."""
