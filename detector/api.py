@@ -400,7 +400,11 @@ class ScoringView:
             feats.at[i, "warm"], feats.at[i, "host_known"] = False, None
         frame = pd.concat([keys[["host", "time"]], feats[list(FEATURE_COLUMNS)].astype(float)], axis=1)
         warm = feats["warm"].astype(bool).to_numpy()
-        scored = score_features(frame, online, self.detector.champion, warm, learn_max=0, learn=False)
+        with self.detector.state_lock:
+            calibration = self.detector.calibration.subset(frame["host"].astype(str).unique().tolist())
+        scored = score_features(
+            frame, online, self.detector.champion, warm, learn_max=0, learn=False, calibration=calibration
+        )
         results = []
         for i in range(len(rows)):
             combined = _model_score(scored.combined, i)

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from detector.host_calibration import HostCalibration
 from vigil.decision import combine_frames
 from vigil.features import FEATURE_COLUMNS
 from vigil.model import LoadedModel
 from vigil.online import OnlineConfig, OnlineDetector
+from vigil.online.batch import TOP_K
 
 log = logging.getLogger(__name__)
 
@@ -84,40 +86,48 @@ def learn_mask(features: pd.DataFrame, learn_max: int) -> np.ndarray:
 def score_online(
     online: OnlineDetector, features: pd.DataFrame, warm: np.ndarray, learn_max: int, learn: bool = True
 ) -> pd.DataFrame:
-    """Score every row in time order; learn after scoring, only from rows not in warm-up.
+    """Score every row, one interval (time) at a time in time order: all rows of an interval
+    against the model as it was before that interval, then learn the interval's rows that are
+    not in warm-up (``vigil.online.batch``; ``OnlineDetector.learn`` itself refuses rows it flagged).
 
-    ``OnlineDetector.learn`` itself refuses to learn points it flagged. ``learn=False`` scores
-    only (``OnlineDetector.score`` is pure): the scoring API must never teach the model.
+    ``learn=False`` scores only: the scoring API must never teach the model.
     """
     cols = ["score", "threshold", "is_anomaly", "warmup"] + [
         f"top{k}_{p}" for k in (1, 2, 3) for p in ("feature", "contribution")
     ]
     if features.empty:
         return pd.DataFrame(columns=cols)
-    order = np.argsort(pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy(), kind="stable")
+    n = len(features)
+    times = pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy()
+    order = np.argsort(times, kind="stable")
+    bounds = np.flatnonzero(np.diff(times[order])) + 1
     x = features[list(ONLINE_FEATURES)].to_numpy(dtype=float)
-    learnable = learn_mask(features, learn_max) & ~warm if learn else np.zeros(len(features), dtype=bool)
-    out: list[tuple] = [()] * len(features)
-    names = ONLINE_FEATURES
-    for i in order:
-        row = dict(zip(names, x[i], strict=True))
-        r = online.score(row)
-        if learnable[i]:
-            online.learn(row, r)
-        top = r.contributions[:3] + [("", 0.0)] * (3 - min(3, len(r.contributions)))
-        out[i] = (
-            r.score,
-            r.threshold,
-            int(r.is_anomaly and not warm[i]),
-            int(warm[i] or r.warmup),
-            top[0][0],
-            top[0][1],
-            top[1][0],
-            top[1][1],
-            top[2][0],
-            top[2][1],
-        )
-    return pd.DataFrame(out, columns=cols, index=features.index)
+    learnable = learn_mask(features, learn_max) & ~warm if learn else np.zeros(n, dtype=bool)
+    score, threshold = np.zeros(n), np.zeros(n)
+    flagged, young = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    top_names = np.full((n, TOP_K), "", dtype=object)
+    top_share = np.zeros((n, TOP_K))
+    for idx in np.split(order, bounds):
+        xs = x[idx]
+        r = online.score_many(xs)
+        score[idx], threshold[idx] = r.score, r.threshold
+        flagged[idx], young[idx] = r.is_anomaly, r.warmup
+        top_names[idx], top_share[idx] = r.top_features, r.top_contributions
+        if learnable[idx].any():
+            online.learn_many(xs, r, learnable[idx])
+    out = pd.DataFrame(
+        {
+            "score": score,
+            "threshold": threshold,
+            "is_anomaly": (flagged & ~warm).astype(np.int64),
+            "warmup": (warm | young).astype(np.int64),
+        },
+        index=features.index,
+    )
+    for k in range(TOP_K):
+        out[f"top{k + 1}_feature"] = top_names[:, k]
+        out[f"top{k + 1}_contribution"] = top_share[:, k]
+    return out[cols]
 
 
 def score_batch(model: LoadedModel, features: pd.DataFrame, warm: np.ndarray) -> pd.DataFrame:
@@ -138,9 +148,14 @@ def score_features(
     learn_max: int,
     on_error: Callable[[str, int], None] | None = None,
     learn: bool = True,
+    calibration: HostCalibration | None = None,
 ) -> Scored:
     """Both models and the combined decision for every feature row (``learn=False``: the online
-    model only scores, as the scoring API needs)."""
+    model only scores and ``calibration`` is only read, as the scoring API needs).
+
+    ``calibration`` raises the champion's threshold for a host to that host's typical champion
+    score (``detector.host_calibration``) and learns from the rows the combined rule did not flag.
+    """
     keys = features[["host", "time"]].reset_index(drop=True)
     features = features.reset_index(drop=True)
     on = score_online(online, features, warm, learn_max, learn=learn)
@@ -153,12 +168,27 @@ def score_features(
                 on_error("champion_predict_failed", 1)
             log.error("champion version %s failed to score %d rows: %s", champion.version, len(features), exc)
             batch = None
+    hosts = features["host"].astype(str).tolist()
+    if batch is not None and calibration is not None:
+        effective = calibration.thresholds(hosts, batch["threshold"].to_numpy(dtype=float))
+        batch["threshold"] = effective
+        above = batch["score"].to_numpy(dtype=float) > effective
+        batch["is_anomaly"] = (batch["is_anomaly"].to_numpy().astype(bool) & above).astype(np.int64)
     # while the online model itself is young its score says nothing: it counts as 0 in the rule
     online_young = on["warmup"].to_numpy().astype(bool) & ~warm
     on_for_rule = on.copy()
     on_for_rule.loc[online_young, "score"] = 0.0
     combined_warm = warm | (online_young if batch is None else np.zeros_like(warm))
     combined = combine_frames(on_for_rule, batch, combined_warm)
+    if batch is not None and calibration is not None and learn:
+        order = np.argsort(
+            pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy(), kind="stable"
+        )
+        calibration.update(
+            [hosts[i] for i in order],
+            batch["score"].to_numpy(dtype=float)[order],
+            combined["is_anomaly"].to_numpy().astype(bool)[order],
+        )
     with_keys = lambda f: pd.concat([keys, f.reset_index(drop=True)], axis=1)  # noqa: E731
     return Scored(
         online=with_keys(on),

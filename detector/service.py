@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from detector.champion import ChampionWatcher
+from detector.host_calibration import HostCalibration
 from detector.incidents import IncidentRecorder, models_in_force
 from detector.observability import DetectorMetrics
 from detector.predictions import prediction_lines
@@ -142,11 +143,18 @@ class Detector:
             self.online = OnlineDetector.from_bytes(ckpt.online)
             self.iterations = ckpt.iterations
             self.host_last_seen = dict(ckpt.extra.get("host_last_seen", {}))
+            saved = ckpt.extra.get("host_calibration")  # absent in checkpoints older than it
+            self.calibration = (
+                HostCalibration.from_state(saved)
+                if saved
+                else HostCalibration(settings.detector_host_calibration_window)
+            )
             log.info("resumed from checkpoint: watermark %s", pd.Timestamp(ckpt.watermark_ns, tz="UTC"))
         else:
             self.watermark_ns = None if start is None else self._floor(pd.Timestamp(start).value)
             self.pipeline = FeaturePipeline()
             self.online = OnlineDetector(list(ONLINE_FEATURES), online_config(), seed=settings.random_seed)
+            self.calibration = HostCalibration(settings.detector_host_calibration_window)
 
     # --- helpers -----------------------------------------------------------------------------
     def _floor(self, t_ns: int) -> int:
@@ -372,7 +380,13 @@ class Detector:
         champion = self.champion
         with self.state_lock:
             scored = score_features(
-                features, self.online, champion, warm, settings.detector_online_learn_max, self.metrics.error
+                features,
+                self.online,
+                champion,
+                warm,
+                settings.detector_online_learn_max,
+                self.metrics.error,
+                calibration=self.calibration,
             )
         lines = prediction_lines(
             scored.online,
@@ -432,7 +446,7 @@ class Detector:
                 online=self.online.to_bytes(),
                 features=self.pipeline.to_bytes(),
                 iterations=self.iterations,
-                extra={"host_last_seen": self.host_last_seen},
+                extra={"host_last_seen": self.host_last_seen, "host_calibration": self.calibration.state()},
             ),
         )
 

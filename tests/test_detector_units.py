@@ -104,3 +104,65 @@ def test_checkpoint_is_atomic_and_a_corrupt_one_is_set_aside(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
     path.write_bytes(b"garbage")
     assert load_checkpoint(path) is None and (tmp_path / "ckpt.pkl.broken").exists()
+
+
+class _FeatureChampion:
+    """A champion whose score is the row's ``disk_read_vol`` (the model itself is not under test)."""
+
+    threshold = 1.0
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        s = frame["disk_read_vol"].to_numpy(dtype=float)
+        return pd.DataFrame(
+            {
+                "score": s,
+                "threshold": self.threshold,
+                "is_anomaly": (s > self.threshold).astype(int),
+                "top1_feature": "disk_read_vol",
+                "top1_contribution": 1.0,
+            }
+        )
+
+
+def _interval(t: int, scores: dict[str, float]) -> pd.DataFrame:
+    from vigil.features import FEATURE_COLUMNS
+
+    frame = pd.DataFrame(
+        {"host": list(scores), "time": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(seconds=10 * t)}
+    )
+    for c in FEATURE_COLUMNS:
+        frame[c] = 0.0
+    frame["disk_read_vol"] = list(scores.values())
+    return frame
+
+
+def test_a_host_the_champion_always_finds_odd_is_judged_against_its_own_usual_score():
+    """The champion scores host "odd" 1.5x its threshold every interval while nothing happens.
+    Without calibration every interval pages; with it the host's usual score is learnt in its
+    warm-up and becomes its threshold, a real jump still alarms, a long incident is not learnt
+    as the new usual, and a host below the threshold keeps the model's threshold."""
+    from detector.host_calibration import HostCalibration
+    from detector.scoring import ONLINE_FEATURES, online_config, score_features
+    from vigil.model import LoadedModel
+    from vigil.online import OnlineDetector
+
+    hosts = ["odd", "typical"]
+    scores = {"odd": 1.5, "typical": 0.5}
+    model = LoadedModel("m", 1, None, _FeatureChampion())
+
+    def run(calibration: HostCalibration | None, t: int, warm: tuple[bool, bool] = (False, False)):
+        online = OnlineDetector(list(ONLINE_FEATURES), online_config())
+        return score_features(_interval(t, scores), online, model, np.array(warm), 0, calibration=calibration)
+
+    assert all(run(None, t).combined["is_anomaly"].tolist() == [1, 0] for t in range(12))  # a page every 10 s
+
+    cal = HostCalibration(window=30, min_rows=5)
+    for t in range(5):  # a new host's warm-up: scored, cannot alarm, teaches its usual
+        assert run(cal, t, warm=(True, False)).combined["is_anomaly"].tolist() == [0, 0]
+    after = [run(cal, t) for t in range(5, 15)]
+    assert [s.combined["is_anomaly"].tolist() for s in after] == [[0, 0]] * 10
+    assert after[-1].batch["threshold"].tolist() == [1.5, 1.0]
+    scores["odd"] = 6.0  # a real incident on the odd host: 4x its usual
+    for t in range(15, 60):  # alarms throughout, and is not learnt as the host's usual
+        assert run(cal, t).combined["is_anomaly"].tolist() == [1, 0]
+    assert cal.typical(hosts).tolist() == [1.5, 0.5]

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     detector_online_learn_max: int = Field(
         2000, description="Host-intervals per poll the online model learns from (seeded subsample)."
     )
+    detector_host_calibration_window: int = Field(
+        30,
+        ge=1,
+        description="Intervals of a host's recent unflagged champion scores whose median is the "
+        "floor of that host's champion threshold (detector/host_calibration.py).",
+    )
     detector_max_catchup_intervals: int = Field(
         60, description="Most intervals read in one loop iteration when catching up."
     )
