@@ -25,7 +25,7 @@ from pipelines.extract import extract
 from pipelines.registry import promote, register
 from pipelines.search import FAMILIES, small_grid
 from pipelines.train import train
-from stress.demo import wait_detector_ready
+from stress.demo import DEMO_DURATION_S, DEMO_SETTLE_S, wait_detector_ready
 from stress.runner import SUITE_ORDER, format_table, run_suite
 from stress.scenarios import get_scenario
 from vigil.influx import InfluxClient
@@ -34,9 +34,9 @@ from vigil.settings import Settings
 from vigil.stack import manager
 from vigil.stack.process import free_port
 
-#: Seconds of load per scenario: long enough for a 10 s interval to be read, scored and alarmed.
-DURATION_S = 30.0
-SETTLE_S = 10.0
+#: The demo's own load and rest per scenario (one definition, in stress.demo).
+DURATION_S = DEMO_DURATION_S
+SETTLE_S = DEMO_SETTLE_S
 
 
 @pytest.fixture(scope="module")
