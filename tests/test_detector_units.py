@@ -166,3 +166,26 @@ def test_a_host_the_champion_always_finds_odd_is_judged_against_its_own_usual_sc
     for t in range(15, 60):  # alarms throughout, and is not learnt as the host's usual
         assert run(cal, t).combined["is_anomaly"].tolist() == [1, 0]
     assert cal.typical(hosts).tolist() == [1.5, 0.5]
+
+
+def test_fleet_online_model_flags_a_record_deviation_on_one_metric():
+    """A CPU at 100 % on a host idle at 2 % is cpu_busy_z ~ 50 with every other metric calm: the
+    fleet's online model must flag it (so it can confirm the champion), and must not flag the
+    calm rows around it more often than its quantile allows."""
+    from detector.scoring import ONLINE_FEATURES, online_config
+    from vigil.online import OnlineDetector
+
+    rng = np.random.default_rng(3)
+    det = OnlineDetector(list(ONLINE_FEATURES), online_config())
+    calm = rng.standard_t(4, size=(3000, len(ONLINE_FEATURES)))  # heavy-tailed, like real z-scores
+    flagged = 0
+    for start in range(0, len(calm), 100):  # one "interval" of 100 hosts at a time
+        batch = det.score_many(calm[start : start + 100])
+        flagged += int(batch.is_anomaly.sum()) if start >= 1500 else 0  # once its history is long
+        det.learn_many(calm[start : start + 100], batch)
+    assert not det.score_many(calm[:1]).warmup
+    assert flagged / 1500 < 0.02, flagged
+    spike = np.zeros((1, len(ONLINE_FEATURES)))
+    spike[0, list(ONLINE_FEATURES).index("cpu_busy_z")] = 50.0
+    result = det.score_many(spike)
+    assert result.is_anomaly[0] and result.top_features[0, 0] == "cpu_busy_z"
