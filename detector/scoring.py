@@ -87,14 +87,26 @@ def learn_mask(features: pd.DataFrame, learn_max: int) -> np.ndarray:
     return (h % 1_000_000) < keep * 1_000_000
 
 
+def time_order(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's time (ns) and the stable order that sorts rows by time."""
+    times = pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy()
+    return times, np.argsort(times, kind="stable")
+
+
 def score_online(
-    online: OnlineDetector, features: pd.DataFrame, warm: np.ndarray, learn_max: int, learn: bool = True
+    online: OnlineDetector,
+    features: pd.DataFrame,
+    warm: np.ndarray,
+    learn_max: int,
+    learn: bool = True,
+    order: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Score every row, one interval (time) at a time in time order: all rows of an interval
     against the model as it was before that interval, then learn the interval's rows that are
     not in warm-up (``vigil.online.batch``; ``OnlineDetector.learn`` itself refuses rows it flagged).
 
-    ``learn=False`` scores only: the scoring API must never teach the model.
+    ``learn=False`` scores only: the scoring API must never teach the model. ``order``:
+    :func:`time_order` of ``features`` if the caller has it already.
     """
     cols = ["score", "threshold", "is_anomaly", "warmup"] + [
         f"top{k}_{p}" for k in (1, 2, 3) for p in ("feature", "contribution")
@@ -102,8 +114,7 @@ def score_online(
     if features.empty:
         return pd.DataFrame(columns=cols)
     n = len(features)
-    times = pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy()
-    order = np.argsort(times, kind="stable")
+    times, order = order if order is not None else time_order(features)
     bounds = np.flatnonzero(np.diff(times[order])) + 1
     x = features[list(ONLINE_FEATURES)].to_numpy(dtype=float)
     learnable = learn_mask(features, learn_max) & ~warm if learn else np.zeros(n, dtype=bool)
@@ -162,7 +173,8 @@ def score_features(
     """
     keys = features[["host", "time"]].reset_index(drop=True)
     features = features.reset_index(drop=True)
-    on = score_online(online, features, warm, learn_max, learn=learn)
+    by_time = time_order(features)
+    on = score_online(online, features, warm, learn_max, learn=learn, order=by_time)
     batch = None
     if champion is not None and not features.empty:
         try:
@@ -185,9 +197,7 @@ def score_features(
     combined_warm = warm | (online_young if batch is None else np.zeros_like(warm))
     combined = combine_frames(on_for_rule, batch, combined_warm)
     if batch is not None and calibration is not None and learn:
-        order = np.argsort(
-            pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy(), kind="stable"
-        )
+        order = by_time[1]
         calibration.update(
             [hosts[i] for i in order],
             batch["score"].to_numpy(dtype=float)[order],
