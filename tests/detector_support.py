@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,19 @@ from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient, quote_ident, quote_literal
 from vigil.model import AnomalyModel, SklearnScorer, log_anomaly_model
 from vigil.settings import Settings
+
+
+@contextmanager
+def fresh_databases(client: InfluxClient, *names: str) -> Iterator[tuple[str, ...]]:
+    """Empty databases for one test: dropped first (a crashed run may have left them), dropped after."""
+    for db in names:
+        client.drop_database(db)
+        client.create_database(db)
+    try:
+        yield names
+    finally:
+        for db in names:
+            client.drop_database(db)
 
 
 def detector_settings(base: Settings, run_dir: Path, raw_db: str, vigil_db: str, **overrides) -> Settings:

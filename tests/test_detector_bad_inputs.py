@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pytest
-from detector_support import detector_settings, predictions
+from detector_support import detector_settings, fresh_databases, predictions
 
 from detector.service import Detector
 from vigil.influx import InfluxClient, InfluxError
@@ -165,10 +165,7 @@ CASES = [
 def test_bad_input_is_handled_and_counted(case: Case, settings, tmp_path):
     client = InfluxClient(settings=settings)
     raw_db, vigil_db = "bad_raw", "bad_vigil"
-    for db in (raw_db, vigil_db):
-        client.drop_database(db)
-        client.create_database(db)
-    try:
+    with fresh_databases(client, raw_db, vigil_db):
         client.write_lines(raw_db, case.lines, precision="s")
         s = detector_settings(
             settings,
@@ -196,9 +193,6 @@ def test_bad_input_is_handled_and_counted(case: Case, settings, tmp_path):
         assert len(good) == N and not good.duplicated("time").any(), "the good host is scored every interval"
         if case.check:
             case.check(pred)
-    finally:
-        for db in (raw_db, vigil_db):
-            client.drop_database(db)
 
 
 def test_nan_and_inf_are_refused_by_influxdb_before_the_detector(influx, fresh_db):

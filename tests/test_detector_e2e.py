@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from detector_support import detector_settings, fit_model, predictions, register_champion
+from detector_support import detector_settings, fit_model, fresh_databases, predictions, register_champion
 
 from detector.service import Detector
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline
@@ -173,10 +173,7 @@ def test_fleet_warm_start_is_retried_until_history_exists(mlflow_settings, tmp_p
     monkeypatch.setattr(service, "ONLINE_WARM_RETRY_S", 0.0)  # retry on the next poll, not in 30 s
     client = InfluxClient(settings=mlflow_settings)
     raw_db, vigil_db = "det_retry_raw", "det_retry_vigil"
-    for db in (raw_db, vigil_db):
-        client.drop_database(db)
-        client.create_database(db)
-    try:
+    with fresh_databases(client, raw_db, vigil_db):
         s = detector_settings(
             mlflow_settings, tmp_path, raw_db, vigil_db, model_name="det-retry", detector_history_hours=2.0
         )
@@ -191,6 +188,3 @@ def test_fleet_warm_start_is_retried_until_history_exists(mlflow_settings, tmp_p
         )
         det.run_once(now=(begin + pd.Timedelta(minutes=2)).value / 1e9)
         assert det.online.n_seen >= det.online.config.warmup, "warm-started on the history written meanwhile"
-    finally:
-        for db in (raw_db, vigil_db):
-            client.drop_database(db)
