@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stress.usual_traffic import ORDINARY_PATHS
+
 #: ``workers`` values resolved against the machine.
 PER_CPU = "per_cpu"
 TWICE_PER_CPU = "twice_per_cpu"
@@ -132,14 +134,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "normal_busy_period",
             "normal",
-            "Ordinary traffic a little above idle (a few requests per second): must NOT alarm.",
+            "Busier than usual: a few more ordinary requests per second on top of the app's everyday users: must NOT alarm.",
             (
                 LoadTemplate(
                     "http",
                     {
                         "rps": 8,
                         "concurrency": 2,
-                        "paths": ["/api/items", "/api/items?n=100", "/api/compute?ms=5"],
+                        "paths": list(ORDINARY_PATHS),
                     },
                     ("rps",),
                 ),

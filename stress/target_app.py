@@ -14,6 +14,9 @@ Endpoints (all answer JSON unless noted):
 * ``GET /api/download?kb=`` — ``kb`` KiB of bytes (octet-stream, capped);
 * ``POST /api/upload`` — read and count the body (capped).
 
+While it serves, :class:`stress.usual_traffic.UsualTraffic` sends it ``target_usual_rps``
+ordinary requests per second (its everyday users; counted apart on ``/stats``).
+
 It writes its PID to :func:`target_pidfile` so Telegraf's ``procstat`` input
 (``pid_file``) and Vigil's collector can watch it, and removes it on exit.
 Bound to ``settings.bind_host`` (127.0.0.1) by default; ``--host 0.0.0.0`` is for the
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from stress.usual_traffic import USUAL_HEADER, UsualTraffic
 from vigil.settings import Settings, get_settings
 
 #: Hard caps per request: one request can never take more than this, whatever it asks.
@@ -50,17 +54,25 @@ def target_pidfile(settings: Settings) -> Path:
 
 
 class Counters:
-    """Thread-safe request and byte counters, served on ``/stats``."""
+    """Thread-safe request and byte counters, served on ``/stats``.
+
+    Everyday traffic (:data:`USUAL_HEADER`) is counted in ``usual_requests`` only, so the
+    other counters are exactly what a scenario or a test sent.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: dict[str, int] = {}
+        self.usual_requests = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.errors = 0
 
-    def add(self, path: str, bytes_in: int, bytes_out: int, error: bool = False) -> None:
+    def add(self, path: str, bytes_in: int, bytes_out: int, error: bool = False, usual: bool = False) -> None:
         with self._lock:
+            if usual:
+                self.usual_requests += 1
+                return
             self.requests[path] = self.requests.get(path, 0) + 1
             self.bytes_in += bytes_in
             self.bytes_out += bytes_out
@@ -74,6 +86,7 @@ class Counters:
                 "bytes_in": self.bytes_in,
                 "bytes_out": self.bytes_out,
                 "errors": self.errors,
+                "usual_requests": self.usual_requests,
             }
 
 
@@ -114,7 +127,13 @@ class TargetHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self.counters.add(urlsplit(self.path).path, bytes_in, len(body), error=status >= 400)
+        self.counters.add(
+            urlsplit(self.path).path,
+            bytes_in,
+            len(body),
+            error=status >= 400,
+            usual=self.headers.get(USUAL_HEADER) is not None,
+        )
 
     def _json(self, status: int, payload: Any, bytes_in: int = 0) -> None:
         self._send(status, json.dumps(payload).encode(), bytes_in=bytes_in)
@@ -181,9 +200,14 @@ def make_server(host: str, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    settings: Settings, host: str | None = None, port: int | None = None, usual_rps: float | None = None
+) -> None:
     """Serve until SIGTERM/SIGINT; the PID file exists exactly while we serve."""
     server = make_server(host or settings.bind_host, port if port is not None else settings.target_port)
+    users = UsualTraffic(
+        server.server_address[1], settings.target_usual_rps if usual_rps is None else usual_rps
+    )
     pidfile = target_pidfile(settings)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(f"{os.getpid()}\n")
@@ -196,9 +220,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     signal.signal(signal.SIGINT, _stop)
     bound_host, bound_port = server.server_address[:2]
     print(f"target app pid {os.getpid()} serving on http://{bound_host}:{bound_port}", flush=True)
+    users.start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
+        users.stop()
         server.server_close()
         try:
             if pidfile.read_text().strip() == str(os.getpid()):
@@ -212,8 +238,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=None, help=f"bind address (default {settings.bind_host})")
     parser.add_argument("--port", type=int, default=None, help=f"port (default {settings.target_port})")
+    parser.add_argument(
+        "--usual-rps",
+        type=float,
+        default=None,
+        help=f"everyday requests per second to itself (default {settings.target_usual_rps:g}; 0 = none)",
+    )
     args = parser.parse_args(argv)
-    serve(settings, args.host, args.port)
+    serve(settings, args.host, args.port, args.usual_rps)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from stress.target_app import MAX_ALLOC_MB, MAX_COMPUTE_MS
+from stress.usual_traffic import UsualTraffic
 from vigil.stack.process import free_port
 
 
@@ -76,3 +77,49 @@ def test_binds_loopback_writes_pidfile_and_removes_it_on_sigterm(target) -> None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     assert not pidfile.exists()
+
+
+def test_everyday_users_send_ordinary_traffic_counted_apart(tmp_path: Path) -> None:
+    """The app's everyday users (``--usual-rps``) reach it at about that rate, are counted in
+    ``usual_requests`` only (so a scenario's counts stay exact) and stop with the app."""
+    port = free_port()
+    env = {**os.environ, "VIGIL_RUN_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stress.target_app", "--port", str(port), "--usual-rps", "25"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=0.5).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "target app did not start"
+            time.sleep(0.1)
+        first = requests.get(f"{url}/stats", timeout=5).json()
+        time.sleep(2.0)
+        stats = requests.get(f"{url}/stats", timeout=5).json()
+        usual = stats["usual_requests"] - first["usual_requests"]
+        assert 15 <= usual <= 120, usual  # Poisson, 25/s over ~2 s
+        assert not any(path.startswith("/api/") for path in stats["requests"]), stats["requests"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def test_everyday_users_count_errors_when_the_app_is_down_and_stop_promptly() -> None:
+    users = UsualTraffic(port=free_port(), rps=50.0)
+    users.start()
+    time.sleep(0.5)
+    users.stop()
+    users.join(timeout=2.0)
+    assert not users.is_alive()
+    assert users.sent == 0 and users.errors >= 5

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     allowed_lateness_s: float = 20.0
     reload_interval_s: float = 15.0
     checkpoint_every: int = Field(12, description="Checkpoint every N loop iterations.")
-    warmup_intervals: int = Field(30, description="Host-intervals a new host is scored without alarming.")
+    warmup_intervals: int = Field(18, description="Host-intervals a new host is scored without alarming.")
     shard_index: int = 0
     shard_count: int = 1
     buffer_max_points: int = Field(
@@ -131,6 +131,9 @@ class Settings(BaseSettings):
 
     # --- stress target app -----------------------------------------------------------------
     target_port: int = 8090
+    target_usual_rps: float = Field(
+        4.0, description="Everyday requests per second the target app's users send it (0 = none)."
+    )
 
     # --- deployment only -----------------------------------------------------------------------
     alert_webhook_url: str = Field("http://127.0.0.1:9999/alerts", description="Grafana contact point.")
