@@ -21,7 +21,7 @@ import requests
 
 from vigil.settings import Settings
 from vigil.stack.process import free_port, read_record, session_members, start_process, stop_process
-from vigil.stack.services import SERVICE_NAMES
+from vigil.stack.services import LOCAL_COLLECTOR_LATENESS_S, SERVICE_NAMES, get_service
 
 STACK = ("influxdb", "mlflow", "airflow", "collector")
 
@@ -186,3 +186,12 @@ def test_stop_process_finds_children_orphaned_inside_the_session(tmp_path: Path)
     assert stop_process(record, timeout_s=5)
     assert not _same_process_alive(child.pid, child.create_time())
     assert not stop_process(record)  # nothing left: a second stop is a no-op
+
+
+def test_local_detector_waits_for_the_local_collector_not_for_telegraf() -> None:
+    """The local stack's detector gets the local collector's short lateness unless the user set one."""
+    detector = get_service("detector")
+    default = detector.launch(Settings())
+    assert default.env["VIGIL_ALLOWED_LATENESS_S"] == str(LOCAL_COLLECTOR_LATENESS_S)
+    assert LOCAL_COLLECTOR_LATENESS_S < Settings().allowed_lateness_s
+    assert "VIGIL_ALLOWED_LATENESS_S" not in detector.launch(Settings(allowed_lateness_s=30.0)).env

@@ -104,6 +104,22 @@ def _vigil(*args: str) -> list[str]:
     return [sys.executable, "-m", "vigil.cli", *args]
 
 
+# --- detector -------------------------------------------------------------------------------------
+
+#: Allowed lateness of the local stack's detector unless VIGIL_ALLOWED_LATENESS_S is set. Why not
+#: the setting's default (20 s, sized for Telegraf: flush_interval 10 s + flush_jitter 2 s + one
+#: retry): the local collector writes each gather as soon as it is taken, so its points reach
+#: InfluxDB about a second after their timestamp and an interval is complete when it ends. Waiting
+#: 20 s more would only delay every alarm by 15 s.
+LOCAL_COLLECTOR_LATENESS_S = 5.0
+
+
+def _detector_launch(settings: Settings) -> Launch:
+    explicit = "allowed_lateness_s" in settings.model_fields_set
+    env = {} if explicit else {"VIGIL_ALLOWED_LATENESS_S": str(LOCAL_COLLECTOR_LATENESS_S)}
+    return Launch(_vigil("detector", "run"), env=env)
+
+
 # --- InfluxDB -------------------------------------------------------------------------------------
 
 
@@ -191,7 +207,7 @@ SERVICES: tuple[Service, ...] = (
     ),
     Service(
         name="detector",
-        launch=lambda s: Launch(_vigil("detector", "run")),
+        launch=_detector_launch,
         healthy=lambda s, r: _get_ok(f"{_local(s, s.detector_port)}/health"),
         port=lambda s: s.detector_port,
         url=lambda s: _local(s, s.detector_port),
