@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from vigil.features import BaselineConfig
 from vigil.settings import PROJECT_ROOT, Settings
 from vigil.stack.services import settings_env
 
@@ -110,3 +111,10 @@ def test_settings_env_round_trips(tmp_path: Path, monkeypatch) -> None:
     rebuilt = Settings(_env_file=None)
     assert rebuilt.model_dump() == original.model_dump() | {"influx_password": rebuilt.influx_password}
     assert rebuilt.influx_password.get_secret_value() == "s3cret"
+
+
+def test_host_warmup_setting_and_baseline_warmup_agree() -> None:
+    """The detector's warm-up (a setting) and the baseline's "trusted" age (BaselineConfig, shared
+    with training) are one number: a host must not alarm on a baseline that is still a running mean,
+    nor be held back once it is trusted."""
+    assert Settings.model_fields["warmup_intervals"].default == BaselineConfig().warmup

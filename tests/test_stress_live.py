@@ -53,7 +53,6 @@ def live(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
             "detector_port": free_port(),
             "target_port": free_port(),
             "poll_interval_s": 2.0,
-            "warmup_intervals": 12,
         }
     )
     client = InfluxClient(settings=s)
