@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     allowed_lateness_s: float = 20.0
     reload_interval_s: float = 15.0
     checkpoint_every: int = Field(12, description="Checkpoint every N loop iterations.")
-    warmup_intervals: int = Field(18, description="Host-intervals a new host is scored without alarming.")
+    warmup_intervals: int = Field(30, description="Host-intervals a new host is scored without alarming.")
     shard_index: int = 0
     shard_count: int = 1
     buffer_max_points: int = Field(

@@ -38,9 +38,11 @@ class BaselineConfig:
     window: int = 6  # intervals in the short window (1 min at 10 s)
     clip_z: float = 4.0  # deviations beyond this many sigmas count as abnormal for the baseline
     slow_factor: float = 20.0  # abnormal points move the baseline this many times more slowly
-    #: intervals before a host's baseline is trusted (it may not alarm before): 3 min at 10 s.
-    #: Equal to the ``warmup_intervals`` setting's default (tests/test_settings.py checks).
-    warmup: int = 18
+    #: intervals before a host's baseline is trusted (it may not alarm before): 5 min at 10 s.
+    #: Equal to the ``warmup_intervals`` setting's default (tests/test_settings.py checks). 18 (3 min)
+    #: was tried in the demo: the host left warm-up before its baseline had seen one of this VM's
+    #: periodic disk-read bursts (page cache dropped every few minutes) and alarmed on the next one.
+    warmup: int = 30
     z_cap: float = 50.0  # features are capped so one absurd value cannot dominate a model
     #: the smallest spread of log(short-window σ + floor) a host's volatility baseline assumes:
     #: a change of the short-window spread by e^0.5 = 1.65x is one unit of ``vol``. Smaller
