@@ -19,6 +19,19 @@ from stress.usual_traffic import UsualTraffic
 from vigil.stack.process import free_port
 
 
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """Until the app answers /health; fails if it exits or takes longer than ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if requests.get(f"{url}/health", timeout=0.5).ok:
+                return
+        except requests.RequestException:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "target app did not start"
+        time.sleep(0.1)
+
+
 @pytest.fixture()
 def target(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     port = free_port()
@@ -31,15 +44,7 @@ def target(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if requests.get(f"{url}/health", timeout=0.5).ok:
-                break
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "target app did not start"
-        time.sleep(0.1)
+    _wait_healthy(url, proc)
     yield url, proc, tmp_path / "pids" / "target_app.pid"
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -92,15 +97,7 @@ def test_everyday_users_send_ordinary_traffic_counted_apart(tmp_path: Path) -> N
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=0.5).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "target app did not start"
-            time.sleep(0.1)
+        _wait_healthy(url, proc)
         first = requests.get(f"{url}/stats", timeout=5).json()
         time.sleep(2.0)
         stats = requests.get(f"{url}/stats", timeout=5).json()
