@@ -205,9 +205,6 @@ def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT; the PID file exists exactly while we serve."""
     server = make_server(host or settings.bind_host, port if port is not None else settings.target_port)
-    users = UsualTraffic(
-        server.server_address[1], settings.target_usual_rps if usual_rps is None else usual_rps
-    )
     pidfile = target_pidfile(settings)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(f"{os.getpid()}\n")
@@ -219,6 +216,7 @@ def serve(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     bound_host, bound_port = server.server_address[:2]
+    users = UsualTraffic(bound_port, settings.target_usual_rps if usual_rps is None else usual_rps)
     print(f"target app pid {os.getpid()} serving on http://{bound_host}:{bound_port}", flush=True)
     users.start()
     try:
