@@ -1,10 +1,12 @@
-"""Run a scenario's loads as child processes and make sure nothing outlives the run.
+"""Run a scenario's loads and make sure nothing outlives the run.
 
-Each load generator is started in its own session (so its process group can be
-signalled as a whole), with its stderr in a log file; :class:`LoadRun` is a
-context manager whose exit — normal end, exception, Ctrl-C or SIGTERM turned into
-:class:`KeyboardInterrupt` by :func:`sigterm_as_interrupt` — terminates every
-group, kills what did not stop, and removes the run's temp folder.
+Each load generator is started as a child process in its own session (so its process
+group can be signalled as a whole), with its stderr in a log file. A ``users`` load is not
+a process: :class:`BusierUsers` asks the target app to make its own everyday users busier
+for the load's duration, and to stop that early on exit. :class:`LoadRun` is a context
+manager whose exit — normal end, exception, Ctrl-C or SIGTERM turned into
+:class:`KeyboardInterrupt` by :func:`sigterm_as_interrupt` — terminates every group, kills
+what did not stop, ends a busy period, and removes the run's temp folder.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import psutil
 import requests
 
 from stress.loadgen import assert_loopback_url
-from stress.scenarios import LoadSpec
+from stress.scenarios import USERS, LoadSpec
 from stress.target_app import target_pidfile
 from vigil.settings import Settings
 from vigil.stack.process import free_port, port_in_use
@@ -48,20 +50,80 @@ class LoadProcess:
         return self.popen.pid
 
 
+class BusierUsers:
+    """A ``users`` load: the target app's everyday users, busier for ``duration_s``.
+
+    Why not a generator process: a real busy period is more of the same users, and a new
+    Python process is itself an event on the host (it reads its interpreter and libraries
+    from disk), which the false-positive check must not count against the detector. The
+    app runs the period itself, so it ends on time even if this runner dies.
+    """
+
+    def __init__(self, spec: LoadSpec) -> None:
+        self.spec = spec
+        self.url = assert_loopback_url(spec.params["url"])
+        self.summary: dict[str, Any] | None = None
+        self._started: float | None = None
+        self._usual_before = 0
+
+    def _control(self, extra_rps: float, for_s: float) -> dict[str, Any]:
+        r = requests.post(
+            f"{self.url}/control/users", params={"extra_rps": extra_rps, "for_s": for_s}, timeout=5
+        )
+        if r.status_code != 200:
+            raise RuntimeError(f"the target app refused a busy period: HTTP {r.status_code} {r.text[:200]}")
+        return r.json()
+
+    def _usual_requests(self) -> int:
+        # /control/ is not counted as traffic, so asking does not change the scenario's counts
+        return int(requests.get(f"{self.url}/control/users", timeout=5).json()["usual_requests"])
+
+    def start(self) -> None:
+        self._usual_before = self._usual_requests()
+        self._control(float(self.spec.params["extra_rps"]), float(self.spec.params["duration_s"]))
+        self._started = time.monotonic()
+
+    def running(self) -> bool:
+        if self._started is None or self.summary is not None:
+            return False
+        return time.monotonic() - self._started < float(self.spec.params["duration_s"])
+
+    def stop(self) -> None:
+        """End the busy period (if still on) and record what the users sent meanwhile."""
+        if self._started is None or self.summary is not None:
+            return
+        elapsed = time.monotonic() - self._started
+        sent: int | None = None
+        with contextlib.suppress(requests.RequestException, RuntimeError, KeyError, ValueError):
+            self._control(0.0, 0.0)
+            sent = self._usual_requests() - self._usual_before
+        self.summary = {
+            "kind": USERS,
+            "elapsed_s": round(elapsed, 2),
+            "extra_rps": self.spec.params["extra_rps"],
+            "usual_requests": sent,  # everyday users' requests in the period, usual rate included
+        }
+
+
 class LoadRun:
-    """Start ``specs`` as child processes; on exit stop them all and delete ``tmp_dir``."""
+    """Start ``specs`` (child processes, busier users); on exit stop them all and delete ``tmp_dir``."""
 
     def __init__(self, specs: list[LoadSpec], tmp_dir: Path, log_dir: Path) -> None:
         self.specs = specs
         self.tmp_dir = tmp_dir
         self.log_dir = log_dir
         self.procs: list[LoadProcess] = []
+        self.busy: list[BusierUsers] = []
 
     def __enter__(self) -> LoadRun:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for i, spec in enumerate(self.specs):
+                if spec.kind == USERS:
+                    self.busy.append(BusierUsers(spec))
+                    self.busy[-1].start()
+                    continue
                 stderr_path = self.log_dir / f"load-{i}-{spec.kind}.err"
                 with open(stderr_path, "w") as err:
                     popen = subprocess.Popen(
@@ -85,8 +147,15 @@ class LoadRun:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
-    def alive(self) -> list[LoadProcess]:
-        return [p for p in self.procs if p.popen.poll() is None]
+    def alive(self) -> list[LoadProcess | BusierUsers]:
+        """The loads still running."""
+        return [p for p in self.procs if p.popen.poll() is None] + [b for b in self.busy if b.running()]
+
+    def describe(self) -> str:
+        """One line for the progress output: what runs where."""
+        parts = [f"{len(self.procs)} process(es), pids {self.pids}"] if self.procs else []
+        parts += [f"everyday users +{b.spec.params['extra_rps']:g} req/s inside the target app" for b in self.busy]
+        return "; ".join(parts) or "nothing"
 
     def wait(
         self, timeout_s: float, on_tick: Callable[[float], None] | None = None, tick_s: float = 1.0
@@ -105,8 +174,13 @@ class LoadRun:
         return True
 
     def stop(self) -> None:
-        """SIGTERM every group, wait, SIGKILL leftovers, collect summaries, remove the temp folder."""
-        for p in self.alive():
+        """SIGTERM every group, wait, SIGKILL leftovers, end busy periods, collect summaries, remove
+        the temp folder."""
+        for b in self.busy:
+            b.stop()
+        for p in self.procs:
+            if p.popen.poll() is not None:
+                continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
@@ -140,7 +214,8 @@ class LoadRun:
         return out
 
     def summaries(self) -> list[dict[str, Any]]:
-        return [p.summary for p in self.procs if p.summary]
+        """What each load did: generator processes first, then busy periods."""
+        return [p.summary for p in self.procs if p.summary] + [b.summary for b in self.busy if b.summary]
 
 
 def make_tmp_dir(settings: Settings) -> Path:

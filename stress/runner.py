@@ -173,7 +173,7 @@ def run_scenario(
                         [_label_point(scenario, host, label_id, start_ns, start_ns + int(duration * 1e9))],
                     )
                 with LoadRun(specs, tmp_dir, out_dir / "logs") as run:
-                    echo(f"[{scenario.name}] load started: {len(specs)} process(es), pids {run.pids}")
+                    echo(f"[{scenario.name}] load started: {run.describe()}")
                     last_poll = last_echo = 0.0
 
                     def tick(elapsed: float) -> None:

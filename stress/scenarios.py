@@ -16,17 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stress.usual_traffic import ORDINARY_PATHS
-
 #: ``workers`` values resolved against the machine.
 PER_CPU = "per_cpu"
 TWICE_PER_CPU = "twice_per_cpu"
 MAX_WORKERS = 16
+#: Load kinds that act on the target app. ``users`` is not a child process: it makes the app's
+#: own everyday users busier (:class:`stress.load.BusierUsers`); the others are
+#: :data:`stress.loadgen.KINDS`.
+USERS = "users"
+TARGET_KINDS = ("http", "net", USERS)
 
 
 @dataclass(frozen=True)
 class LoadTemplate:
-    """One load generator of a scenario (``kind`` from :data:`stress.loadgen.KINDS`)."""
+    """One load of a scenario: ``kind`` is a generator from :data:`stress.loadgen.KINDS`, or
+    :data:`USERS`."""
 
     kind: str
     params: dict[str, Any]
@@ -57,7 +61,7 @@ class Scenario:
     needs_target: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "needs_target", any(t.kind in ("http", "net") for t in self.loads))
+        object.__setattr__(self, "needs_target", any(t.kind in TARGET_KINDS for t in self.loads))
 
 
 def _workers(value: int | str) -> int:
@@ -134,18 +138,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "normal_busy_period",
             "normal",
-            "Busier than usual: a few more ordinary requests per second on top of the app's everyday users: must NOT alarm.",
-            (
-                LoadTemplate(
-                    "http",
-                    {
-                        "rps": 8,
-                        "concurrency": 2,
-                        "paths": list(ORDINARY_PATHS),
-                    },
-                    ("rps",),
-                ),
-            ),
+            "Busier than usual: the target app's everyday users send a few more ordinary requests "
+            "per second (from inside the app, no new process): must NOT alarm.",
+            (LoadTemplate("users", {"extra_rps": 8.0}, ("extra_rps",)),),
             ("cpu_busy", "net_rx"),
             default_duration_s=120,
             anomalous=False,
@@ -182,7 +177,8 @@ def check_run_args(
 def plan_loads(
     scenario: Scenario, duration_s: float, intensity: float, *, target_url: str, tmp_dir: Path
 ) -> list[LoadSpec]:
-    """The concrete loads (one per child process) for a run; caps are applied again in the child."""
+    """The concrete loads for a run (one per child process, or a busier-users period); caps are
+    applied again where each load runs (the generator process, or the target app)."""
     specs: list[LoadSpec] = []
     for template in scenario.loads:
         params = dict(template.params)
@@ -193,7 +189,7 @@ def plan_loads(
         if params.get("ramp_s") == -1:
             params["ramp_s"] = duration_s  # ramp over the whole window
         params["duration_s"] = duration_s
-        if template.kind in ("http", "net"):
+        if template.kind in TARGET_KINDS:
             params["url"] = target_url
         if template.kind == "disk":
             params["dir"] = str(tmp_dir)

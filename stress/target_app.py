@@ -12,7 +12,9 @@ Endpoints (all answer JSON unless noted):
 * ``GET /api/compute?ms=`` — busy-loop for ``ms`` milliseconds (capped);
 * ``GET /api/alloc?mb=&hold_ms=`` — allocate, touch, hold and free memory (capped);
 * ``GET /api/download?kb=`` — ``kb`` KiB of bytes (octet-stream, capped);
-* ``POST /api/upload`` — read and count the body (capped).
+* ``POST /api/upload`` — read and count the body (capped);
+* ``GET|POST /control/users?extra_rps=&for_s=`` — the everyday users' rate; POST makes them
+  busier for a while (``normal_busy_period``), ``for_s=0`` ends that. Not counted on ``/stats``.
 
 While it serves, :class:`stress.usual_traffic.UsualTraffic` sends it ``target_usual_rps``
 ordinary requests per second (its everyday users; counted apart on ``/stats``).
@@ -45,6 +47,9 @@ MAX_ALLOC_MB = 256
 MAX_HOLD_MS = 5_000
 MAX_TRANSFER_KB = 64 * 1024
 
+#: Endpoints that steer the app rather than serve users (never counted as traffic).
+CONTROL_PREFIX = "/control/"
+
 _ITEMS = [{"id": i, "name": f"item-{i}", "price": round(1.5 * i, 2)} for i in range(200)]
 
 
@@ -56,8 +61,9 @@ def target_pidfile(settings: Settings) -> Path:
 class Counters:
     """Thread-safe request and byte counters, served on ``/stats``.
 
-    Everyday traffic (:data:`USUAL_HEADER`) is counted in ``usual_requests`` only, so the
-    other counters are exactly what a scenario or a test sent.
+    Everyday traffic (:data:`USUAL_HEADER`) is counted in ``usual_requests`` only, and the
+    ``/control/`` endpoints not at all, so the other counters are exactly what a scenario's
+    load or a test sent.
     """
 
     def __init__(self) -> None:
@@ -69,6 +75,8 @@ class Counters:
         self.errors = 0
 
     def add(self, path: str, bytes_in: int, bytes_out: int, error: bool = False, usual: bool = False) -> None:
+        if path.startswith(CONTROL_PREFIX):
+            return
         with self._lock:
             if usual:
                 self.usual_requests += 1
@@ -115,6 +123,7 @@ class TargetHandler(BaseHTTPRequestHandler):
     server_version = "VigilTarget/1.0"
     counters: Counters
     started: float
+    users: UsualTraffic | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silent: a flood would otherwise write a log line per request."""
@@ -149,6 +158,8 @@ class TargetHandler(BaseHTTPRequestHandler):
                 )
             elif parts.path == "/stats":
                 self._json(200, self.counters.snapshot())
+            elif parts.path == "/control/users":
+                self._json(200, self._users_state())
             elif parts.path == "/api/items":
                 n = _int_arg(query, "n", 20, len(_ITEMS))
                 self._json(200, {"items": _ITEMS[:n], "count": n})
@@ -171,9 +182,37 @@ class TargetHandler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._json(400, {"error": str(exc)})
 
+    def _users_state(self) -> dict[str, Any]:
+        """The everyday users' rate now, and how many requests they have sent so far."""
+        users = self.users
+        return {
+            "usual_rps": users.rps if users else 0.0,
+            "current_rps": users.current_rps() if users else 0.0,
+            "busy_left_s": round(users.busy_left_s(), 1) if users else 0.0,
+            "usual_requests": self.counters.snapshot()["usual_requests"],
+        }
+
+    def _control_users(self, query: dict[str, list[str]]) -> None:
+        """Make the everyday users busier for a while: the busy period without a new process."""
+        if self.users is None:
+            self._json(409, {"error": "this app runs without everyday users"})
+            return
+        try:
+            extra = float(query.get("extra_rps", ["0"])[0])
+            for_s = float(query.get("for_s", ["0"])[0])
+            self.users.busier(extra, for_s)
+        except ValueError as exc:  # also NaN and inf: busier() rejects what is not in range
+            self._json(400, {"error": str(exc)})
+            return
+        self._json(200, self._users_state())
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
+        if parts.path == "/control/users":
+            self.rfile.read(min(length, 4096))
+            self._control_users(parse_qs(parts.query))
+            return
         if parts.path != "/api/upload":
             self.rfile.read(min(length, MAX_TRANSFER_KB * 1024))
             self._json(404, {"error": f"no such endpoint {parts.path}"}, bytes_in=length)
@@ -217,6 +256,7 @@ def serve(
     signal.signal(signal.SIGINT, _stop)
     bound_host, bound_port = server.server_address[:2]
     users = UsualTraffic(bound_port, settings.target_usual_rps if usual_rps is None else usual_rps)
+    server.RequestHandlerClass.users = users  # type: ignore[attr-defined]
     print(f"target app pid {os.getpid()} serving on http://{bound_host}:{bound_port}", flush=True)
     users.start()
     try:

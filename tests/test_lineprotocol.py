@@ -1,4 +1,4 @@
-"""Line protocol: serialiser and strict parser, the real Telegraf samples, and the doctests of vigil/."""
+"""Line protocol: serialiser and strict parser, the real Telegraf samples, and the doctests of every package."""
 
 from __future__ import annotations
 
@@ -208,12 +208,14 @@ def test_unsigned_and_boolean_spellings() -> None:
     assert p.time_ns is None
 
 
-# --- doctests of the core package ------------------------------------------------------------------------
+# --- doctests of every package: the examples in docstrings are documentation, keep them true ----------
+
+DOCTEST_PACKAGES = ("vigil", "detector", "pipelines", "stress")
 
 
 def _modules_with_doctests() -> list[str]:
     names = []
-    for path in sorted((PROJECT_ROOT / "vigil").rglob("*.py")):
+    for path in sorted(p for pkg in DOCTEST_PACKAGES for p in (PROJECT_ROOT / pkg).rglob("*.py")):
         if ">>>" in path.read_text(encoding="utf-8"):
             rel = path.relative_to(PROJECT_ROOT).with_suffix("")
             names.append(".".join(p for p in rel.parts if p != "__init__"))
@@ -229,4 +231,6 @@ def test_doctests(module_name: str) -> None:
 
 
 def test_doctest_discovery_finds_the_core_modules() -> None:
-    assert {"vigil.lineprotocol", "vigil.influx"} <= set(_modules_with_doctests())
+    found = set(_modules_with_doctests())
+    assert {"vigil.lineprotocol", "vigil.influx", "vigil.online.detector", "pipelines.nab.scorer"} <= found
+    assert {"detector.sharding", "stress.usual_traffic"} <= found

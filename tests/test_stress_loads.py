@@ -23,7 +23,7 @@ import requests
 
 from stress import loadgen
 from stress.load import LoadRun, ensure_target, make_tmp_dir
-from stress.scenarios import SCENARIO_NAMES, SCENARIOS, check_run_args, get_scenario, plan_loads
+from stress.scenarios import SCENARIO_NAMES, SCENARIOS, USERS, check_run_args, get_scenario, plan_loads
 from vigil import schema
 from vigil.influx import InfluxClient, quote_ident
 from vigil.settings import Settings
@@ -116,8 +116,9 @@ def test_scenario_load_stays_in_bounds_and_stops_cleanly(
     assert run.errors() == []
     summaries = run.summaries()
     assert len(summaries) == len(specs)
+    generators = [s for s in specs if s.kind != USERS]  # summaries: generator processes first
 
-    for spec, pid, summary in zip(specs, pids, summaries, strict=True):
+    for spec, pid, summary in zip(generators, pids, summaries[: len(generators)], strict=True):
         p = spec.params
         assert (
             summary["kind"] == spec.kind and summary["elapsed_s"] <= DURATION_S + 2.0
@@ -148,7 +149,18 @@ def test_scenario_load_stays_in_bounds_and_stops_cleanly(
         budget = spec.params["bytes_per_s"] * DURATION_S
         assert budget * 0.4 <= moved <= budget + spec.params["chunk_kb"] * 1024 + 4096
     else:
-        assert served == 0  # scenarios without traffic send none
+        assert served == 0  # scenarios without traffic send none; busier users are counted apart
+    if USERS in kinds:
+        # No process of its own: the app's everyday users were busier for the window, then back.
+        spec = next(s for s in specs if s.kind == USERS)
+        busy = summaries[-1]
+        assert pids == [] and busy["kind"] == USERS and busy["elapsed_s"] >= DURATION_S
+        rate = after["usual_requests"] - before["usual_requests"]
+        usual = requests.get(f"{target_url}/control/users", timeout=5).json()
+        planned = (usual["usual_rps"] + spec.params["extra_rps"]) * DURATION_S
+        assert planned * 0.4 <= busy["usual_requests"] <= planned * 1.8 + 5
+        assert busy["usual_requests"] <= rate  # the /stats reads bracket the period
+        assert usual["current_rps"] == usual["usual_rps"] and usual["busy_left_s"] == 0
 
 
 def test_caps_hold_whatever_is_asked(tmp_path: Path) -> None:

@@ -120,3 +120,39 @@ def test_everyday_users_count_errors_when_the_app_is_down_and_stop_promptly() ->
     users.join(timeout=2.0)
     assert not users.is_alive()
     assert users.sent == 0 and users.errors >= 5
+
+
+def test_busy_period_makes_everyday_users_busier_for_a_while_then_ends(target) -> None:
+    """``POST /control/users`` is how ``normal_busy_period`` runs without a new process: more of
+    the same users for ``for_s`` seconds. Bad values are a clear 400 and change nothing; the
+    control calls are not counted as traffic."""
+    url, _, _ = target
+    state = requests.get(f"{url}/control/users", timeout=5).json()
+    usual = state["usual_rps"]
+    assert state["current_rps"] == usual and state["busy_left_s"] == 0
+    for bad in (
+        "extra_rps=-1&for_s=5",
+        "extra_rps=nan&for_s=5",
+        "extra_rps=inf&for_s=5",
+        "extra_rps=1000&for_s=5",
+        "extra_rps=5&for_s=100000",
+        "extra_rps=5&for_s=abc",
+    ):
+        r = requests.post(f"{url}/control/users?{bad}", timeout=5)
+        assert r.status_code == 400 and r.json()["error"], bad
+    assert requests.get(f"{url}/control/users", timeout=5).json()["current_rps"] == usual
+
+    busy = requests.post(f"{url}/control/users", params={"extra_rps": 30, "for_s": 2.5}, timeout=5).json()
+    assert busy["current_rps"] == usual + 30 and 2.0 <= busy["busy_left_s"] <= 2.5
+    before = busy["usual_requests"]
+    time.sleep(1.5)
+    sent = requests.get(f"{url}/control/users", timeout=5).json()["usual_requests"] - before
+    assert sent >= (usual + 30) * 1.5 * 0.4, sent  # Poisson at usual + 30 per second
+    time.sleep(1.5)
+    assert requests.get(f"{url}/control/users", timeout=5).json()["current_rps"] == usual  # over by itself
+
+    requests.post(f"{url}/control/users", params={"extra_rps": 30, "for_s": 60}, timeout=5)
+    ended = requests.post(f"{url}/control/users", params={"extra_rps": 0, "for_s": 0}, timeout=5).json()
+    assert ended["current_rps"] == usual and ended["busy_left_s"] == 0  # ended early on request
+    stats = requests.get(f"{url}/stats", timeout=5).json()
+    assert not any(path.startswith("/control/") for path in stats["requests"]), stats["requests"]
