@@ -83,7 +83,11 @@ def run(
 @_intensity
 @_grace
 @click.option(
-    "--settle", type=float, default=30.0, show_default=True, help="Seconds of rest between scenarios."
+    "--settle",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Least seconds of rest between scenarios (then until the host is quiet, at most 150 s).",
 )
 @click.option("--only", default=None, metavar="NAME[,NAME]", help="Run only these scenarios.")
 @click.option("--full-load", is_flag=True, help="Run each load to its end even after an alarm.")

@@ -370,7 +370,7 @@ def write_summary(result: DemoResult, settings: Settings) -> Path | None:
     type=float,
     default=DEMO_SETTLE_S,
     show_default=True,
-    help="Seconds of rest between scenarios.",
+    help="Least seconds of rest between scenarios (then until the host is quiet).",
 )
 @click.option("--intensity", type=float, default=None, help="Scenario intensity (default: each scenario's).")
 @click.option("--only", default=None, metavar="NAME[,NAME]", help="Run only these scenarios.")

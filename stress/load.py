@@ -154,7 +154,9 @@ class LoadRun:
     def describe(self) -> str:
         """One line for the progress output: what runs where."""
         parts = [f"{len(self.procs)} process(es), pids {self.pids}"] if self.procs else []
-        parts += [f"everyday users +{b.spec.params['extra_rps']:g} req/s inside the target app" for b in self.busy]
+        parts += [
+            f"everyday users +{b.spec.params['extra_rps']:g} req/s inside the target app" for b in self.busy
+        ]
         return "; ".join(parts) or "nothing"
 
     def wait(

@@ -14,7 +14,11 @@ Definitions (also printed in every report):
 * **false alarms** = alarmed intervals in the lookback before the window, and after
   ``end + grace`` when the predictions reach that far;
 * **features that drove it** = the ``top1..top3`` features of the alarmed intervals,
-  ranked by summed contribution.
+  ranked by summed contribution; **own-metric alarms** = alarmed intervals in which one of
+  those features belongs to a metric the scenario should move (a check that an alarm is
+  about this load, not the tail of an earlier one);
+* **quiet before** = the detector's last intervals before the window had no alarm (the
+  suite rests between scenarios until they do, ``rest before`` seconds).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from vigil import schema
-from vigil.features import base_metrics, fetch_raw
+from vigil.features import base_metrics, fetch_raw, metric_of
 from vigil.influx import InfluxClient, quote_ident, quote_literal, time_range
 from vigil.numbers import finite_or_none
 from vigil.plotting import save_figure
@@ -93,6 +97,9 @@ class DetectionReport:
     interrupted: bool = False
     files: dict[str, str] = field(default_factory=dict)
     incident: dict[str, Any] | None = None  # the detector's incident bundle for this host and window
+    own_metric_alarms: int = 0  # alarms in the window naming a feature of the scenario's metrics
+    rest_before_s: float | None = None  # the suite's rest before this scenario (None: run alone)
+    quiet_before: bool | None = None  # whether that rest ended with the host quiet
 
     @property
     def outcome(self) -> str:
@@ -176,6 +183,18 @@ def top_features(alarms: pd.DataFrame, limit: int = 3) -> list[dict[str, Any]]:
     return [{"feature": f, "alarms": count[f], "total_contribution": round(total[f], 4)} for f in ranked]
 
 
+def own_metric_alarms(alarms: pd.DataFrame, metrics: tuple[str, ...]) -> int:
+    """Alarmed intervals whose top1..top3 features include one derived from ``metrics``."""
+    if alarms.empty or not metrics:
+        return 0
+    own = pd.Series(False, index=alarms.index)
+    for rank in (1, 2, 3):
+        column = f"top{rank}_feature"
+        if column in alarms:
+            own |= alarms[column].map(lambda f: isinstance(f, str) and metric_of(f) in metrics)
+    return int(own.sum())
+
+
 def analyse(
     *,
     scenario: str,
@@ -192,8 +211,13 @@ def analyse(
     load: list[dict[str, Any]] | None = None,
     load_errors: list[str] | None = None,
     interrupted: bool = False,
+    metrics: tuple[str, ...] = (),
+    rest_before: tuple[float, bool] | None = None,
 ) -> DetectionReport:
-    """The numbers of the report, from the predictions frame (see the module doc for definitions)."""
+    """The numbers of the report, from the predictions frame (see the module doc for definitions).
+
+    ``metrics``: the scenario's own base metrics; ``rest_before``: the suite's (seconds, quiet).
+    """
     combined = combined_of(predictions)
     t_ns = combined["time"].astype("int64") if not combined.empty else pd.Series(dtype="int64")
     # An interval overlapping the window's start counts as in the window.
@@ -239,6 +263,9 @@ def analyse(
         false_alarms=len(false),
         false_alarm_times=[_iso(t) for t in false["time"]],
         top_features=top_features(alarms),
+        own_metric_alarms=own_metric_alarms(alarms, metrics),
+        rest_before_s=round(rest_before[0], 1) if rest_before else None,
+        quiet_before=rest_before[1] if rest_before else None,
         load=list(load or []),
         load_errors=list(load_errors or []),
         interrupted=interrupted,
@@ -319,6 +346,14 @@ def find_incidents_dir(out_dir: Path) -> Path | None:
     return None
 
 
+def _rest_cell(r: DetectionReport) -> str:
+    if r.rest_before_s is None:
+        return "— (run on its own)"
+    return (
+        f"{r.rest_before_s:g} s ({'quiet' if r.quiet_before else 'NOT quiet: still alarming when it began'})"
+    )
+
+
 def render_markdown(report: DetectionReport, plot_name: str | None = "report.png") -> str:
     r = report
     rows = [
@@ -332,6 +367,8 @@ def render_markdown(report: DetectionReport, plot_name: str | None = "report.png
         ("seen by the runner after (wall clock)", _secs(r.wall_clock_detect_s)),
         ("first alarm", r.first_alarm),
         ("alarmed intervals in window + grace", r.alarms_in_window),
+        ("of which name a feature of this scenario's metrics", r.own_metric_alarms),
+        ("rest before (host quiet at its end)", _rest_cell(r)),
         (
             "peak score (threshold)",
             f"{_fmt(r.peak_score)} ({_fmt(r.threshold_at_peak)}) at {_fmt(r.peak_score_time)}",

@@ -128,13 +128,15 @@ def run_scenario(
     report_dir: Path | None = None,
     echo: Echo = print,
     progress_every_s: float = 10.0,
+    rest_before: tuple[float, bool] | None = None,
 ) -> DetectionReport:
     """Run scenario ``name`` and return its report (files written to ``report_dir``).
 
     ``stop_on_detect`` ends the load as soon as an alarm is seen (the suite uses it to keep
     the demo short; the label then ends there too). ``not_before_ns`` clips the lookback so a
-    suite does not count the previous scenario's tail as a false alarm. Raises
-    KeyboardInterrupt after writing the report if the run was interrupted.
+    suite does not count the previous scenario's tail as a false alarm; ``rest_before`` is the
+    suite's rest before this run (seconds, whether the host was quiet at its end), for the
+    report. Raises KeyboardInterrupt after writing the report if the run was interrupted.
     """
     settings = settings or get_settings()
     scenario = get_scenario(name)
@@ -233,6 +235,7 @@ def run_scenario(
         load_errors=load_errors,
         interrupted=interrupted,
         client=client,
+        rest_before=rest_before,
     )
     echo(f"[{scenario.name}] {report.outcome}: report {report.files['markdown']}")
     if interrupted:
@@ -255,6 +258,7 @@ def build_report(
     load_errors: list[str] | None = None,
     interrupted: bool = False,
     client: InfluxClient | None = None,
+    rest_before: tuple[float, bool] | None = None,
 ) -> DetectionReport:
     """Read predictions and metrics of ``window`` from InfluxDB and write the report files.
 
@@ -288,6 +292,8 @@ def build_report(
         load=load,
         load_errors=load_errors,
         interrupted=interrupted,
+        metrics=scenario.metrics,
+        rest_before=rest_before,
     )
     return write_report(out_dir, report, window, predictions, metrics, scenario.metrics)
 
@@ -339,6 +345,62 @@ def _wait_for_predictions(
 # --- the suite -------------------------------------------------------------------------------------------
 
 
+#: The suite's rest ends when this many of the detector's newest intervals, all begun after the
+#: previous load ended, have no alarm: the next scenario then starts from a quiet host, and
+#: its alarms are its own (the features' short window keeps a load's trace for a minute).
+QUIET_INTERVALS = 2
+#: ...but a rest never lasts longer than this; a scenario that starts on a host still alarming
+#: says so in its report (``quiet_before``).
+MAX_REST_S = 150.0
+
+
+def host_is_quiet(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> bool:
+    """Whether the detector's last :data:`QUIET_INTERVALS` combined intervals of ``host`` that
+    began at or after ``since_ns`` exist and have no alarm."""
+    try:
+        frame = combined_of(
+            fetch_predictions(client, settings.influx_vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
+        )
+    except InfluxError:
+        return False
+    recent = frame.tail(QUIET_INTERVALS)
+    return len(recent) == QUIET_INTERVALS and not (recent["is_anomaly"] == 1).any()
+
+
+def rest_until_quiet(
+    settings: Settings,
+    host: str,
+    since_ns: int,
+    *,
+    min_s: float,
+    max_s: float = MAX_REST_S,
+    echo: Echo = print,
+    client: InfluxClient | None = None,
+) -> tuple[float, bool]:
+    """Rest at least ``min_s``, then until :func:`host_is_quiet` (at most ``max_s``).
+
+    Returns (seconds rested, quiet at the end). Why not a fixed rest: how long a load's trace
+    keeps a host alarming depends on the load; a fixed 10 s let a scenario be "detected" on
+    the previous one's tail (seen: memory_leak flagged on ``cpu_busy_vol`` 3 s in).
+    """
+    client = client or InfluxClient(settings=settings)
+    began = time.monotonic()
+    last_echo = began
+    time.sleep(min_s)
+    while True:
+        rested = time.monotonic() - began
+        if host_is_quiet(client, settings, host, since_ns):
+            echo(f"rested {rested:.0f} s: the detector sees {host} quiet again")
+            return rested, True
+        if rested >= max_s:
+            echo(f"rested {rested:.0f} s: {host} still alarming, starting the next scenario anyway")
+            return rested, False
+        if time.monotonic() - last_echo >= 10:
+            last_echo = time.monotonic()
+            echo(f"resting until {host} is quiet again ({rested:.0f}/{max_s:g} s)")
+        time.sleep(min(settings.poll_interval_s, max(0.2, max_s - rested)))
+
+
 def run_suite(
     settings: Settings | None = None,
     *,
@@ -346,22 +408,26 @@ def run_suite(
     duration_s: float | None = None,
     intensity: float | None = None,
     settle_s: float = 30.0,
+    max_rest_s: float = MAX_REST_S,
     stop_on_detect: bool = True,
     grace_s: float | None = None,
     max_lag_s: float | None = None,
     out_dir: Path | None = None,
     echo: Echo = print,
 ) -> list[DetectionReport]:
-    """Every scenario in :data:`SUITE_ORDER` (or ``names``), one after the other, with ``settle_s``
-    of rest between them; writes ``suite.md`` and ``suite.json`` next to the per-scenario reports."""
+    """Every scenario in :data:`SUITE_ORDER` (or ``names``), one after the other, resting between
+    them at least ``settle_s`` and until the host is quiet (:func:`rest_until_quiet`); writes
+    ``suite.md`` and ``suite.json`` next to the per-scenario reports."""
     settings = settings or get_settings()
     order = tuple(names) if names else SUITE_ORDER
     for n in order:
         get_scenario(n)  # unknown names fail before anything runs
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     root = out_dir or settings.run_dir / "reports" / f"suite-{stamp}"
+    host = monitored_host(settings)
     reports: list[DetectionReport] = []
     not_before: int | None = None
+    rest: tuple[float, bool] | None = None
     for i, n in enumerate(order, 1):
         echo(f"=== scenario {i}/{len(order)}: {n}")
         scenario = get_scenario(n)
@@ -376,12 +442,15 @@ def run_suite(
             not_before_ns=not_before,
             report_dir=root / n,
             echo=echo,
+            rest_before=rest,
         )
         reports.append(report)
         not_before = time.time_ns()
-        if i < len(order) and settle_s > 0:
-            echo(f"settling {settle_s:g} s so the next scenario starts from a quiet machine")
-            time.sleep(settle_s)
+        if i < len(order):
+            echo(
+                f"resting at least {settle_s:g} s, until {host} is quiet, so the next scenario's alarms are its own"
+            )
+            rest = rest_until_quiet(settings, host, not_before, min_s=settle_s, max_s=max_rest_s, echo=echo)
     root.mkdir(parents=True, exist_ok=True)
     (root / "suite.md").write_text("# Stress suite\n\n" + format_table(reports, markdown=True) + "\n")
     (root / "suite.json").write_text(json.dumps([r.to_dict() for r in reports], indent=2, default=str))
@@ -398,6 +467,8 @@ SUITE_COLUMNS = (
     "peak score",
     "false alarms",
     "top feature",
+    "own-metric alarms",
+    "rest before s",
 )
 
 
@@ -408,6 +479,12 @@ def table_rows(reports: list[DetectionReport]) -> list[tuple[str, ...]]:
         peak = f"{r.peak_score:.3g}" if r.peak_score is not None else "—"
         top = r.top_features[0]["feature"] if r.top_features else "—"
         expected = "alarm" if r.anomalous else "no alarm"
+        own = f"{r.own_metric_alarms}/{r.alarms_in_window}" if r.alarms_in_window else "—"
+        rest = (
+            "—"
+            if r.rest_before_s is None
+            else f"{r.rest_before_s:g}" + ("" if r.quiet_before else " (not quiet)")
+        )
         rows.append(
             (
                 r.scenario,
@@ -418,6 +495,8 @@ def table_rows(reports: list[DetectionReport]) -> list[tuple[str, ...]]:
                 peak,
                 str(r.false_alarms),
                 top,
+                own,
+                rest,
             )
         )
     return rows

@@ -14,7 +14,14 @@ from click.testing import CliRunner
 
 from stress.cli import stress
 from stress.report import Window
-from stress.runner import build_report, format_table, run_scenario
+from stress.runner import (
+    QUIET_INTERVALS,
+    build_report,
+    format_table,
+    host_is_quiet,
+    rest_until_quiet,
+    run_scenario,
+)
 from stress.scenarios import SCENARIO_NAMES, get_scenario
 from vigil import schema
 from vigil.influx import InfluxClient, quote_ident
@@ -105,6 +112,12 @@ def test_report_detected(settings: Settings, fresh_db: str, influx: InfluxClient
     assert report.top_features[0] == {"feature": "cpu_busy_z", "alarms": 2, "total_contribution": 1.4}
     assert report.top_features[1]["feature"] == "load_per_cpu_z"
     assert report.predictions_in_window == 9  # intervals from +0 to +80 s (window + 30 s grace)
+    assert report.own_metric_alarms == 2  # cpu_busy_z is one of cpu_spike's metrics
+    # The same alarms judged for a memory scenario name none of its metrics: the tail of some
+    # other load, which the suite's table shows as 0/2.
+    other = _report(_settings(settings, fresh_db), "memory_leak", start, tmp_path / "memory")
+    assert other.detected and other.own_metric_alarms == 0
+    assert "0/2" in format_table([other])
 
     md = Path(report.files["markdown"]).read_text()
     assert "DETECTED — first alarm 30 s after the window started" in md
@@ -227,3 +240,47 @@ def test_cli_list_names_every_scenario() -> None:
 def test_cli_run_rejects_bad_intensity() -> None:
     result = CliRunner().invoke(stress, ["run", "cpu_spike", "--intensity", "3"])
     assert result.exit_code == 2 and "intensity must be in (0, 1]" in result.output
+
+
+def test_the_suite_rests_until_the_host_is_quiet(
+    settings: Settings, fresh_db: str, influx: InfluxClient, tmp_path: Path
+) -> None:
+    """The rest between scenarios ends once the newest intervals after the last load have no
+    alarm; a host that keeps alarming ends it at the cap, and the next report says so."""
+    start = _window_start()
+    s = _settings(settings, fresh_db)
+    since = start + 90 * S  # the last three intervals written begin at +90, +100 and +110 s
+    _write_history(influx, fresh_db, start, alarms={90: 0.9}, busy=range(0, 0))
+    assert QUIET_INTERVALS == 2 and host_is_quiet(influx, s, HOST, since)  # +100 and +110 are quiet
+    assert not host_is_quiet(influx, s, HOST, start + 110 * S)  # only one interval since then
+    assert not host_is_quiet(influx, s, "no-such-host", since)  # no predictions is not "quiet"
+    lines: list[str] = []
+    assert rest_until_quiet(s, HOST, since, min_s=0.0, max_s=5.0, echo=lines.append)[1] is True
+    assert "quiet again" in lines[-1]
+
+    influx.write_points(
+        fresh_db,
+        [
+            schema.PREDICTIONS.point(
+                {"host": HOST, "model": "vigil-anomaly", "version": "3", "source": "combined"},
+                {"score": 0.9, "threshold": 0.5, "is_anomaly": 1},
+                start + 110 * S,
+            )
+        ],
+    )
+    assert not host_is_quiet(influx, s, HOST, since)  # the newest interval alarms
+    began = time.monotonic()
+    rested, quiet = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=1.0, echo=lines.append)
+    assert quiet is False and 1.0 <= rested < 1.0 + s.poll_interval_s + 2 and time.monotonic() - began < 10
+    assert "still alarming" in lines[-1]
+    report = build_report(
+        s,
+        get_scenario("cpu_spike"),
+        HOST,
+        Window(start, start + 60 * S, grace_s=30, lookback_s=100),
+        tmp_path,
+        intensity=1.0,
+        rest_before=(rested, quiet),
+    )
+    assert report.quiet_before is False and "(not quiet)" in format_table([report])
+    assert "NOT quiet" in Path(report.files["markdown"]).read_text()

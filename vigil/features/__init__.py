@@ -11,6 +11,7 @@ from vigil.features.definitions import (
     FEATURE_KINDS,
     KEY_COLUMNS,
     feature_names,
+    metric_of,
 )
 from vigil.features.pipeline import FeaturePipeline
 from vigil.features.source import CounterState, base_metrics, fetch_raw, raw_queries
@@ -27,6 +28,7 @@ __all__ = [
     "KEY_COLUMNS",
     "base_metrics",
     "feature_names",
+    "metric_of",
     "fetch_raw",
     "raw_queries",
 ]

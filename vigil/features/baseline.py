@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from vigil.features.definitions import BASE_METRICS, FEATURE_KINDS
+from vigil.features.definitions import BASE_METRICS, feature_names
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class FeatureBuilder:
         floors = {**DEFAULT_FLOORS, **(floors or {})}
         self.floor = np.array([floors.get(m, 1e-3) for m in self.metrics], dtype=float)
         self.alpha = 1.0 - 0.5 ** (1.0 / self.config.halflife)
-        self.columns = tuple(f"{m}_{k}" for m in self.metrics for k in FEATURE_KINDS)
+        self.columns = feature_names(self.metrics)
         self._s = _State()
         self._grow(0)
 

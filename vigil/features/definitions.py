@@ -147,6 +147,19 @@ def feature_names(metrics: tuple[str, ...] = BASE_METRIC_NAMES) -> tuple[str, ..
     return tuple(f"{m}_{k}" for m in metrics for k in FEATURE_KINDS)
 
 
+def metric_of(feature: str) -> str | None:
+    """The base metric a feature column is derived from (None if ``feature`` is not one).
+
+    Why: an alarm names features; a report asks whether they belong to the metrics a scenario
+    should move.
+
+    >>> metric_of("cpu_busy_zmean"), metric_of("mem_used_pct_vol"), metric_of("uptime")
+    ('cpu_busy', 'mem_used_pct', None)
+    """
+    metric, _, kind = feature.rpartition("_")
+    return metric if kind in FEATURE_KINDS and metric in BASE_METRIC_NAMES else None
+
+
 #: The model input columns, in order. Every model and the detector use exactly these.
 FEATURE_COLUMNS: tuple[str, ...] = feature_names()
 
