@@ -354,17 +354,34 @@ QUIET_INTERVALS = 2
 MAX_REST_S = 150.0
 
 
-def host_is_quiet(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> bool:
-    """Whether the detector's last :data:`QUIET_INTERVALS` combined intervals of ``host`` that
-    began at or after ``since_ns`` exist and have no alarm."""
+def quiet_since(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> int | None:
+    """Start (ns) of the oldest of the detector's last :data:`QUIET_INTERVALS` combined intervals
+    of ``host`` begun at or after ``since_ns``, if those exist and none alarms; else None."""
     try:
         frame = combined_of(
             fetch_predictions(client, settings.influx_vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
         )
     except InfluxError:
-        return False
+        return None
     recent = frame.tail(QUIET_INTERVALS)
-    return len(recent) == QUIET_INTERVALS and not (recent["is_anomaly"] == 1).any()
+    if len(recent) < QUIET_INTERVALS or (recent["is_anomaly"] == 1).any():
+        return None
+    return int(recent["time"].astype("int64").iloc[0])
+
+
+def host_is_quiet(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> bool:
+    """Whether the detector's last :data:`QUIET_INTERVALS` intervals of ``host`` since ``since_ns``
+    exist and have no alarm."""
+    return quiet_since(client, settings, host, since_ns) is not None
+
+
+@dataclass(frozen=True)
+class Rest:
+    """How a rest between two scenarios ended."""
+
+    seconds: float
+    quiet: bool
+    quiet_since_ns: int  # where the host's quiet began (the rest's end if it never was quiet)
 
 
 def rest_until_quiet(
@@ -376,12 +393,13 @@ def rest_until_quiet(
     max_s: float = MAX_REST_S,
     echo: Echo = print,
     client: InfluxClient | None = None,
-) -> tuple[float, bool]:
-    """Rest at least ``min_s``, then until :func:`host_is_quiet` (at most ``max_s``).
+) -> Rest:
+    """Rest at least ``min_s``, then until the host is quiet (:func:`quiet_since`), at most ``max_s``.
 
-    Returns (seconds rested, quiet at the end). Why not a fixed rest: how long a load's trace
-    keeps a host alarming depends on the load; a fixed 10 s let a scenario be "detected" on
-    the previous one's tail (seen: memory_leak flagged on ``cpu_busy_vol`` 3 s in).
+    Why not a fixed rest: how long a load's trace keeps a host alarming depends on the load; a
+    fixed 10 s let a scenario be "detected" on the previous one's tail (seen: memory_leak
+    flagged on ``cpu_busy_vol`` 3 s in). The next scenario's lookback for false alarms starts
+    where the quiet began, so the previous tail is not counted against it.
     """
     client = client or InfluxClient(settings=settings)
     began = time.monotonic()
@@ -389,12 +407,13 @@ def rest_until_quiet(
     time.sleep(min_s)
     while True:
         rested = time.monotonic() - began
-        if host_is_quiet(client, settings, host, since_ns):
+        since = quiet_since(client, settings, host, since_ns)
+        if since is not None:
             echo(f"rested {rested:.0f} s: the detector sees {host} quiet again")
-            return rested, True
+            return Rest(rested, True, since)
         if rested >= max_s:
             echo(f"rested {rested:.0f} s: {host} still alarming, starting the next scenario anyway")
-            return rested, False
+            return Rest(rested, False, time.time_ns())
         if time.monotonic() - last_echo >= 10:
             last_echo = time.monotonic()
             echo(f"resting until {host} is quiet again ({rested:.0f}/{max_s:g} s)")
@@ -427,7 +446,7 @@ def run_suite(
     host = monitored_host(settings)
     reports: list[DetectionReport] = []
     not_before: int | None = None
-    rest: tuple[float, bool] | None = None
+    rest: Rest | None = None
     for i, n in enumerate(order, 1):
         echo(f"=== scenario {i}/{len(order)}: {n}")
         scenario = get_scenario(n)
@@ -442,15 +461,17 @@ def run_suite(
             not_before_ns=not_before,
             report_dir=root / n,
             echo=echo,
-            rest_before=rest,
+            rest_before=(rest.seconds, rest.quiet) if rest else None,
         )
         reports.append(report)
-        not_before = time.time_ns()
         if i < len(order):
             echo(
                 f"resting at least {settle_s:g} s, until {host} is quiet, so the next scenario's alarms are its own"
             )
-            rest = rest_until_quiet(settings, host, not_before, min_s=settle_s, max_s=max_rest_s, echo=echo)
+            rest = rest_until_quiet(
+                settings, host, time.time_ns(), min_s=settle_s, max_s=max_rest_s, echo=echo
+            )
+            not_before = rest.quiet_since_ns  # the previous load's tail is not the next one's false alarm
     root.mkdir(parents=True, exist_ok=True)
     (root / "suite.md").write_text("# Stress suite\n\n" + format_table(reports, markdown=True) + "\n")
     (root / "suite.json").write_text(json.dumps([r.to_dict() for r in reports], indent=2, default=str))

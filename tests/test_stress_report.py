@@ -255,7 +255,8 @@ def test_the_suite_rests_until_the_host_is_quiet(
     assert not host_is_quiet(influx, s, HOST, start + 110 * S)  # only one interval since then
     assert not host_is_quiet(influx, s, "no-such-host", since)  # no predictions is not "quiet"
     lines: list[str] = []
-    assert rest_until_quiet(s, HOST, since, min_s=0.0, max_s=5.0, echo=lines.append)[1] is True
+    rest = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=5.0, echo=lines.append)
+    assert rest.quiet and rest.quiet_since_ns == start + 100 * S  # the next lookback starts there
     assert "quiet again" in lines[-1]
 
     influx.write_points(
@@ -270,7 +271,8 @@ def test_the_suite_rests_until_the_host_is_quiet(
     )
     assert not host_is_quiet(influx, s, HOST, since)  # the newest interval alarms
     began = time.monotonic()
-    rested, quiet = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=1.0, echo=lines.append)
+    rest = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=1.0, echo=lines.append)
+    rested, quiet = rest.seconds, rest.quiet
     assert quiet is False and 1.0 <= rested < 1.0 + s.poll_interval_s + 2 and time.monotonic() - began < 10
     assert "still alarming" in lines[-1]
     report = build_report(
