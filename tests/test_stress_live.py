@@ -25,7 +25,7 @@ from pipelines.extract import extract
 from pipelines.registry import promote, register
 from pipelines.search import FAMILIES, small_grid
 from pipelines.train import train
-from stress.demo import DEMO_DURATION_S, DEMO_SETTLE_S, wait_detector_ready
+from stress.demo import DEMO_DURATION_S, DEMO_INTERVAL_S, DEMO_SETTLE_S, wait_detector_ready
 from stress.runner import SUITE_ORDER, format_table, run_suite
 from stress.scenarios import get_scenario
 from vigil.influx import InfluxClient
@@ -53,6 +53,8 @@ def live(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
             "detector_port": free_port(),
             "target_port": free_port(),
             "poll_interval_s": 2.0,
+            "feature_interval_s": DEMO_INTERVAL_S,
+            "collect_interval_s": float(DEMO_INTERVAL_S),
         }
     )
     client = InfluxClient(settings=s)
