@@ -184,8 +184,13 @@ def champion_version(settings: Settings) -> str | None:
         return None
 
 
+#: A fresh Airflow starts the retrain's scheduled run when the DAG is first unpaused; the demo
+#: follows that run if one appears within this many seconds, rather than queuing its own.
+JOIN_RUN_WITHIN_S = 8.0
+
+
 def retrain(settings: Settings, force: bool, echo: Echo, timeout_s: float = 900.0) -> str:
-    """Trigger ``vigil_retrain`` and follow it; return the champion version afterwards."""
+    """Trigger ``vigil_retrain`` (or follow the run already under way); return the champion version."""
     from vigil.airflow_client import AirflowApiError, AirflowClient, trigger_and_follow
 
     existing = champion_version(settings)
@@ -194,7 +199,9 @@ def retrain(settings: Settings, force: bool, echo: Echo, timeout_s: float = 900.
         return existing
     try:
         client = AirflowClient.from_settings(settings)
-        outcome = trigger_and_follow(client, RETRAIN_DAG, {}, echo=echo, timeout_s=timeout_s)
+        outcome = trigger_and_follow(
+            client, RETRAIN_DAG, {}, echo=echo, timeout_s=timeout_s, join_active_within_s=JOIN_RUN_WITHIN_S
+        )
     except AirflowApiError as exc:
         raise DemoError(f"could not run {RETRAIN_DAG}: {exc}") from exc
     if isinstance(outcome, str) or outcome.state != "success":

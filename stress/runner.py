@@ -33,6 +33,7 @@ from stress.report import (
     combined_of,
     fetch_metrics,
     fetch_predictions,
+    preload_plotting,
     write_report,
 )
 from stress.scenarios import SCENARIO_NAMES, Scenario, check_run_args, get_scenario, plan_loads
@@ -412,7 +413,7 @@ def rest_until_quiet(
             echo(f"rested {rested:.0f} s: the detector sees {host} quiet again")
             return Rest(rested, True, since)
         if rested >= max_s:
-            echo(f"rested {rested:.0f} s: {host} still alarming, starting the next scenario anyway")
+            echo(f"rested {rested:.0f} s: {host} still alarming (or not scored yet), starting anyway")
             return Rest(rested, False, time.time_ns())
         if time.monotonic() - last_echo >= 10:
             last_echo = time.monotonic()
@@ -445,8 +446,15 @@ def run_suite(
     root = out_dir or settings.run_dir / "reports" / f"suite-{stamp}"
     host = monitored_host(settings)
     reports: list[DetectionReport] = []
-    not_before: int | None = None
-    rest: Rest | None = None
+    preload_plotting()  # its disk reads happen now, and the rest below waits them out
+    # The first scenario also starts on a quiet host: a host just out of warm-up may be alarming
+    # on something real (seen: a disk-read burst as the demo's suite began).
+    echo(f"waiting until {host} is quiet before the first scenario")
+    rest: Rest | None = rest_until_quiet(
+        settings, host, time.time_ns() - int(QUIET_INTERVALS * settings.feature_interval_s * 1e9),
+        min_s=0.0, max_s=max_rest_s, echo=echo,
+    )  # fmt: skip
+    not_before: int | None = rest.quiet_since_ns
     for i, n in enumerate(order, 1):
         echo(f"=== scenario {i}/{len(order)}: {n}")
         scenario = get_scenario(n)

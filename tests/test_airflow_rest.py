@@ -51,6 +51,7 @@ def test_rest_trigger_with_form_conf_trains_and_promotes_a_champion(
     assert champion(settings) is None
     client.unpause("vigil_retrain")
     run_id = client.trigger("vigil_retrain", UI_FORM_CONF)
+    assert run_id in client.active_runs("vigil_retrain")  # queued or running: what the demo joins
     changes: list[TaskChange] = []
     outcome = client.follow("vigil_retrain", run_id, on_change=changes.append, timeout_s=900)
     print("per task seconds:", {k: round(v, 1) for k, v in outcome.durations.items()})

@@ -7,7 +7,15 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from stress.demo import DemoError, addresses, history_present, latest_prediction, wait_detector_ready
+from stress.demo import (
+    DEMO_INTERVAL_S,
+    DemoError,
+    addresses,
+    demo_settings,
+    history_present,
+    latest_prediction,
+    wait_detector_ready,
+)
 from vigil import schema
 from vigil.cli import main
 from vigil.influx import InfluxClient
@@ -79,3 +87,21 @@ def test_demo_command_is_registered_and_lists_addresses(settings: Settings) -> N
     assert result.exit_code == 0 and "--retrain" in result.output and "--duration" in result.output
     names = [name for name, _ in addresses(settings, None)]
     assert names[:2] == ["Airflow UI", "MLflow UI"]
+
+
+def test_demo_samples_every_5_s_unless_the_user_chose_an_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every wait in the demo is a number of intervals, so it runs at 5 s; a user's interval
+    (environment or code) is never overridden, and the child services get the same one."""
+    from vigil.stack.services import settings_env
+
+    for name in ("VIGIL_FEATURE_INTERVAL_S", "VIGIL_COLLECT_INTERVAL_S"):
+        monkeypatch.delenv(name, raising=False)
+    demo = demo_settings(Settings(_env_file=None))
+    assert (
+        (demo.feature_interval_s, demo.collect_interval_s) == (DEMO_INTERVAL_S, DEMO_INTERVAL_S) == (5, 5.0)
+    )
+    assert settings_env(demo)["VIGIL_FEATURE_INTERVAL_S"] == "5"
+    assert demo_settings(Settings(_env_file=None, feature_interval_s=10)).feature_interval_s == 10
+    monkeypatch.setenv("VIGIL_COLLECT_INTERVAL_S", "10")
+    chosen = demo_settings(Settings(_env_file=None))
+    assert (chosen.feature_interval_s, chosen.collect_interval_s) == (10, 10.0)

@@ -172,6 +172,15 @@ class AirflowClient:
             body["note"] = note
         return self.request("POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns", json=body)["dag_run_id"]
 
+    def active_runs(self, dag_id: str) -> list[str]:
+        """Ids of the runs of ``dag_id`` queued or running, oldest first."""
+        body = self.request(
+            "GET",
+            f"/api/v2/dags/{quote(dag_id)}/dagRuns",
+            params={"state": ["queued", "running"], "order_by": "run_after", "limit": 100},
+        )
+        return [run["dag_run_id"] for run in body.get("dag_runs", [])]
+
     def get_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}")
 
@@ -299,12 +308,28 @@ def trigger_and_follow(
     echo: Callable[[str], None] = print,
     wait: bool = True,
     timeout_s: float = 3600.0,
+    join_active_within_s: float = 0.0,
 ) -> RunOutcome | str:
-    """Unpause, trigger, and (with ``wait``) follow a run task by task; the run id when not waiting."""
+    """Unpause, trigger, and (with ``wait``) follow a run task by task; the run id when not waiting.
+
+    ``join_active_within_s`` > 0: if a run is queued or running within that many seconds of the
+    unpause (the schedule's own run, created when a DAG is first unpaused), follow it instead
+    of queuing a second one behind it (``max_active_runs=1``). The demo uses this: a second run
+    would only find the champion the first one made, and cost the demo ~45 s.
+    """
     client.wait_for_dag(dag_id)
     client.unpause(dag_id)
-    run_id = client.trigger(dag_id, conf, note="triggered by `vigil retrain`")
-    echo(f"triggered {dag_id} run {run_id} with conf {json.dumps(conf)}")
+    deadline = time.monotonic() + join_active_within_s
+    active = client.active_runs(dag_id) if join_active_within_s > 0 else []
+    while not active and time.monotonic() < deadline:
+        time.sleep(1.0)
+        active = client.active_runs(dag_id)
+    if active:
+        run_id = active[0]
+        echo(f"{dag_id} run {run_id} is already under way: following it instead of queuing another")
+    else:
+        run_id = client.trigger(dag_id, conf, note="triggered by `vigil retrain`")
+        echo(f"triggered {dag_id} run {run_id} with conf {json.dumps(conf)}")
     echo(f"Airflow UI: {client.ui_url(dag_id, run_id)}")
     if not wait:
         return run_id
