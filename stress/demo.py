@@ -37,7 +37,7 @@ from typing import Any
 import click
 import requests
 
-from stress.report import DetectionReport
+from stress.report import DetectionReport, preload_plotting
 from stress.runner import format_table, monitored_host, run_suite
 from vigil import schema
 from vigil.influx import InfluxClient, InfluxError, quote_ident, quote_literal
@@ -331,6 +331,7 @@ def run_demo(
     with steps(f"retrain through Airflow ({RETRAIN_DAG}) and wait for a champion"):
         result.champion_version = retrain(settings, force_retrain, echo)
     with steps("start the collector on this machine"):
+        preload_plotting()  # the reports' plotting code is read from disk now, before this host is watched
         start_stack(settings, echo, late=True)
     with steps("wait for the detector (champion loaded, this host out of warm-up)"):
         wait_detector_ready(settings, result.champion_version, echo)
