@@ -370,12 +370,6 @@ def quiet_since(client: InfluxClient, settings: Settings, host: str, since_ns: i
     return int(recent["time"].astype("int64").iloc[0])
 
 
-def host_is_quiet(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> bool:
-    """Whether the detector's last :data:`QUIET_INTERVALS` intervals of ``host`` since ``since_ns``
-    exist and have no alarm."""
-    return quiet_since(client, settings, host, since_ns) is not None
-
-
 @dataclass(frozen=True)
 class Rest:
     """How a rest between two scenarios ended."""

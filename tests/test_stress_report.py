@@ -18,7 +18,7 @@ from stress.runner import (
     QUIET_INTERVALS,
     build_report,
     format_table,
-    host_is_quiet,
+    quiet_since,
     rest_until_quiet,
     run_scenario,
 )
@@ -251,9 +251,9 @@ def test_the_suite_rests_until_the_host_is_quiet(
     s = _settings(settings, fresh_db)
     since = start + 90 * S  # the last three intervals written begin at +90, +100 and +110 s
     _write_history(influx, fresh_db, start, alarms={90: 0.9}, busy=range(0, 0))
-    assert QUIET_INTERVALS == 2 and host_is_quiet(influx, s, HOST, since)  # +100 and +110 are quiet
-    assert not host_is_quiet(influx, s, HOST, start + 110 * S)  # only one interval since then
-    assert not host_is_quiet(influx, s, "no-such-host", since)  # no predictions is not "quiet"
+    assert QUIET_INTERVALS == 2 and quiet_since(influx, s, HOST, since) == start + 100 * S  # +100, +110
+    assert quiet_since(influx, s, HOST, start + 110 * S) is None  # only one interval since then
+    assert quiet_since(influx, s, "no-such-host", since) is None  # no predictions is not "quiet"
     lines: list[str] = []
     rest = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=5.0, echo=lines.append)
     assert rest.quiet and rest.quiet_since_ns == start + 100 * S  # the next lookback starts there
@@ -269,7 +269,7 @@ def test_the_suite_rests_until_the_host_is_quiet(
             )
         ],
     )
-    assert not host_is_quiet(influx, s, HOST, since)  # the newest interval alarms
+    assert quiet_since(influx, s, HOST, since) is None  # the newest interval alarms
     began = time.monotonic()
     rest = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=1.0, echo=lines.append)
     rested, quiet = rest.seconds, rest.quiet
