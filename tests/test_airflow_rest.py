@@ -26,7 +26,10 @@ UI_FORM_CONF = {
     "grid_size": "small",
     "promotion_margin": 0.0,
     "backtest_hours": 6,
-    "force_promote": False,
+    # True: a fresh Airflow also starts the schedule's own run when the DAG is unpaused, and it
+    # may train and promote first (max_active_runs=1 queues ours behind it); without
+    # force_promote our run would then find a champion and rightly skip training.
+    "force_promote": True,
     "dry_run": False,
 }
 
