@@ -448,8 +448,8 @@ def run_suite(
         0 if loaded_now else int((QUIET_INTERVALS + 1) * settings.feature_interval_s * 1e9)
     )
     echo(f"waiting until {host} is quiet before the first scenario")
-    rest: Rest | None = rest_until_quiet(settings, host, since, min_s=0.0, max_s=max_rest_s, echo=echo)
-    not_before: int | None = rest.quiet_since_ns
+    rest = rest_until_quiet(settings, host, since, min_s=0.0, max_s=max_rest_s, echo=echo)
+    not_before = rest.quiet_since_ns
     for i, n in enumerate(order, 1):
         echo(f"=== scenario {i}/{len(order)}: {n}")
         scenario = get_scenario(n)
@@ -464,7 +464,7 @@ def run_suite(
             not_before_ns=not_before,
             report_dir=root / n,
             echo=echo,
-            rest_before=(rest.seconds, rest.quiet) if rest else None,
+            rest_before=(rest.seconds, rest.quiet),
         )
         reports.append(report)
         if i < len(order):
