@@ -26,7 +26,7 @@ fi
 # (after the other tests, their InfluxDB's background compaction once raised a false alarm).
 status=0
 echo "== pytest: the stress suite against the live stack (~13 min, on a quiet machine)"
-run_pytest -m live || status=$?
+run_pytest -m live -rP || status=$?  # -rP: its table goes into the log
 echo "== pytest: everything else"
 run_pytest || status=$?
 exit "$status"
