@@ -35,14 +35,18 @@ def nab_online_config() -> OnlineConfig:
     a point must be a *record* of its whole series on one of two members: the deviation
     from the week-long baseline (level/spike, ``slow_value_z``) or the hour-smoothed
     deviation from the 12-hour baseline (a sustained change, ``mid_value_zmean``). The
-    fleet detector keeps the rolling-quantile threshold and the HST member: it scores many
-    multivariate hosts with one model, where a fixed alarm share is what operators tune.
-    HST still runs here (its raw score is reported) but does not enter the score: alone it
-    ranks NAB's windows far below the extreme members (docs/nab.md, tuning log).
+    fleet detector keeps the rolling-quantile threshold: it scores many multivariate hosts
+    with one model, where a fixed alarm share is what operators tune. HalfSpaceTrees (the
+    River model) is the third member of the score, with a stricter record: its raw score
+    must beat its history's maximum by 3 % (``hst_record_margin``) and it counts only where
+    an extreme member is also elevated (rank >= 0.95, ``hst_gate``). Alone or as a plain
+    max member it ranks NAB's windows below the extreme members and adds false alarms
+    (docs/nab.md, tuning log); gated this way it costs < 1 point.
     """
     return OnlineConfig(
         extreme_features=("slow_value_z", "mid_value_zmean"),
-        hst_member=False,
+        hst_record_margin=0.03,
+        hst_gate=0.95,
         threshold_mode="record",
         calibration_window=1_000_000,  # the whole series: records relative to everything seen
     )

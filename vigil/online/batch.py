@@ -111,13 +111,20 @@ def score_batch(det: OnlineDetector, x: np.ndarray) -> BatchScores:
         extreme = np.max(_abs_finite(z), axis=1, initial=0.0)
     if c.calibration == "rank":
         if len(det._ranks) >= c.calibration_min_history:  # noqa: SLF001
-            members = [det._ranks.rank_many(raw)] if c.hst_member else []  # noqa: SLF001
+            ext: list[np.ndarray] = []
             if c.extreme_member == "extreme":
                 if det._member_ranks:  # noqa: SLF001
                     for f, ranks in det._member_ranks.items():  # noqa: SLF001
-                        members.append(ranks.rank_many(_abs_finite(x[:, det.feature_names.index(f)])))
+                        ext.append(ranks.rank_many(_abs_finite(x[:, det.feature_names.index(f)])))
                 else:
-                    members.append(det._ext_ranks.rank_many(extreme))  # noqa: SLF001
+                    ext.append(det._ext_ranks.rank_many(extreme))  # noqa: SLF001
+            members = []
+            if c.hst_member:
+                hst = det._ranks.rank_many(raw / (1.0 + c.hst_record_margin))  # noqa: SLF001
+                if c.hst_gate > 0 and ext:
+                    hst = np.where(np.max(np.vstack(ext), axis=0) >= c.hst_gate, hst, 0.0)
+                members.append(hst)
+            members += ext
             if not members:
                 score = np.zeros(n)
             elif c.member_mix == "max":

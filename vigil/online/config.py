@@ -53,6 +53,13 @@ class OnlineConfig:
     #: whether the HalfSpaceTrees member enters the score (the trees still learn and score;
     #: False lets a caller rely on the extreme members alone, e.g. a univariate series).
     hst_member: bool = True
+    #: a stricter record for the HST member: it is ranked on ``raw / (1 + hst_record_margin)``,
+    #: so it beats its history's maximum only when ``raw`` exceeds it by this fraction
+    #: (0 = the plain rank, the default).
+    hst_record_margin: float = 0.0
+    #: if > 0: the HST member counts only on rows where the largest extreme member's rank is
+    #: at least this (an extreme member is also elevated); elsewhere it is 0. 0 = always counts.
+    hst_gate: float = 0.0
     #: how the calibrated members combine: "max" (either member is sure) or "mean".
     member_mix: Literal["max", "mean"] = "max"
     calibration_min_history: int = 100
@@ -97,6 +104,10 @@ class OnlineConfig:
         if self.threshold_mode == "record" and self.calibration != "rank":
             raise ValueError("threshold_mode='record' needs calibration='rank'")
         self.extreme_features = tuple(self.extreme_features)
+        if self.hst_record_margin < 0:
+            raise ValueError(f"hst_record_margin must be >= 0, got {self.hst_record_margin}")
+        if not 0.0 <= self.hst_gate <= 1.0:
+            raise ValueError(f"hst_gate must be in [0, 1], got {self.hst_gate}")
         if self.scale_clip <= 0:
             raise ValueError("scale_clip must be > 0")
 

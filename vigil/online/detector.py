@@ -157,12 +157,19 @@ class OnlineDetector:
     def _member_scores(self, x: Mapping[str, float], raw: float, extreme: float) -> list[float]:
         """Rank-calibrated scores of the ensemble members (HST, then the extreme member(s))."""
         c = self.config
-        members = [self._ranks.rank(raw)] if c.hst_member else []
+        ext: list[float] = []
         if c.extreme_member == "extreme":
             if self._member_ranks:
-                members += [ranks.rank(_abs_or_zero(x.get(f))) for f, ranks in self._member_ranks.items()]
+                ext = [ranks.rank(_abs_or_zero(x.get(f))) for f, ranks in self._member_ranks.items()]
             else:
-                members.append(self._ext_ranks.rank(extreme))
+                ext = [self._ext_ranks.rank(extreme)]
+        members = []
+        if c.hst_member:
+            hst = self._ranks.rank(raw / (1.0 + c.hst_record_margin))
+            if c.hst_gate > 0 and ext and max(ext) < c.hst_gate:
+                hst = 0.0  # HST counts only where an extreme member is also elevated
+            members.append(hst)
+        members += ext
         return members or [0.0]
 
     def _extreme(self, x: Mapping[str, float], z: Mapping[str, float]) -> float:
