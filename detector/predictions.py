@@ -41,7 +41,7 @@ def prediction_lines(
     common = {"model": model, "version": version, "source": source}
     tag_tail = {k: f"{k}={escape_key(str(v), 'tag value')}" for k, v in common.items() if v not in (None, "")}
     hosts = frame["host"].astype(str).to_numpy()
-    times = pd.to_datetime(frame["time"], utc=True).astype("int64").to_numpy()
+    times = pd.to_datetime(frame["time"], utc=True, cache=False).astype("int64").to_numpy()
     columns = {}
     for f in fields:
         kind = _FIELDS[f]

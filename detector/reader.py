@@ -19,7 +19,7 @@ import pandas as pd
 
 from detector.sharding import ShardFilter
 from vigil.features import raw_queries
-from vigil.features.source import QUERY_GROUPS, RawFrames, group_key_name
+from vigil.features.source import QUERY_GROUPS, RawFrames, group_key_name, per_interval
 from vigil.influx import (
     InfluxClient,
     InfluxError,
@@ -61,7 +61,7 @@ class RawReader:
         self.db = settings.influx_raw_db
         self.shard = shard
         self.on_error = on_error
-        self.templates = raw_queries(settings.feature_interval_s)
+        self.templates = raw_queries()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reader")
 
@@ -97,7 +97,7 @@ class RawReader:
             frame = self.shard.filter(frame)
             frame = self._clean(name, frame)
             rows += len(frame)
-            out[name] = frame
+            out[name] = per_interval(name, frame, self.settings.feature_interval_s)
         return out, rows
 
     def _query(self, name: str, q: str) -> pd.DataFrame | None:
@@ -107,8 +107,8 @@ class RawReader:
         except InfluxUnavailable:
             raise
         except InfluxError as exc:
-            # e.g. a field written as string in one shard and float in another: mean() fails.
-            # The other measurements are still read; this one counts as missing this window.
+            # e.g. a measurement the server cannot read this window. The other measurements
+            # are still read; this one counts as missing this window.
             self.on_error("query_error", 1)
             log.warning("raw query %s failed (%s); its metrics are missing for this window", name, exc)
             return None
@@ -133,8 +133,8 @@ class RawReader:
                 continue
             raw = frame[col]
             numeric = pd.to_numeric(raw, errors="coerce")
-            if raw.dtype == object:
-                bools = raw.map(lambda v: isinstance(v, bool))
+            if raw.dtype == object or pd.api.types.is_bool_dtype(raw):  # a boolean is not a number
+                bools = raw.map(lambda v: isinstance(v, bool | np.bool_))
                 numeric = numeric.where(~bools.to_numpy())
             conflict = raw.notna() & numeric.isna()
             if conflict.any():

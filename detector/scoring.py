@@ -77,7 +77,7 @@ def learn_mask(features: pd.DataFrame, learn_max: int) -> np.ndarray:
     if n <= learn_max:
         return np.ones(n, dtype=bool)
     keep = learn_max / n
-    times = pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy()
+    times = pd.to_datetime(features["time"], utc=True, cache=False).astype("int64").to_numpy()
     hosts = features["host"].astype(str).to_numpy()
     h = np.fromiter(
         (zlib.crc32(f"{host}|{t}".encode()) for host, t in zip(hosts, times, strict=True)),
@@ -89,7 +89,9 @@ def learn_mask(features: pd.DataFrame, learn_max: int) -> np.ndarray:
 
 def time_order(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Each row's time (ns) and the stable order that sorts rows by time."""
-    times = pd.to_datetime(features["time"], utc=True).astype("int64").to_numpy()
+    # cache=False here and wherever a datetime column is converted: with pandas' default cache,
+    # to_datetime walks an already-datetime column element by element (~9 ms per 30,000 rows)
+    times = pd.to_datetime(features["time"], utc=True, cache=False).astype("int64").to_numpy()
     return times, np.argsort(times, kind="stable")
 
 

@@ -352,7 +352,7 @@ class Detector:
         rows = features
         if "warmup" in rows.columns:
             rows = rows[rows["warmup"].to_numpy().astype(int) == 0]
-        times = pd.to_datetime(rows["time"], utc=True)
+        times = pd.to_datetime(rows["time"], utc=True, cache=False)
         rows = rows.iloc[np.argsort(times.astype("int64").to_numpy(), kind="stable")].tail(
             cfg.calibration_window
         )
@@ -428,7 +428,7 @@ class Detector:
         anomalies = int(scored.combined["is_anomaly"].sum())
         if anomalies:
             self._record_incidents(scored, champion)
-        last = pd.to_datetime(features["time"], utc=True).astype("int64")
+        last = pd.to_datetime(features["time"], utc=True, cache=False).astype("int64")
         for host, t in zip(features["host"].astype(str), last, strict=True):
             if t > self.host_last_seen.get(host, 0):
                 self.host_last_seen[host] = int(t)

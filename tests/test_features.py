@@ -14,6 +14,7 @@ from vigil.features import (
     FeatureBuilder,
     FeaturePipeline,
     base_metrics,
+    per_interval,
     raw_queries,
 )
 from vigil.features.definitions import rate_transform
@@ -52,10 +53,39 @@ def _window(frames: dict[str, pd.DataFrame], lo: pd.Timestamp, hi: pd.Timestamp)
 
 
 def test_queries_quote_every_identifier() -> None:
-    queries = raw_queries(10)
+    queries = raw_queries()
     assert set(queries) == {group_key_name(k) for k in QUERY_GROUPS}
     cpu = queries["cpu[cpu=cpu-total]"]
-    assert "\"cpu\" = 'cpu-total'" in cpu and 'GROUP BY time(10s), "host"' in cpu and "{time}" in cpu
+    assert cpu.startswith('SELECT "usage_idle", "usage_iowait", "host" FROM "cpu"')
+    assert "\"cpu\" = 'cpu-total'" in cpu and "{time}" in cpu and "GROUP BY" not in cpu
+    assert queries["net/interface"].startswith('SELECT "bytes_recv", "bytes_sent", "host", "interface" FROM')
+
+
+def test_per_interval_means_gauges_and_keeps_the_newest_counter_reading() -> None:
+    t = lambda s: pd.Timestamp(1_700_000_000 + s, unit="s", tz="UTC")  # noqa: E731 - bucket-aligned base
+    system = pd.DataFrame(
+        {
+            "time": [t(7), t(1), t(4), t(12)],  # out of order, as a raw answer may be after a concat
+            "host": ["a", "a", "a", "a"],
+            "load1": [3.0, 1.0, "x", 5.0],  # a non-number is missing, not a crash
+            "n_cpus": [8, 4, None, 2],
+        }
+    )
+    out = per_interval("system", system, 10)
+    assert out["time"].tolist() == [t(0), t(10)]
+    assert out["load1"].tolist() == [2.0, 5.0]  # mean of 1 and 3
+    assert out["n_cpus"].tolist() == [8.0, 2.0]  # last = the newest value present (t 7, not t 4)
+    net = pd.DataFrame(
+        {
+            "time": [t(1), t(2)],
+            "host": ["a", "a"],
+            "interface": ["eth0", None],
+            "bytes_recv": [1, 2],
+            "bytes_sent": [3, 4],
+        }
+    )
+    out = per_interval("net/interface", net, 10)
+    assert sorted(out["interface"]) == ["", "eth0"]  # a missing device tag groups as "", like GROUP BY
 
 
 def test_counter_rates_and_resets() -> None:

@@ -14,7 +14,7 @@ from vigil.features.definitions import (
     metric_of,
 )
 from vigil.features.pipeline import FeaturePipeline
-from vigil.features.source import CounterState, base_metrics, fetch_raw, raw_queries
+from vigil.features.source import CounterState, base_metrics, fetch_raw, per_interval, raw_queries
 
 __all__ = [
     "BASE_METRICS",
@@ -30,5 +30,6 @@ __all__ = [
     "feature_names",
     "metric_of",
     "fetch_raw",
+    "per_interval",
     "raw_queries",
 ]

@@ -273,7 +273,7 @@ class FeatureBuilder:
         data = frame.copy()
         for m in missing:
             data[m] = np.nan
-        data["time"] = pd.to_datetime(data["time"], utc=True)
+        data["time"] = pd.to_datetime(data["time"], utc=True, cache=False)
         data = data.drop_duplicates(["host", "time"], keep="last").sort_values(
             ["time", "host"], kind="stable"
         )
