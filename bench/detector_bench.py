@@ -11,7 +11,9 @@ For each fleet size, against a private influxd on free ports:
 
 The champion is a real MLflow pyfunc (IsolationForest, the ``vigil.model`` contract) saved to a
 local folder and loaded with ``mlflow.pyfunc.load_model`` — the same predict path as from the
-registry, without starting a tracking server. Peak RSS is the process's ``ru_maxrss``.
+registry, without starting a tracking server. The detector runs in its own spawned process (a
+fresh interpreter, like ``vigil detector run``), so its peak RSS (``ru_maxrss``) is the
+detector's alone, not this harness's (which trains the champion and builds the points).
 
     .venv/bin/python bench/detector_bench.py [--hosts 1000 10000] [--catchup 3] [--live 6]
 """
@@ -29,10 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detector.service import Detector
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
-from vigil.model import AnomalyModel, LoadedModel, SklearnScorer, VigilPyfuncModel
+from vigil.model import AnomalyModel, SklearnScorer, VigilPyfuncModel
 from vigil.settings import Settings
 from vigil.stack.influxdb import start_influxdb
 from vigil.stack.process import free_port, stop_process
@@ -58,7 +59,8 @@ def interval_lines(hosts: int, t_s: int, i: int, rng: np.random.Generator) -> li
     return out
 
 
-def champion(tmp: Path) -> LoadedModel:
+def champion(tmp: Path) -> Path:
+    """Save a real MLflow pyfunc champion (IsolationForest, the ``vigil.model`` contract); its folder."""
     from sklearn.ensemble import IsolationForest
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -74,7 +76,7 @@ def champion(tmp: Path) -> LoadedModel:
     model = AnomalyModel(scorer, float(np.quantile(scorer.score_scaled(scorer.scaled(x)), 0.995)), "iforest")
     path = tmp / "champion"
     mlflow.pyfunc.save_model(str(path), python_model=VigilPyfuncModel(model), pip_requirements=["mlflow"])
-    return LoadedModel("bench", 1, None, mlflow.pyfunc.load_model(str(path)))
+    return path
 
 
 def _live_writer(base: Settings, raw_db: str, hosts: int, first: int, catchup: int, live: int, queue) -> None:
@@ -88,7 +90,59 @@ def _live_writer(base: Settings, raw_db: str, hosts: int, first: int, catchup: i
         queue.put((start_s, time.time()))
 
 
-def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, model: LoadedModel) -> dict:
+def _detector_process(
+    s: Settings, model_path: str, first: int, catchup: int, live: int, written, out
+) -> None:
+    """The detector in a fresh interpreter (spawned), so its peak RSS is the detector's own.
+
+    Loads the champion as the service does (``mlflow.pyfunc.load_model``), processes the
+    catch-up intervals as fast as it can (timed), then polls like ``vigil detector run`` while
+    the writer process adds the live intervals; reports its figures on ``out``.
+    """
+    import mlflow
+    from detector.service import Detector
+    from vigil.model import LoadedModel
+
+    det = Detector(s, start=pd.Timestamp(first, unit="s", tz="UTC"))
+    det.watcher.current = LoadedModel("bench", 1, None, mlflow.pyfunc.load_model(model_path))
+    target = (first + catchup * INTERVAL_S) * 10**9
+    t0 = time.perf_counter()
+    host_intervals = 0
+    while det.watermark_ns < target:
+        r = det.run_once(now=first + catchup * INTERVAL_S + s.allowed_lateness_s)
+        host_intervals += r.host_intervals
+    det.sink.flush(force=True)
+    e2e_s = time.perf_counter() - t0
+    out.put("caught up")  # the harness starts the live writer only now
+
+    written_at: dict[int, float] = {}
+    done_at: dict[int, float] = {}
+    last_needed = first + (catchup + live) * INTERVAL_S
+    deadline = time.time() + (live + 3) * INTERVAL_S + 60
+    while det.watermark_ns < last_needed * 10**9 and time.time() < deadline:
+        t_loop = time.monotonic()
+        det.run_once()
+        while not written.empty():
+            start_s, t = written.get()
+            written_at[start_s] = t
+        if det.sink.buffered <= 1:
+            t = time.time()
+            for start_s in list(written_at):
+                if start_s not in done_at and (start_s + INTERVAL_S) * 10**9 <= det.watermark_ns:
+                    done_at[start_s] = t
+        time.sleep(max(0.0, s.poll_interval_s - (time.monotonic() - t_loop)))
+    det.shutdown()
+    out.put(
+        {
+            "host_intervals": host_intervals,
+            "e2e_s": e2e_s,
+            "lags": [done_at[k] - written_at[k] for k in done_at],
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
+
+
+def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, model_path: Path) -> dict:
     client = InfluxClient(settings=base)
     raw_db, vigil_db = f"bench_raw_{hosts}", f"bench_vigil_{hosts}"
     for db in (raw_db, vigil_db):
@@ -110,7 +164,7 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, mod
     now_s = int(time.time()) // INTERVAL_S * INTERVAL_S
     first = now_s - (catchup + 1) * INTERVAL_S
 
-    # 1 + 2: write the catch-up intervals (timed: the reference), then let the detector process them
+    # 1: write the catch-up intervals (timed: the reference)
     write_s, points = 0.0, 0
     for i in range(catchup):
         lines = interval_lines(hosts, first + i * INTERVAL_S, i, rng)
@@ -118,55 +172,38 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, mod
         client.write_lines(raw_db, lines, precision="s")
         write_s += time.perf_counter() - t0
         points += len(lines)
-    det = Detector(s, start=pd.Timestamp(first, unit="s", tz="UTC"))
-    det.watcher.current = model
-    target = (first + catchup * INTERVAL_S) * 10**9
-    t0 = time.perf_counter()
-    host_intervals = 0
-    while det.watermark_ns < target:
-        r = det.run_once(now=first + catchup * INTERVAL_S + s.allowed_lateness_s)
-        host_intervals += r.host_intervals
-    det.sink.flush(force=True)
-    e2e_s = time.perf_counter() - t0
 
-    # 3: live intervals: a writer thread writes each interval at its end; the detector polls
-    written_at: dict[int, float] = {}
-    done_at: dict[int, float] = {}
-    queue: mp.Queue = mp.Queue()
+    # 2 + 3: the detector process catches up (timed), then scores the live intervals that the
+    # writer process adds in real time
+    spawn = mp.get_context("spawn")
+    written, out = spawn.Queue(), spawn.Queue()
+    detector = spawn.Process(
+        target=_detector_process, args=(s, str(model_path), first, catchup, live, written, out), daemon=True
+    )
+    detector.start()
+    if out.get(timeout=600) != "caught up":
+        raise RuntimeError("the detector process did not catch up")
     writer = mp.get_context("fork").Process(
-        target=_live_writer, args=(base, raw_db, hosts, first, catchup, live, queue), daemon=True
+        target=_live_writer, args=(base, raw_db, hosts, first, catchup, live, written), daemon=True
     )
     writer.start()
-    last_needed = first + (catchup + live) * INTERVAL_S
-    deadline = time.time() + (live + 3) * INTERVAL_S + 60
-    while det.watermark_ns < last_needed * 10**9 and time.time() < deadline:
-        t_loop = time.monotonic()
-        det.run_once()
-        while not queue.empty():
-            start_s, t = queue.get()
-            written_at[start_s] = t
-        if det.sink.buffered <= 1:
-            t = time.time()
-            for start_s in list(written_at):
-                if start_s not in done_at and (start_s + INTERVAL_S) * 10**9 <= det.watermark_ns:
-                    done_at[start_s] = t
-        time.sleep(max(0.0, s.poll_interval_s - (time.monotonic() - t_loop)))
+    r = out.get(timeout=(catchup + live + 3) * INTERVAL_S + 600)
     writer.join(timeout=30)
-    lags = np.array([done_at[k] - written_at[k] for k in done_at])
-    det.shutdown()
+    detector.join(timeout=30)
+    lags = np.array(r["lags"])
     for db in (raw_db, vigil_db):
         client.drop_database(db)
     return {
         "hosts": hosts,
-        "host_intervals": host_intervals,
-        "e2e_s": e2e_s,
-        "hi_per_s": host_intervals / e2e_s,
+        "host_intervals": r["host_intervals"],
+        "e2e_s": r["e2e_s"],
+        "hi_per_s": r["host_intervals"] / r["e2e_s"],
         "influx_points_per_s": points / write_s,
         "influx_host_intervals_per_s": hosts * catchup / write_s,
         "lag_p50": float(np.percentile(lags, 50)) if len(lags) else float("nan"),
         "lag_p99": float(np.percentile(lags, 99)) if len(lags) else float("nan"),
         "lag_n": len(lags),
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": r["rss_mb"],
     }
 
 
@@ -183,13 +220,13 @@ def main() -> None:
         record = start_influxdb(tmp / "svc", http_port, free_port(), name="bench-influx")
         try:
             base = Settings(_env_file=None, run_dir=tmp, influx_port=http_port, mlflow_port=free_port())
-            model = champion(tmp)
+            model_path = champion(tmp)
             print(
                 f"{'hosts':>6} {'host-int/s':>11} {'e2e s':>7} {'influx pts/s':>13} {'lag p50':>8} "
                 f"{'lag p99':>8} {'peak RSS MB':>11}"
             )
             for n in a.hosts:
-                r = run_size(base, n, a.catchup, a.live, tmp, model)
+                r = run_size(base, n, a.catchup, a.live, tmp, model_path)
                 print(
                     f"{r['hosts']:>6} {r['hi_per_s']:>11.0f} {r['e2e_s']:>7.2f} {r['influx_points_per_s']:>13.0f} "
                     f"{r['lag_p50']:>7.2f}s {r['lag_p99']:>7.2f}s {r['rss_mb']:>11.0f}",
