@@ -12,15 +12,22 @@ model's own threshold (unchanged — seeded fleet hosts sit well below it), a ho
 champion always finds odd is judged against its own usual score, and a real incident still
 stands out from that (the stress suite's anomalies score 1.3-7x a host's usual).
 
-Rows the combined decision flagged do not enter the median (an incident does not become
-the host's "usual"); warm-up rows do (that is how a new host's usual is learnt).
+Rows the combined decision flagged enter the buffer capped at ``CONVICTION`` times the
+threshold they were judged by, so a short incident does not become the host's "usual" (a few
+capped values among ``window`` do not move a median), while a shift that never ends does,
+one bounded step at a time: after ``window / 2`` flagged rows in a row the host's usual is at
+most ``CONVICTION`` times higher, and a host only slightly above that stops paging. Why: with
+flagged rows left out, a host that settled a little above its old usual after a load (seen in
+the live stress suite: still alarming 150 s after a 10 s network burst) paged forever, because
+the rows that would have taught the calibration were exactly the ones it refused. Warm-up rows
+enter as they are (that is how a new host's usual is learnt).
 
 >>> cal = HostCalibration(window=4, min_rows=2)
 >>> hosts = np.array(["a", "b"])
 >>> cal.thresholds(hosts, np.array([1.0, 1.0])).tolist()   # nothing learnt yet: the model's
 [1.0, 1.0]
 >>> for s in ([0.4, 1.5], [0.5, 1.7], [0.6, 1.6]):
-...     cal.update(hosts, np.array(s), np.array([False, False]))
+...     cal.update(hosts, np.array(s), np.array([False, False]), np.array([1.0, 1.0]))
 >>> cal.thresholds(hosts, np.array([1.0, 1.0])).tolist()   # "b" always scores ~1.6
 [1.0, 1.6]
 >>> HostCalibration.from_state(cal.state()).thresholds(hosts, np.array([1.0, 1.0])).tolist()
@@ -33,6 +40,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from vigil.decision import CONVICTION
 
 
 class HostCalibration:
@@ -82,13 +91,21 @@ class HostCalibration:
         base = np.asarray(model_threshold, dtype=float)
         return np.where(np.isfinite(typical), np.maximum(base, typical), base)
 
-    def update(self, hosts: Sequence[str], scores: np.ndarray, flagged: np.ndarray) -> None:
-        """Add each row's score (in the given order) unless it was flagged or is not finite."""
-        keep = ~np.asarray(flagged, dtype=bool) & np.isfinite(np.asarray(scores, dtype=float))
+    def update(
+        self, hosts: Sequence[str], scores: np.ndarray, flagged: np.ndarray, thresholds: np.ndarray
+    ) -> None:
+        """Add each row's score (in the given order); a flagged row's score is capped at
+        ``CONVICTION`` times ``thresholds`` (the threshold it was judged by). Non-finite
+        scores are skipped."""
+        values = np.asarray(scores, dtype=float)
+        flagged = np.asarray(flagged, dtype=bool)
+        cap = CONVICTION * np.asarray(thresholds, dtype=float)
+        values = np.where(flagged & np.isfinite(cap), np.minimum(values, cap), values)
+        keep = np.isfinite(values)
         hosts = [h for h, k in zip(hosts, keep, strict=True) if k]
         if not hosts:
             return
-        values = np.asarray(scores, dtype=float)[keep]
+        values = values[keep]
         rows = self._rows(hosts, create=True)
         for r, v in zip(rows, values, strict=True):  # a host may appear more than once (catch-up)
             self._buf[r, self._pos[r]] = v

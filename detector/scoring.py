@@ -171,7 +171,7 @@ def score_features(
     model only scores and ``calibration`` is only read, as the scoring API needs).
 
     ``calibration`` raises the champion's threshold for a host to that host's typical champion
-    score (``detector.host_calibration``) and learns from the rows the combined rule did not flag.
+    score (``detector.host_calibration``) and learns from every row (flagged ones capped).
     """
     keys = features[["host", "time"]].reset_index(drop=True)
     features = features.reset_index(drop=True)
@@ -204,6 +204,7 @@ def score_features(
             [hosts[i] for i in order],
             batch["score"].to_numpy(dtype=float)[order],
             combined["is_anomaly"].to_numpy().astype(bool)[order],
+            batch["threshold"].to_numpy(dtype=float)[order],
         )
     with_keys = lambda f: pd.concat([keys, f.reset_index(drop=True)], axis=1)  # noqa: E731
     return Scored(

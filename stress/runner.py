@@ -34,6 +34,7 @@ from stress.report import (
     fetch_metrics,
     fetch_predictions,
     preload_plotting,
+    top_features,
     write_report,
 )
 from stress.scenarios import SCENARIO_NAMES, Scenario, check_run_args, get_scenario, plan_loads
@@ -411,8 +412,29 @@ def rest_until_quiet(
             return Rest(rested, False, time.time_ns())
         if time.monotonic() - last_echo >= 10:
             last_echo = time.monotonic()
-            echo(f"resting until {host} is quiet again ({rested:.0f}/{max_s:g} s)")
+            echo(
+                f"resting until {host} is quiet again ({rested:.0f}/{max_s:g} s)"
+                + alarm_summary(client, settings, host, since_ns)
+            )
         time.sleep(min(1.0, max(0.2, max_s - rested)))  # a cheap query; 1 s keeps the rest tight
+
+
+def alarm_summary(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> str:
+    """``"; 3 alarms since, naming net_rx_vol x3, ..."`` for a rest's progress line ("" if none).
+
+    Why: a rest that never ends must say what keeps the host alarming, in the log people read
+    (the suite's reports only look at each scenario's own window)."""
+    try:
+        frame = combined_of(
+            fetch_predictions(client, settings.influx_vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
+        )
+    except InfluxError:
+        return ""
+    alarms = frame[frame["is_anomaly"] == 1] if not frame.empty else frame
+    if alarms.empty:
+        return ""
+    named = ", ".join(f"{f['feature']} x{f['alarms']}" for f in top_features(alarms))
+    return f"; {len(alarms)} alarmed interval(s) since, naming {named or 'no feature'}"
 
 
 def run_suite(

@@ -163,9 +163,30 @@ def test_a_host_the_champion_always_finds_odd_is_judged_against_its_own_usual_sc
     assert [s.combined["is_anomaly"].tolist() for s in after] == [[0, 0]] * 10
     assert after[-1].batch["threshold"].tolist() == [1.5, 1.0]
     scores["odd"] = 6.0  # a real incident on the odd host: 4x its usual
-    for t in range(15, 60):  # alarms throughout, and is not learnt as the host's usual
+    for t in range(15, 60):  # alarms throughout: capped at CONVICTION x threshold, it is learnt slowly
         assert run(cal, t).combined["is_anomaly"].tolist() == [1, 0]
-    assert cal.typical(hosts).tolist() == [1.5, 0.5]
+    usual = cal.typical(hosts)
+    assert 1.5 < usual[0] <= 1.5 * CONVICTION**3 and usual[1] == 0.5  # one bounded step per half window
+
+
+def test_host_calibration_lets_a_host_that_settled_slightly_higher_stop_paging():
+    """After a load, a host may settle a little above its old usual (seen: still alarming 150 s
+    after a 10 s network burst). Before, flagged rows never taught the calibration, so that host
+    paged forever; now it pages, then its usual catches up within about half a window."""
+    from detector.host_calibration import HostCalibration
+
+    cal = HostCalibration(window=30, min_rows=5)
+    hosts, model_threshold = np.array(["h"]), np.array([1.0])
+    for _ in range(30):
+        cal.update(hosts, np.array([1.5]), np.array([False]), cal.thresholds(hosts, model_threshold))
+    paged = []
+    for _ in range(60):  # 1.3x its usual: beyond CONVICTION, so the champion alone pages
+        threshold = cal.thresholds(hosts, model_threshold)
+        flagged = np.array([1.95 / threshold[0] > CONVICTION])
+        paged.append(bool(flagged[0]))
+        cal.update(hosts, np.array([1.95]), flagged, threshold)
+    assert paged[0] and not any(paged[16:]), paged
+    assert sum(paged) <= 16
 
 
 def test_fleet_online_model_flags_a_record_deviation_on_one_metric():

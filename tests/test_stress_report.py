@@ -16,6 +16,7 @@ from stress.cli import stress
 from stress.report import Window
 from stress.runner import (
     QUIET_INTERVALS,
+    alarm_summary,
     build_report,
     format_table,
     quiet_since,
@@ -264,12 +265,24 @@ def test_the_suite_rests_until_the_host_is_quiet(
         [
             schema.PREDICTIONS.point(
                 {"host": HOST, "model": "vigil-anomaly", "version": "3", "source": "combined"},
-                {"score": 0.9, "threshold": 0.5, "is_anomaly": 1},
+                {
+                    "score": 0.9,
+                    "threshold": 0.5,
+                    "is_anomaly": 1,
+                    "top1_feature": "net_rx_vol",
+                    "top1_contribution": 0.4,
+                },
                 start + 110 * S,
             )
         ],
     )
     assert quiet_since(influx, s, HOST, since) is None  # the newest interval alarms
+    # what keeps it alarming is named in the rest's progress lines
+    assert (
+        alarm_summary(influx, s, HOST, start + 100 * S)
+        == "; 1 alarmed interval(s) since, naming net_rx_vol x1"
+    )
+    assert alarm_summary(influx, s, HOST, start + 120 * S) == ""
     began = time.monotonic()
     rest = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=1.0, echo=lines.append)
     rested, quiet = rest.seconds, rest.quiet
