@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 
-import click
-import pandas as pd
+from detector.lean import keep_pyarrow_out
 
-from vigil.settings import get_settings
+keep_pyarrow_out()  # before pandas is imported (detector.lean says why)
+
+import click  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vigil.settings import get_settings  # noqa: E402
 
 
 @click.group()

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable
@@ -36,8 +38,22 @@ class PredictionSink:
         on_error: Callable[[str], None] | None = None,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        writers: int = 1,
+        client_factory: Callable[[], InfluxClient] | None = None,
     ) -> None:
         self.client, self.db = client, db
+        #: ``writers`` batches are sent at once, each on its own connection (``client_factory``):
+        #: InfluxDB parses one write request on one core, so two requests keep both cores of a
+        #: small machine busy while this process waits (``bench/detector_bench.py``).
+        self.writers = max(1, writers) if client_factory is not None else 1
+        self._client_factory = client_factory
+        self._local = threading.local()
+        self._count_lock = threading.Lock()
+        self._pool = (
+            ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="sink")
+            if self.writers > 1
+            else None
+        )
         self.spill_dir = spill_dir
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         self.max_points = max(1, max_points)
@@ -93,9 +109,14 @@ class PredictionSink:
                 path.unlink()
                 self._spilled -= len(lines)
             while self._memory:
-                n = min(self.batch_size, len(self._memory))
-                batch = [self._memory[i] for i in range(n)]
-                sent += self._send(batch)
+                # up to ``writers`` batches at once; they leave memory only when all were sent
+                n = min(self.batch_size * self.writers, len(self._memory))
+                lines = [self._memory[i] for i in range(n)]
+                batches = [lines[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+                if self._pool is None or len(batches) == 1:
+                    sent += sum(self._send(b) for b in batches)
+                else:
+                    sent += sum(self._pool.map(lambda b: self._send(b, self._thread_client()), batches))
                 for _ in range(n):
                     self._memory.popleft()
         except InfluxUnavailable as exc:
@@ -113,23 +134,38 @@ class PredictionSink:
         self.last_error = None
         return sent
 
-    def _send(self, lines: list[str]) -> int:
+    def _thread_client(self) -> InfluxClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            assert self._client_factory is not None  # writers > 1 only with a factory
+            client = self._local.client = self._client_factory()
+        return client
+
+    def _send(self, lines: list[str], client: InfluxClient | None = None) -> int:
         if not lines:
             return 0
         try:
-            n = self.client.write_lines(self.db, lines, precision="ns")
+            n = (client or self.client).write_lines(self.db, lines, precision="ns")
         except InfluxUnavailable:
             raise
         except InfluxError as exc:
             # 4xx: the server will never take these lines as they are (e.g. a field type
             # conflict). Keep them on disk for an operator instead of blocking the queue forever.
-            rejected = self.spill_dir / f"rejected-{int(time.time() * 1e3)}-{os.getpid()}.lp"
+            rejected = (
+                self.spill_dir / f"rejected-{int(time.time() * 1e3)}-{os.getpid()}-{threading.get_ident()}.lp"
+            )
             rejected.write_text("\n".join(lines) + "\n")
             self.on_error("influx_write_rejected")
             log.error("InfluxDB refused %d prediction lines (%s); kept in %s", len(lines), exc, rejected)
             return 0
-        self.written += n
+        with self._count_lock:
+            self.written += n
         return n
+
+    def close(self) -> None:
+        """Stop the writer threads (after the last flush)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     # --- spill files -------------------------------------------------------------------------
     def _spill(self, n: int) -> None:

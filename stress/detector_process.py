@@ -30,6 +30,7 @@ EXPORTED = (
     "influx_raw_db",
     "influx_vigil_db",
     "influx_batch_size",
+    "influx_write_workers",
     "mlflow_port",
     "model_name",
     "feature_interval_s",

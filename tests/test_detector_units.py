@@ -64,7 +64,16 @@ def test_prediction_lines_equal_point_to_line():
             "top1_contribution": [0.25, 0.0],
         }
     )
-    lines = prediction_lines(frame, model="m", version="3", source="combined")
+    errors: list[tuple[str, int]] = []
+    unwritable = frame.iloc[[0]].assign(host="line\nbreak")  # line protocol cannot carry it
+    lines = prediction_lines(
+        pd.concat([frame.iloc[[0]], unwritable, frame.iloc[[1]]]),
+        model="m",
+        version="3",
+        source="combined",
+        on_error=lambda kind, n: errors.append((kind, n)),
+    )
+    assert errors == [("unwritable_host", 1)] and len(lines) == 2
     for line, row in zip(lines, frame.itertuples(), strict=True):
         fields = {
             k: getattr(row, k)
@@ -95,6 +104,68 @@ def test_sink_spills_while_influxdb_is_unreachable_and_drains_later(settings, fr
     assert live.flush() == 35 and live.buffered == 0
     got = InfluxClient(settings=settings).query_df(fresh_db, "SELECT * FROM vigil_predictions")
     assert len(got) == 35
+
+
+def test_sink_with_two_writers_sends_every_line_and_loses_none_when_influxdb_is_down(
+    settings, fresh_db, tmp_path
+):
+    lines = [
+        f"vigil_predictions,host=h{i},source=online score={i}.5,threshold=1.0,is_anomaly=0i {10**18 + i}"
+        for i in range(1050)
+    ]
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    down = PredictionSink(
+        InfluxClient(dead_url, settings=settings, retries=0),
+        fresh_db,
+        tmp_path / "down",
+        max_points=10_000,
+        batch_size=100,
+        writers=2,
+        client_factory=lambda: InfluxClient(dead_url, settings=settings, retries=0),
+    )
+    down.add(lines)
+    assert down.writers == 2 and down.flush(force=True) == 0 and down.buffered == 1050
+    assert down.last_error is not None and not down.healthy
+    down.close()
+    sink = PredictionSink(
+        InfluxClient(settings=settings),
+        fresh_db,
+        tmp_path / "up",
+        max_points=10_000,
+        batch_size=100,
+        writers=2,
+        client_factory=lambda: InfluxClient(settings=settings, retries=0),
+    )
+    sink.add(lines)
+    assert sink.flush() == 1050 and sink.buffered == 0 and sink.written == 1050
+    sink.close()
+    got = InfluxClient(settings=settings).query_df(fresh_db, "SELECT * FROM vigil_predictions")
+    assert len(got) == 1050 and sorted(got["host"]) == sorted(f"h{i}" for i in range(1050))
+
+
+def test_the_detector_wakes_when_the_next_interval_is_due(settings, tmp_path):
+    """Sleep the rest of the poll interval, but not past the moment the next interval can be
+    read (its end + the allowed lateness); while reads back off, the plain poll interval."""
+    from detector.service import Detector
+
+    s = settings.model_copy(
+        update={
+            "run_dir": tmp_path,
+            "poll_interval_s": 5.0,
+            "allowed_lateness_s": 1.5,
+            "feature_interval_s": 10,
+            "mlflow_port": free_port(),
+        }
+    )
+    det = Detector(s, start=pd.Timestamp("2026-01-01", tz="UTC"))
+    due = det.watermark_ns / 1e9 + 10 + 1.5
+    assert det.next_wait_s(0.0, now=due - 2) == pytest.approx(2.01)
+    assert det.next_wait_s(4.5, now=due - 2) == pytest.approx(0.5)  # the poll's rest is shorter
+    assert det.next_wait_s(0.0, now=due - 20) == 5.0
+    assert det.next_wait_s(0.0, now=due + 3) == 0.0  # already due: go on at once
+    det._read_failures = 1
+    assert det.next_wait_s(0.0, now=due + 3) == 5.0  # InfluxDB unreadable: no busy loop
+    det.shutdown()
 
 
 def test_checkpoint_is_atomic_and_a_corrupt_one_is_set_aside(tmp_path):
@@ -210,3 +281,32 @@ def test_fleet_online_model_flags_a_record_deviation_on_one_metric():
     spike[0, list(ONLINE_FEATURES).index("cpu_busy_z")] = 50.0
     result = det.score_many(spike)
     assert result.is_anomaly[0] and result.top_features[0, 0] == "cpu_busy_z"
+
+
+def test_the_detector_process_runs_without_pyarrow_and_still_serves_a_champion(tmp_path):
+    """``vigil detector run`` hides pyarrow before pandas is imported (detector.lean: 34 MB of
+    RSS it never uses). A real champion pyfunc must still load and score in such a process."""
+    import subprocess
+    import sys
+
+    import mlflow
+    from tests.detector_support import fit_model
+    from vigil.features import FEATURE_COLUMNS
+    from vigil.model import VigilPyfuncModel
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
+    path = tmp_path / "champion"
+    mlflow.pyfunc.save_model(str(path), python_model=VigilPyfuncModel(fit_model(frame)))
+    frame.head(5).to_csv(tmp_path / "rows.csv", index=False)
+    child = (
+        "import sys, detector.cli\n"  # the entry point of `vigil detector run`
+        "import mlflow.pyfunc, pandas as pd\n"
+        "from pandas.compat.pyarrow import HAS_PYARROW\n"
+        f"m = mlflow.pyfunc.load_model({str(path)!r})\n"
+        f"out = m.predict(pd.read_csv({str(tmp_path / 'rows.csv')!r}))\n"
+        "print('pyarrow' in sys.modules, HAS_PYARROW, len(out), sorted(out.columns)[:2])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False False 5 ['is_anomaly', 'score']"

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     influx_rp: str | None = Field(None, description="Retention policy; sent only when set.")
     influx_timeout_s: float = 10.0
     influx_batch_size: int = 5000
+    influx_write_workers: int = Field(
+        2, ge=1, description="Prediction batches the detector sends at once, one connection each."
+    )
     influx_retries: int = 6
     influx_backoff_s: float = 0.5
     influx_create_databases: bool = Field(True, description="Best-effort CREATE DATABASE (1.x only).")
