@@ -17,10 +17,11 @@ threshold they were judged by, so a short incident does not become the host's "u
 capped values among ``window`` do not move a median), while a shift that never ends does,
 one bounded step at a time: after ``window / 2`` flagged rows in a row the host's usual is at
 most ``CONVICTION`` times higher, and a host only slightly above that stops paging. Why: with
-flagged rows left out, a host that settled a little above its old usual after a load (seen in
-the live stress suite: still alarming 150 s after a 10 s network burst) paged forever, because
-the rows that would have taught the calibration were exactly the ones it refused. Warm-up rows
-enter as they are (that is how a new host's usual is learnt).
+flagged rows left out, a host that settled a little above its old usual after a load paged
+forever, because the rows that would have taught the calibration were exactly the ones it
+refused (the likely cause of the live stress suite once seeing a host still alarming 150 s
+after a 10 s network burst; that run did not record its features). Warm-up rows enter as they
+are (that is how a new host's usual is learnt).
 
 >>> cal = HostCalibration(window=4, min_rows=2)
 >>> hosts = np.array(["a", "b"])

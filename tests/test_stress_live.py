@@ -81,10 +81,9 @@ def live(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 
 #: About 13 min in all: the module fixture (seed and train at the demo's 5 s interval, then the
 #: host's 30-interval warm-up) and the suite (~9 min, resting until the host is quiet).
-#: Opt-in, run by itself (``pytest -m live``): it measures the machine, so nothing else may load
-#: it meanwhile. In clean-clone CI it failed after 30 min of other tests (normal_busy_period on
-#: ``cpu_iowait_vol``); run first in CI it passed once and failed once (the rest after
-#: network_burst hit its 150 s cap), so CI does not run it yet (docs/stress.md, Known limits).
+#: It measures the machine, so nothing else may load it meanwhile: ``scripts/test.sh`` runs it
+#: first, by itself (``pytest -m live``), then everything else (after 30 min of other tests
+#: their InfluxDB's compaction once raised a false alarm; docs/stress.md, Known limits).
 @pytest.mark.live
 @pytest.mark.timeout(2400)
 def test_suite_against_the_live_stack_detects_every_anomaly_and_stays_quiet_when_busy(
