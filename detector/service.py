@@ -458,7 +458,7 @@ class Detector:
         (``bench/detector_bench.py``: p99 lag at 10,000 hosts).
         """
         poll = max(0.0, self.settings.poll_interval_s - elapsed_s)
-        if self.watermark_ns is None or self._read_failures:
+        if not self.settings.detector_wake_on_due or self.watermark_ns is None or self._read_failures:
             return poll
         now = time.time() if now is None else now
         due = (self.watermark_ns + self.interval_ns) / NS + self.settings.allowed_lateness_s

@@ -36,6 +36,7 @@ EXPORTED = (
     "feature_interval_s",
     "detector_port",
     "poll_interval_s",
+    "detector_wake_on_due",
     "allowed_lateness_s",
     "reload_interval_s",
     "checkpoint_every",

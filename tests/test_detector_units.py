@@ -165,6 +165,9 @@ def test_the_detector_wakes_when_the_next_interval_is_due(settings, tmp_path):
     assert det.next_wait_s(0.0, now=due + 3) == 0.0  # already due: go on at once
     det._read_failures = 1
     assert det.next_wait_s(0.0, now=due + 3) == 5.0  # InfluxDB unreadable: no busy loop
+    det._read_failures = 0
+    det.settings = s.model_copy(update={"detector_wake_on_due": False})
+    assert det.next_wait_s(1.0, now=due - 2) == 4.0  # a fixed cadence when switched off
     det.shutdown()
 
 

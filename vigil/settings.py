@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # --- detector ------------------------------------------------------------------------
     detector_port: int = 9108
     poll_interval_s: float = 5.0
+    detector_wake_on_due: bool = Field(
+        True,
+        description="Wake when the next interval can be read (its end + lateness), not only every poll.",
+    )
     allowed_lateness_s: float = 20.0
     reload_interval_s: float = 15.0
     checkpoint_every: int = Field(12, description="Checkpoint every N loop iterations.")
