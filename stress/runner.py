@@ -356,14 +356,23 @@ QUIET_INTERVALS = 2
 MAX_REST_S = 150.0
 
 
-def quiet_since(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> int | None:
-    """Start (ns) of the oldest of the detector's last :data:`QUIET_INTERVALS` combined intervals
-    of ``host`` begun at or after ``since_ns``, if those exist and none alarms; else None."""
+def _combined_since(
+    client: InfluxClient, settings: Settings, host: str, since_ns: int
+) -> pd.DataFrame | None:
+    """The detector's combined predictions of ``host`` from ``since_ns`` on (None if unreadable)."""
     try:
-        frame = combined_of(
+        return combined_of(
             fetch_predictions(client, settings.influx_vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
         )
     except InfluxError:
+        return None
+
+
+def quiet_since(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> int | None:
+    """Start (ns) of the oldest of the detector's last :data:`QUIET_INTERVALS` combined intervals
+    of ``host`` begun at or after ``since_ns``, if those exist and none alarms; else None."""
+    frame = _combined_since(client, settings, host, since_ns)
+    if frame is None:
         return None
     recent = frame.tail(QUIET_INTERVALS)
     if len(recent) < QUIET_INTERVALS or (recent["is_anomaly"] == 1).any():
@@ -424,11 +433,8 @@ def alarm_summary(client: InfluxClient, settings: Settings, host: str, since_ns:
 
     Why: a rest that never ends must say what keeps the host alarming, in the log people read
     (the suite's reports only look at each scenario's own window)."""
-    try:
-        frame = combined_of(
-            fetch_predictions(client, settings.influx_vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
-        )
-    except InfluxError:
+    frame = _combined_since(client, settings, host, since_ns)
+    if frame is None:
         return ""
     alarms = frame[frame["is_anomaly"] == 1] if not frame.empty else frame
     if alarms.empty:
