@@ -8,7 +8,8 @@ Protocol (semi-supervised, time-ordered):
 * fit on the *normal* rows (label 0) of the training period, at most ``max_train_rows`` of them
   sampled with the seed (the detectors model normal behaviour; more rows cost time, not accuracy);
 * score every row of the later validation period; objective = PR-AUC (average precision) of
-  the scores against the labels, with the F1-maximising threshold kept as the model's threshold.
+  the scores against the labels, with the threshold at the conservative end of the validation F1
+  plateau (``pipelines.metrics.best_f1_threshold``) kept as the model's threshold.
 
 Grid (why these values): IsolationForest ``n_estimators`` {100, 200} x ``max_samples`` {256, 1024}
 (tree count vs. sub-sample size, the two knobs the paper finds matter); LOF ``n_neighbors``
