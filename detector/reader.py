@@ -13,18 +13,20 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from detector.sharding import ShardFilter
 from vigil.features import raw_queries
-from vigil.features.source import QUERY_GROUPS, RawFrames, group_key_name, per_interval
+from vigil.features.source import GROUP_KEYS, QUERY_GROUPS, RawFrames, group_key_name, per_interval
 from vigil.influx import (
     InfluxClient,
     InfluxError,
     InfluxUnavailable,
     quote_ident,
+    quote_literal,
     series_to_frame,
     tag_in,
     time_range,
@@ -40,11 +42,58 @@ HOSTS_PER_QUERY = 200
 _GROUP_FIELDS = {group_key_name(k): [f.field for f in fields] for k, fields in QUERY_GROUPS.items()}
 
 
-#: One field per raw measurement the features read: what the point audits count.
-_COUNTED_FIELDS: dict[str, str] = {
-    m: next(f.field for k, fs in QUERY_GROUPS.items() if k[0] == m for f in fs)
-    for m in sorted({k[0] for k in QUERY_GROUPS})
-}
+#: Per query group: the field whose points the audits count (the group's first field).
+_COUNTED_FIELDS: dict[str, str] = {group_key_name(k): fs[0].field for k, fs in QUERY_GROUPS.items()}
+
+
+@dataclass(frozen=True)
+class WindowAudit:
+    """What a window held when it was read, as the server stores it (every shard's hosts).
+
+    ``points``: points of the counted fields that the raw queries read; ``duplicates``: points
+    beyond the ``expected`` one(s) per host (and device) and interval. Counted from the read's
+    own answer, so the audit costs no query of its own; a later recount with the same filters
+    (:meth:`RawReader.count_points`, :meth:`RawReader.count_duplicates`) finds what came late.
+    """
+
+    points: int
+    duplicates: int
+
+
+def _group_filter(name: str) -> str:
+    """The group's own tag conditions (e.g. ``"cpu" = 'cpu-total'``) followed by `` AND ``, or ""."""
+    _, where, _ = GROUP_KEYS[name]
+    return "".join(f"{quote_ident(k)} = {quote_literal(v)} AND " for k, v in where)
+
+
+def _series_tags(name: str) -> list[str]:
+    """What one series is to the features: the host and, for per-device groups, the device."""
+    _, _, per_tag = GROUP_KEYS[name]
+    return ["host"] + ([per_tag] if per_tag else [])
+
+
+def window_audit(name: str, frame: pd.DataFrame, interval_s: int, expected: int) -> tuple[int, int]:
+    """(points, duplicates) of one query group's raw answer, counted as the server would count
+    them (``count(field)`` ... ``GROUP BY time(interval), host[, device]``).
+
+    >>> t = pd.to_datetime([0, 1, 3, 11, 12], unit="s", utc=True)
+    >>> f = pd.DataFrame({"time": t, "host": ["a", "a", "a", "a", None], "used_percent": [1.0, 2, 3, None, 5]})
+    >>> window_audit("mem", f, 10, expected=1)   # three points of "a" in [0, 10): two extra
+    (4, 2)
+    """
+    field = _COUNTED_FIELDS[name]
+    if frame.empty or field not in frame.columns:
+        return 0, 0
+    present = frame[frame[field].notna().to_numpy()]
+    if present.empty:
+        return len(present), 0
+    keys = {
+        tag: (present[tag].astype(object).where(present[tag].notna(), "") if tag in present else "")
+        for tag in _series_tags(name)
+    }
+    keys["bucket"] = pd.DatetimeIndex(present["time"]).asi8 // (int(interval_s) * 1_000_000_000)
+    cells = pd.DataFrame(keys, index=present.index).groupby(list(keys), sort=False).size().to_numpy()
+    return len(present), int(np.clip(cells - expected, 0, None).sum())
 
 
 class RawReader:
@@ -76,6 +125,19 @@ class RawReader:
         self, start: pd.Timestamp, end: pd.Timestamp, hosts: Sequence[str] | None = None
     ) -> tuple[RawFrames, int]:
         """Raw frames per query group and the number of rows read; raises InfluxUnavailable."""
+        frames, rows, _ = self._read(start, end, hosts, audit=False)
+        return frames, rows
+
+    def read_audited(
+        self, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[RawFrames, int, WindowAudit | None]:
+        """:meth:`read` of every host, plus the window's :class:`WindowAudit` (None when a query
+        group could not be read, so the window's content is not known)."""
+        return self._read(start, end, None, audit=True)
+
+    def _read(
+        self, start: pd.Timestamp, end: pd.Timestamp, hosts: Sequence[str] | None, audit: bool
+    ) -> tuple[RawFrames, int, WindowAudit | None]:
         time_filter = time_range(start, end)
         jobs = []
         for name, template in self.templates.items():
@@ -90,15 +152,24 @@ class RawReader:
         for name, frame in results:
             if frame is not None and not frame.empty:
                 frames[name].append(frame)
+        known = audit and all(frame is not None for _, frame in results)
+        points = duplicates = 0
         out: RawFrames = {}
         rows = 0
         for name, parts in frames.items():
             frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            if known:
+                p, d = window_audit(name, frame, self.settings.feature_interval_s, self._expected_per_cell())
+                points, duplicates = points + p, duplicates + d
             frame = self.shard.filter(frame)
             frame = self._clean(name, frame)
             rows += len(frame)
             out[name] = per_interval(name, frame, self.settings.feature_interval_s)
-        return out, rows
+        return out, rows, (WindowAudit(points, duplicates) if known else None)
+
+    def _expected_per_cell(self) -> int:
+        """Points one series sends per feature interval: interval / collection interval (>= 1)."""
+        return max(1, round(self.settings.feature_interval_s / max(self.settings.collect_interval_s, 1e-9)))
 
     def _query(self, name: str, q: str) -> pd.DataFrame | None:
         try:
@@ -148,13 +219,15 @@ class RawReader:
         return frame
 
     def count_points(self, start: pd.Timestamp, end: pd.Timestamp) -> int | None:
-        """Raw points stored in ``[start, end)`` over every measurement read (None if unknown).
-
-        Used to notice points that arrived after their interval was closed (too late).
-        """
+        """Points stored in ``[start, end)`` that the raw queries read (None if unknown): the
+        recount that finds points which arrived after their interval was read (too late)."""
         total = 0
-        for m, field in _COUNTED_FIELDS.items():
-            q = f"SELECT count({quote_ident(field)}) FROM {quote_ident(m)} WHERE {time_range(start, end)}"
+        for name, field in _COUNTED_FIELDS.items():
+            m = GROUP_KEYS[name][0]
+            q = (
+                f"SELECT count({quote_ident(field)}) FROM {quote_ident(m)} "
+                f"WHERE {_group_filter(name)}{time_range(start, end)}"
+            )
             try:
                 series = self._client().query(self.db, q)
             except InfluxError:
@@ -165,25 +238,27 @@ class RawReader:
         return total
 
     def count_duplicates(self, start: pd.Timestamp, end: pd.Timestamp) -> int | None:
-        """Extra points in ``[start, end)``: per series (measurement + all tags) and interval, the
-        points beyond the ``expected`` one(s) a collector sends (None if unknown).
+        """Extra points in ``[start, end)``: per host (and device) and interval, the points beyond
+        the expected one(s) a collector sends (None if unknown) — :func:`window_audit`'s count,
+        on the server.
 
         Counted on the server (a subquery) so the answer is one row per measurement, whatever the
         fleet size. ``expected`` = feature interval / collection interval (1 by default): a host
         collected every 5 s into 10 s intervals has two points per interval, not a duplicate.
         """
-        expected = max(
-            1, round(self.settings.feature_interval_s / max(self.settings.collect_interval_s, 1e-9))
-        )
+        expected = self._expected_per_cell()
         window = time_range(start, end)
         interval = int(self.settings.feature_interval_s)
 
         def one(item: tuple[str, str]) -> int:
-            m, field = item
+            name, field = item
+            m = GROUP_KEYS[name][0]
+            by = ", ".join(quote_ident(t) for t in _series_tags(name))
             q = (
                 f'SELECT sum("c") AS "points", count("c") AS "cells" FROM ('
-                f'SELECT count({quote_ident(field)}) AS "c" FROM {quote_ident(m)} WHERE {window} '
-                f'GROUP BY time({interval}s), *) WHERE "c" > {expected} AND {window}'
+                f'SELECT count({quote_ident(field)}) AS "c" FROM {quote_ident(m)} '
+                f"WHERE {_group_filter(name)}{window} GROUP BY time({interval}s), {by}) "
+                f'WHERE "c" > {expected} AND {window}'
             )
             extra = 0
             for s in self._client().query(self.db, q):

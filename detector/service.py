@@ -37,7 +37,7 @@ from detector.host_calibration import HostCalibration
 from detector.incidents import IncidentRecorder, models_in_force
 from detector.observability import DetectorMetrics
 from detector.predictions import prediction_lines
-from detector.reader import RawReader
+from detector.reader import RawReader, WindowAudit
 from detector.scoring import (
     ONLINE_FEATURES,
     ONLINE_MODEL_NAME,
@@ -133,7 +133,7 @@ class Detector:
         self._read_failures = 0
         self._next_read = 0.0
         self._heartbeat = time.time()
-        self._prev_window: tuple[int, int, int, int | None] | None = None  # (start, end, points, duplicates)
+        self._prev_window: tuple[int, int, int, int] | None = None  # (start, end, points, duplicates)
         self._audit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
         self._databases_ready = False
         self.host_last_seen: dict[str, int] = {}
@@ -244,20 +244,25 @@ class Detector:
         return result
 
     def _process_window(self, lo: int, hi: int, result: IterationResult) -> None:
-        # the late/duplicate audit is two more rounds of queries: run them beside the read and
-        # the scoring (InfluxDB, not this process, is the bottleneck at 10,000 hosts)
-        audit = self._audit_pool.submit(self._audit_late, lo, hi)
+        # the recount of the previous window (late points) runs beside the read and the scoring
+        # (InfluxDB, not this process, is the bottleneck at 10,000 hosts); this window's own
+        # points and duplicates are counted from the read's answer
+        recount = self._audit_pool.submit(self._recount_previous)
         try:
-            self._read_and_score(lo, hi, result)
+            audit = self._read_and_score(lo, hi, result)
         finally:
             try:
-                audit.result()
+                recount.result()
             except Exception:  # noqa: BLE001 - bookkeeping of late points must not fail a scored window
                 self.metrics.error("audit_failed")
-                log.exception("late/duplicate audit of the window failed")
+                log.exception("late/duplicate recount of the previous window failed")
+        if audit is not None and audit.duplicates:
+            self.metrics.error("duplicate_point", audit.duplicates)
+            log.warning("%d duplicated point(s) in the window just read", audit.duplicates)
+        self._prev_window = (lo, hi, audit.points, audit.duplicates) if audit is not None else None
 
-    def _read_and_score(self, lo: int, hi: int, result: IterationResult) -> None:
-        raw, rows = self.reader.read(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
+    def _read_and_score(self, lo: int, hi: int, result: IterationResult) -> WindowAudit | None:
+        raw, rows, audit = self.reader.read_audited(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
         result.rows_read = rows
         self.metrics.add(points_read=rows)
         if not self._online_warm_tried and time.monotonic() >= self._online_warm_retry_at:
@@ -274,6 +279,7 @@ class Detector:
             self._score_and_write(features, result)
         self.watermark_ns = hi
         result.end_ns = hi
+        return audit
 
     def _warm_start(self, raw: dict[str, pd.DataFrame], lo: int) -> list[str]:
         """Absorb the recent history of hosts seen for the first time (baseline + counters)."""
@@ -363,32 +369,29 @@ class Detector:
         score_online(self.online, rows, np.zeros(len(rows), dtype=bool), learn_max=len(rows))
         return len(rows)
 
-    def _audit_late(self, lo: int, hi: int) -> None:
+    def _recount_previous(self) -> None:
         """Count points that landed in the previous window after it was read (too late), and
-        duplicated points (``duplicate_point``: extra points of one series in one interval).
+        the duplicates among them (``duplicate_point``: extra points of one host or device in
+        one interval).
 
-        A window's duplicates are counted when it is read and again when it is recounted one
-        iteration later; the increase is the duplicates that arrived late, so each extra point
-        is counted once (a late duplicate also counts as ``late_point``).
+        A window's duplicates are counted from its read and again here, one iteration later;
+        the increase is the duplicates that arrived late, so each extra point is counted once
+        (a late duplicate also counts as ``late_point``). The recount becomes the window's
+        record, so a read that fails after it does not count the same late points twice.
         """
         prev = self._prev_window
-        if prev is not None:
-            p_lo, p_hi = pd.Timestamp(prev[0], tz="UTC"), pd.Timestamp(prev[1], tz="UTC")
-            recount = self.reader.count_points(p_lo, p_hi)
-            if recount is not None and recount > prev[2]:
-                self.metrics.error("late_point", recount - prev[2])
-                log.warning("%d point(s) arrived after their interval was scored", recount - prev[2])
-            if recount is not None and recount > prev[2] and prev[3] is not None:
-                redup = self.reader.count_duplicates(p_lo, p_hi)
-                if redup is not None and redup > prev[3]:
-                    self.metrics.error("duplicate_point", redup - prev[3])
-        w_lo, w_hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
-        count = self.reader.count_points(w_lo, w_hi)
-        dups = self.reader.count_duplicates(w_lo, w_hi) if count else 0
-        if dups:
-            self.metrics.error("duplicate_point", dups)
-            log.warning("%d duplicated point(s) in the window just read", dups)
-        self._prev_window = (lo, hi, count, dups) if count is not None else None
+        if prev is None:
+            return
+        p_lo, p_hi = pd.Timestamp(prev[0], tz="UTC"), pd.Timestamp(prev[1], tz="UTC")
+        recount = self.reader.count_points(p_lo, p_hi)
+        if recount is None or recount <= prev[2]:
+            return
+        self.metrics.error("late_point", recount - prev[2])
+        log.warning("%d point(s) arrived after their interval was scored", recount - prev[2])
+        redup = self.reader.count_duplicates(p_lo, p_hi)
+        if redup is not None and redup > prev[3]:
+            self.metrics.error("duplicate_point", redup - prev[3])
+        self._prev_window = (prev[0], prev[1], recount, redup if redup is not None else prev[3])
 
     def _score_and_write(self, features: pd.DataFrame, result: IterationResult) -> None:
         settings = self.settings

@@ -313,3 +313,57 @@ def test_the_detector_process_runs_without_pyarrow_and_still_serves_a_champion(t
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False False 5 ['is_anomaly', 'score']"
+
+
+def test_the_audit_counted_from_a_read_equals_the_servers_count(settings, fresh_db):
+    """The detector counts a window's points and duplicates from its own read instead of two more
+    rounds of queries (``RawReader.read_audited``); the later recount that finds late points
+    asks the server (``count_points`` / ``count_duplicates``), so both must count the same
+    things. Here: duplicates of one host and of one device, two devices of one host (not
+    duplicates), a point without a host tag, per-core cpu series and a field the features do
+    not read (neither is read, so neither is counted), in two intervals, with a shard filter
+    that drops one host from the features but not from the audit."""
+    from detector.reader import RawReader
+    from detector.sharding import ShardFilter
+
+    client = InfluxClient(settings=settings)
+    t0 = 1_700_000_000 // 10 * 10
+    lines = []
+    for k, t in enumerate((t0, t0 + 10)):
+        for host in ("a", "b"):
+            lines += [
+                f"mem,host={host} used_percent={40 + k} {t}000000000",
+                f"cpu,cpu=cpu-total,host={host} usage_idle=90,usage_iowait=1 {t}000000000",
+                f"cpu,cpu=cpu0,host={host} usage_idle=80,usage_iowait=1 {t}000000000",
+                f"net,host={host},interface=eth0 bytes_recv=1i,bytes_sent=1i {t}000000000",
+                f"net,host={host},interface=eth1 bytes_recv=1i,bytes_sent=1i {t}000000000",
+                f"system,host={host} uptime=5i {t}000000000",
+            ]
+    lines += [
+        f"mem,host=a used_percent=41 {t0 + 3}000000000",  # duplicate of a's mem, interval 1
+        f"mem,host=a used_percent=42 {t0 + 4}000000000",  # and another
+        f"net,host=b,interface=eth1 bytes_recv=2i,bytes_sent=2i {t0 + 12}000000000",  # device duplicate
+        f"mem used_percent=10 {t0 + 1}000000000",  # no host tag
+    ]
+    client.write_lines(fresh_db, lines)
+    s = settings.model_copy(
+        update={"influx_raw_db": fresh_db, "feature_interval_s": 10, "collect_interval_s": 10.0}
+    )
+    errors: dict[str, int] = {}
+    shard = ShardFilter(0, 2)
+    reader = RawReader(s, shard, lambda kind, n=1: errors.__setitem__(kind, errors.get(kind, 0) + n))
+    try:
+        lo, hi = pd.Timestamp(t0, unit="s", tz="UTC"), pd.Timestamp(t0 + 20, unit="s", tz="UTC")
+        frames, rows, audit = reader.read_audited(lo, hi)
+        # mem 4 + 2 duplicates + 1 hostless, cpu-total 4, net 8 + 1 (system has no load1: not counted)
+        assert audit is not None and (audit.points, audit.duplicates) == (7 + 4 + 9, 3)
+        assert (audit.points, audit.duplicates) == (
+            reader.count_points(lo, hi),
+            reader.count_duplicates(lo, hi),
+        )
+        # the features read only this shard's hosts (a: mem 4, cpu 2, net 4; b: mem 2, cpu 2, net 5)
+        assert rows == (10 if shard.owns("a") else 0) + (9 if shard.owns("b") else 0)
+        assert errors.get("missing_host_tag") == 1  # counted by the read, then dropped
+        assert reader.read(lo, hi)[1] == rows  # the plain read reads the same rows
+    finally:
+        reader.close()
