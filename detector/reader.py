@@ -20,13 +20,19 @@ import pandas as pd
 
 from detector.sharding import ShardFilter
 from vigil.features import raw_queries
-from vigil.features.source import GROUP_KEYS, QUERY_GROUPS, RawFrames, group_key_name, per_interval
+from vigil.features.source import (
+    GROUP_KEYS,
+    QUERY_GROUPS,
+    RawFrames,
+    group_conditions,
+    group_key_name,
+    per_interval,
+)
 from vigil.influx import (
     InfluxClient,
     InfluxError,
     InfluxUnavailable,
     quote_ident,
-    quote_literal,
     series_to_frame,
     tag_in,
     time_range,
@@ -61,9 +67,8 @@ class WindowAudit:
 
 
 def _group_filter(name: str) -> str:
-    """The group's own tag conditions (e.g. ``"cpu" = 'cpu-total'``) followed by `` AND ``, or ""."""
-    _, where, _ = GROUP_KEYS[name]
-    return "".join(f"{quote_ident(k)} = {quote_literal(v)} AND " for k, v in where)
+    """The group's own tag conditions followed by `` AND ``, or ""."""
+    return "".join(f"{c} AND " for c in group_conditions(GROUP_KEYS[name]))
 
 
 def _series_tags(name: str) -> list[str]:
@@ -86,7 +91,7 @@ def window_audit(name: str, frame: pd.DataFrame, interval_s: int, expected: int)
         return 0, 0
     present = frame[frame[field].notna().to_numpy()]
     if present.empty:
-        return len(present), 0
+        return 0, 0
     keys = {
         tag: (present[tag].astype(object).where(present[tag].notna(), "") if tag in present else "")
         for tag in _series_tags(name)
@@ -153,13 +158,14 @@ class RawReader:
             if frame is not None and not frame.empty:
                 frames[name].append(frame)
         known = audit and all(frame is not None for _, frame in results)
+        expected = self._expected_per_cell()
         points = duplicates = 0
         out: RawFrames = {}
         rows = 0
         for name, parts in frames.items():
             frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             if known:
-                p, d = window_audit(name, frame, self.settings.feature_interval_s, self._expected_per_cell())
+                p, d = window_audit(name, frame, self.settings.feature_interval_s, expected)
                 points, duplicates = points + p, duplicates + d
             frame = self.shard.filter(frame)
             frame = self._clean(name, frame)

@@ -43,6 +43,13 @@ def group_key_name(key: tuple) -> str:
 GROUP_KEYS: dict[str, tuple] = {group_key_name(k): k for k in QUERY_GROUPS}
 
 
+def group_conditions(key: tuple) -> list[str]:
+    """The InfluxQL tag conditions of one query group (e.g. ``"cpu" = 'cpu-total'``), escaped:
+    what its raw query reads, and what the detector's point audits count."""
+    _, where, _ = key
+    return [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in where]
+
+
 def raw_queries() -> dict[str, str]:
     """The InfluxQL that reads every raw field, with a ``{time}`` placeholder for the time filter.
 
@@ -55,7 +62,7 @@ def raw_queries() -> dict[str, str]:
     for key, fields in QUERY_GROUPS.items():
         measurement, where, per_tag = key
         columns = [f.field for f in fields] + ["host"] + ([per_tag] if per_tag else [])
-        conds = [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in where] + ["{time}"]
+        conds = group_conditions(key) + ["{time}"]
         queries[group_key_name(key)] = (
             f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(measurement)} "
             f"WHERE {' AND '.join(conds)}"
