@@ -26,6 +26,7 @@ from vigil.features.source import (
     RawFrames,
     group_conditions,
     group_key_name,
+    group_series_tags,
     per_interval,
 )
 from vigil.influx import (
@@ -71,12 +72,6 @@ def _group_filter(name: str) -> str:
     return "".join(f"{c} AND " for c in group_conditions(GROUP_KEYS[name]))
 
 
-def _series_tags(name: str) -> list[str]:
-    """What one series is to the features: the host and, for per-device groups, the device."""
-    _, _, per_tag = GROUP_KEYS[name]
-    return ["host"] + ([per_tag] if per_tag else [])
-
-
 def window_audit(name: str, frame: pd.DataFrame, interval_s: int, expected: int) -> tuple[int, int]:
     """(points, duplicates) of one query group's raw answer, counted as the server would count
     them (``count(field)`` ... ``GROUP BY time(interval), host[, device]``).
@@ -94,7 +89,7 @@ def window_audit(name: str, frame: pd.DataFrame, interval_s: int, expected: int)
         return 0, 0
     keys = {
         tag: (present[tag].astype(object).where(present[tag].notna(), "") if tag in present else "")
-        for tag in _series_tags(name)
+        for tag in group_series_tags(GROUP_KEYS[name])
     }
     keys["bucket"] = pd.DatetimeIndex(present["time"]).asi8 // (int(interval_s) * 1_000_000_000)
     cells = pd.DataFrame(keys, index=present.index).groupby(list(keys), sort=False).size().to_numpy()
@@ -259,7 +254,7 @@ class RawReader:
         def one(item: tuple[str, str]) -> int:
             name, field = item
             m = GROUP_KEYS[name][0]
-            by = ", ".join(quote_ident(t) for t in _series_tags(name))
+            by = ", ".join(quote_ident(t) for t in group_series_tags(GROUP_KEYS[name]))
             q = (
                 f'SELECT sum("c") AS "points", count("c") AS "cells" FROM ('
                 f'SELECT count({quote_ident(field)}) AS "c" FROM {quote_ident(m)} '

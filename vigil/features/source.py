@@ -50,6 +50,14 @@ def group_conditions(key: tuple) -> list[str]:
     return [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in where]
 
 
+def group_series_tags(key: tuple) -> list[str]:
+    """What one series of a query group is to the features: the host and, for per-device groups
+    (net, diskio), the device — the raw query's tag columns, the per-interval grouping, and the
+    series the detector's duplicate audit counts within."""
+    _, _, per_tag = key
+    return ["host"] + ([per_tag] if per_tag else [])
+
+
 def raw_queries() -> dict[str, str]:
     """The InfluxQL that reads every raw field, with a ``{time}`` placeholder for the time filter.
 
@@ -60,8 +68,8 @@ def raw_queries() -> dict[str, str]:
     """
     queries = {}
     for key, fields in QUERY_GROUPS.items():
-        measurement, where, per_tag = key
-        columns = [f.field for f in fields] + ["host"] + ([per_tag] if per_tag else [])
+        measurement = key[0]
+        columns = [f.field for f in fields] + group_series_tags(key)
         conds = group_conditions(key) + ["{time}"]
         queries[group_key_name(key)] = (
             f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(measurement)} "
@@ -85,9 +93,8 @@ def per_interval(name: str, frame: pd.DataFrame, interval_s: int) -> pd.DataFram
     """
     if frame.empty:
         return frame
-    _measurement, _where, per_tag = GROUP_KEYS[name]
     fields = QUERY_GROUPS[GROUP_KEYS[name]]
-    keys = ["host"] + ([per_tag] if per_tag else [])
+    keys = group_series_tags(GROUP_KEYS[name])
     frame = frame.copy()
     for k in keys:
         if k not in frame.columns:
