@@ -143,7 +143,7 @@ class Detector:
         ckpt = load_checkpoint(self.checkpoint_path)
         if ckpt is not None:
             self.watermark_ns: int | None = ckpt.watermark_ns
-            self.pipeline = FeaturePipeline.from_bytes(ckpt.features)
+            self.pipeline = FeaturePipeline.from_state(ckpt.features)
             self.online = OnlineDetector.from_bytes(ckpt.online)
             self.iterations = ckpt.iterations
             self.host_last_seen = dict(ckpt.extra.get("host_last_seen", {}))
@@ -479,7 +479,7 @@ class Detector:
             Checkpoint(
                 watermark_ns=self.watermark_ns,
                 online=self.online.to_bytes(),
-                features=self.pipeline.to_bytes(),
+                features=self.pipeline.state(),
                 iterations=self.iterations,
                 extra={"host_last_seen": self.host_last_seen, "host_calibration": self.calibration.state()},
             ),

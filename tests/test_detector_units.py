@@ -173,7 +173,7 @@ def test_the_detector_wakes_when_the_next_interval_is_due(settings, tmp_path):
 
 def test_checkpoint_is_atomic_and_a_corrupt_one_is_set_aside(tmp_path):
     path = tmp_path / "ckpt.pkl"
-    save_checkpoint(path, Checkpoint(watermark_ns=42, online=b"o", features=b"f"))
+    save_checkpoint(path, Checkpoint(watermark_ns=42, online=b"o", features=("counters", "baselines")))
     assert load_checkpoint(path).watermark_ns == 42
     assert not list(tmp_path.glob("*.tmp*"))
     path.write_bytes(b"garbage")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from detector.state import Checkpoint, load_checkpoint, save_checkpoint
 from vigil.features import (
     BASE_METRIC_NAMES,
     FEATURE_COLUMNS,
@@ -124,6 +127,30 @@ def test_training_and_serving_features_are_identical() -> None:
     # and through a checkpoint round trip
     restored = FeaturePipeline.from_bytes(serving.to_bytes())
     assert restored.builder.seen("h1") == serving.builder.seen("h1") == len(times)
+
+
+@pytest.mark.parametrize("checkpoint_format", [1, 2])
+def test_a_checkpoint_restores_the_feature_state_exactly(tmp_path, checkpoint_format) -> None:
+    """Scoring on from a checkpoint gives the same features as never stopping, for the format
+    written now (the state pickled straight into the file) and the one written before (bytes)."""
+    frames = _raw_frames()
+    times = sorted(frames["mem"]["time"].unique())
+    cut, end = times[40], times[-1] + pd.Timedelta("1s")
+    _, straight = FeaturePipeline().update(frames)
+    first = FeaturePipeline()
+    first.update(_window(frames, times[0], cut))
+    path = tmp_path / "ckpt.pkl"
+    if checkpoint_format == 2:
+        save_checkpoint(path, Checkpoint(watermark_ns=1, online=b"o", features=first.state()))
+    else:  # what a detector of format 1 wrote: FeaturePipeline.to_bytes() nesting the builder's bytes
+        old = pickle.dumps((first.counters, first.builder.to_bytes()), protocol=5)
+        payload = {"format": 1, "checkpoint": Checkpoint(watermark_ns=1, online=b"o", features=old)}
+        path.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+    restored = FeaturePipeline.from_state(load_checkpoint(path).features)
+    _, rest = restored.update(_window(frames, cut, end))
+    expected = straight[straight["time"] >= cut].reset_index(drop=True)
+    assert len(rest) == len(expected) > 0
+    np.testing.assert_array_equal(rest[list(FEATURE_COLUMNS)], expected[list(FEATURE_COLUMNS)])
 
 
 def test_level_shift_and_flatline_stand_out() -> None:

@@ -146,12 +146,26 @@ class FeatureBuilder:
             out._s.last_time[dst] = np.datetime64("NaT")
         return out
 
+    def state(self) -> tuple:
+        """Everything a restart needs, as plain picklable parts (the arrays are not copied).
+
+        Why not only :meth:`to_bytes`: at 10,000 hosts the arrays are ~22 MB, and a checkpoint
+        that nests bytes in bytes holds a copy per level at once; pickling this tuple straight
+        into the checkpoint file (``detector.state.save_checkpoint``) holds none.
+        """
+        return (self.metrics, self.config, self.floor, self._s)
+
     def to_bytes(self) -> bytes:
-        return pickle.dumps((self.metrics, self.config, self.floor, self._s), protocol=5)
+        return pickle.dumps(self.state(), protocol=5)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FeatureBuilder:
-        metrics, config, floor, state = pickle.loads(data)  # noqa: S301 - our own checkpoint
+        return cls.from_state(pickle.loads(data))  # noqa: S301 - our own checkpoint
+
+    @classmethod
+    def from_state(cls, saved: tuple) -> FeatureBuilder:
+        """Inverse of :meth:`state`."""
+        metrics, config, floor, state = saved
         builder = cls(metrics, config)
         builder.floor = floor
         builder._s = state

@@ -44,13 +44,28 @@ class FeaturePipeline:
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         return self.update(fetch_raw(client, db, start, end, interval_s))
 
+    def state(self) -> tuple:
+        """(counter state, baseline state): what a checkpoint keeps, not serialised yet (see
+        :meth:`FeatureBuilder.state`)."""
+        return (self.counters, self.builder.state())
+
     def to_bytes(self) -> bytes:
-        return pickle.dumps((self.counters, self.builder.to_bytes()), protocol=5)
+        return pickle.dumps(self.state(), protocol=5)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FeaturePipeline:
-        counters, builder = pickle.loads(data)  # noqa: S301 - our own checkpoint
+        return cls.from_state(pickle.loads(data))  # noqa: S301 - our own checkpoint
+
+    @classmethod
+    def from_state(cls, saved: tuple) -> FeaturePipeline:
+        """Inverse of :meth:`state`; also takes the nested bytes that :meth:`to_bytes` wrote
+        before :meth:`state` existed (checkpoint format 1)."""
+        counters, builder = saved
         pipe = cls()
         pipe.counters = counters
-        pipe.builder = FeatureBuilder.from_bytes(builder)
+        pipe.builder = (
+            FeatureBuilder.from_bytes(builder)
+            if isinstance(builder, bytes)
+            else FeatureBuilder.from_state(builder)
+        )
         return pipe
