@@ -9,21 +9,22 @@ For each fleet size, against a private influxd on free ports:
 3. **lag**: ``--live`` intervals written in real time (each interval's points at its end, from a separate
    writer process, as a Telegraf flush would); lag = prediction written - point written, p50/p99.
 
-The champion is a real MLflow pyfunc (IsolationForest, the ``vigil.model`` contract) saved to a
-local folder and loaded with ``mlflow.pyfunc.load_model`` — the same predict path as from the
-registry, without starting a tracking server. The detector runs in its own spawned process (a
-fresh interpreter, like ``vigil detector run``), so its peak RSS (``ru_maxrss``) is the
-detector's alone, not this harness's (which trains the champion and builds the points).
+The champion is a real MLflow pyfunc (IsolationForest, the ``vigil.model`` contract) registered
+in a private MLflow server with the ``champion`` alias, and the detector loads it as the service
+does (``ChampionWatcher``: the alias over REST, the version through the loader child). The
+detector runs in its own spawned process (a fresh interpreter started like ``vigil detector
+run``), so its peak RSS (``ru_maxrss``) is the detector's alone, not this harness's (which trains
+the champion and builds the points) nor the loader child's (a few seconds, at load only).
 
     .venv/bin/python bench/detector_bench.py [--hosts 1000 10000] [--catchup 3] [--live 6]
 """
 
 from __future__ import annotations
 
-from detector.lean import keep_pyarrow_out
+from detector.lean import keep_unused_out
 
 if __name__ == "__mp_main__":  # the spawned detector process starts like ``vigil detector run``
-    keep_pyarrow_out()
+    keep_unused_out()
 
 import argparse
 import logging
@@ -38,9 +39,10 @@ import pandas as pd
 
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
-from vigil.model import AnomalyModel, SklearnScorer, VigilPyfuncModel
+from vigil.model import AnomalyModel, SklearnScorer
 from vigil.settings import Settings
 from vigil.stack.influxdb import start_influxdb
+from vigil.stack.mlflow_server import start_mlflow
 from vigil.stack.process import free_port, stop_process
 
 INTERVAL_S = 10
@@ -68,13 +70,19 @@ def interval_lines(hosts: int, t_s: int, i: int, rng: np.random.Generator) -> li
     return out
 
 
-def champion(tmp: Path) -> Path:
-    """Save a real MLflow pyfunc champion (IsolationForest, the ``vigil.model`` contract); its folder."""
+def register_champion(settings: Settings) -> int:
+    """Register a real MLflow pyfunc champion (IsolationForest, the ``vigil.model`` contract).
+
+    MLflow is imported here, in the harness only: the spawned detector process re-imports this
+    module's top level, and must not get MLflow from it.
+    """
+    from mlflow.tracking import MlflowClient
     from sklearn.ensemble import IsolationForest
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     import mlflow
+    from vigil.pyfunc import log_anomaly_model
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, len(FEATURE_COLUMNS)))
@@ -83,9 +91,18 @@ def champion(tmp: Path) -> Path:
     )
     scorer = SklearnScorer.fit_reference(pipe, x)
     model = AnomalyModel(scorer, float(np.quantile(scorer.score_scaled(scorer.scaled(x)), 0.995)), "iforest")
-    path = tmp / "champion"
-    mlflow.pyfunc.save_model(str(path), python_model=VigilPyfuncModel(model), pip_requirements=["mlflow"])
-    return path
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    mlflow.set_experiment("detector-bench")
+    with mlflow.start_run():
+        info = log_anomaly_model(
+            model, registered_model_name=settings.model_name, pip_requirements=["mlflow"]
+        )
+    version = int(info.registered_model_version)
+    MlflowClient(settings.mlflow_uri).set_registered_model_alias(
+        settings.model_name, "champion", str(version)
+    )
+    return version
 
 
 def _live_writer(base: Settings, raw_db: str, hosts: int, first: int, catchup: int, live: int, queue) -> None:
@@ -104,21 +121,20 @@ def _live_writer(base: Settings, raw_db: str, hosts: int, first: int, catchup: i
         queue.put((start_s, time.time()))
 
 
-def _detector_process(
-    s: Settings, model_path: str, first: int, catchup: int, live: int, written, out
-) -> None:
+def _detector_process(s: Settings, first: int, catchup: int, live: int, written, out) -> None:
     """The detector in a fresh interpreter (spawned), so its peak RSS is the detector's own.
 
-    Loads the champion as the service does (``mlflow.pyfunc.load_model``), processes the
+    Loads the champion as the service does (``ChampionWatcher.check_once``), processes the
     catch-up intervals as fast as it can (timed), then polls like ``vigil detector run`` while
     the writer process adds the live intervals; reports its figures on ``out``.
     """
-    import mlflow
+    import sys
+
     from detector.service import Detector
-    from vigil.model import LoadedModel
 
     det = Detector(s, start=pd.Timestamp(first, unit="s", tz="UTC"))
-    det.watcher.current = LoadedModel("bench", 1, None, mlflow.pyfunc.load_model(model_path))
+    if not det.watcher.check_once():
+        raise RuntimeError(f"the detector did not load the champion: {det.watcher.last_error}")
     target = (first + catchup * INTERVAL_S) * 10**9
     t0 = time.perf_counter()
     host_intervals = 0
@@ -152,11 +168,12 @@ def _detector_process(
             "lags": [done_at[k] - written_at[k] for k in done_at],
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "late_points": det.metrics.errors.get("late_point", 0),
+            "mlflow_imported": "mlflow" in sys.modules,
         }
     )
 
 
-def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, model_path: Path) -> dict:
+def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path) -> dict:
     client = InfluxClient(settings=base)
     raw_db, vigil_db = f"bench_raw_{hosts}", f"bench_vigil_{hosts}"
     for db in (raw_db, vigil_db):
@@ -192,7 +209,7 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, mod
     spawn = mp.get_context("spawn")
     written, out = spawn.Queue(), spawn.Queue()
     detector = spawn.Process(
-        target=_detector_process, args=(s, str(model_path), first, catchup, live, written, out), daemon=True
+        target=_detector_process, args=(s, first, catchup, live, written, out), daemon=True
     )
     detector.start()
     if out.get(timeout=600) != "caught up":
@@ -219,6 +236,7 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, mod
         "lag_n": len(lags),
         "rss_mb": r["rss_mb"],
         "late_points": r["late_points"],
+        "mlflow_imported": r["mlflow_imported"],
     }
 
 
@@ -233,15 +251,23 @@ def main() -> None:
         tmp = Path(d)
         http_port = free_port()
         record = start_influxdb(tmp / "svc", http_port, free_port(), name="bench-influx")
+        mlflow_record = None
         try:
-            base = Settings(_env_file=None, run_dir=tmp, influx_port=http_port, mlflow_port=free_port())
-            model_path = champion(tmp)
+            mlflow_record = start_mlflow(tmp / "svc", free_port(), name="bench-mlflow", timeout_s=240)
+            base = Settings(
+                _env_file=None,
+                run_dir=tmp,
+                influx_port=http_port,
+                mlflow_port=mlflow_record.port,
+                model_name="bench-champion",
+            )
+            register_champion(base)
             print(
                 f"{'hosts':>6} {'host-int/s':>11} {'e2e s':>7} {'influx pts/s':>13} {'lag p50':>8} "
                 f"{'lag p99':>8} {'peak RSS MB':>11}"
             )
             for n in a.hosts:
-                r = run_size(base, n, a.catchup, a.live, tmp, model_path)
+                r = run_size(base, n, a.catchup, a.live, tmp)
                 print(
                     f"{r['hosts']:>6} {r['hi_per_s']:>11.0f} {r['e2e_s']:>7.2f} {r['influx_points_per_s']:>13.0f} "
                     f"{r['lag_p50']:>7.2f}s {r['lag_p99']:>7.2f}s {r['rss_mb']:>11.0f}",
@@ -250,10 +276,13 @@ def main() -> None:
                 print(
                     f"       ({r['host_intervals']} host-intervals; raw write reference "
                     f"{r['influx_host_intervals_per_s']:.0f} host-intervals/s; {r['lag_n']} live intervals; "
-                    f"poll {base.poll_interval_s}s, lateness {LATENESS_S}s, {r['late_points']} late points)",
+                    f"poll {base.poll_interval_s}s, lateness {LATENESS_S}s, {r['late_points']} late points; "
+                    f"MLflow imported by the detector: {'yes' if r['mlflow_imported'] else 'no'})",
                     flush=True,
                 )
         finally:
+            if mlflow_record is not None:
+                stop_process(mlflow_record)
             stop_process(record)
 
 

@@ -4,7 +4,8 @@ Why a watcher thread: loading a pyfunc takes around a second (longer over a slow
 network) and MLflow may be down; the scoring loop must never wait for either. The loop
 reads :attr:`ChampionWatcher.current` once per iteration — a single attribute read, so
 a swap is atomic from its point of view — and keeps serving the cached model whenever
-the registry cannot be reached or a new version fails to load.
+the registry cannot be reached or a new version fails to load. The registry is read without
+MLflow in this process (``detector.registry`` says why and how).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigil.model import CHAMPION, LoadedModel
+from detector.registry import load_version, resolve_version
+from vigil.model import LoadedModel
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# MLflow's own client retries a dead server for minutes by default; the watcher retries on
-# its own schedule, so one attempt should fail fast. These are MLflow's variables, not Vigil's.
+# MLflow's own client (in the loader child, detector.registry) retries a dead server for minutes
+# by default; the watcher retries on its own schedule, so one attempt should fail fast. These are
+# MLflow's variables, not Vigil's; the child inherits them.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -36,32 +39,6 @@ class WatcherStatus:
     version: int | None
     last_check: float | None
     last_error: str | None
-
-
-def resolve_version(settings: Settings, alias: str = CHAMPION) -> tuple[int, str | None] | None:
-    """(version, run_id) the alias points at; None if there is no such alias; raises if unreachable."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-    try:
-        mv = client.get_model_version_by_alias(settings.model_name, alias)
-    except MlflowException as exc:
-        code = getattr(exc, "error_code", "")
-        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise
-    return int(mv.version), mv.run_id
-
-
-def load_version(settings: Settings, version: int, run_id: str | None) -> LoadedModel:
-    """Load one exact version (not the alias: it may move between resolving and loading)."""
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
-    return LoadedModel(name=settings.model_name, version=version, run_id=run_id, model=model)
 
 
 class ChampionWatcher:

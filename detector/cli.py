@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from detector.lean import keep_pyarrow_out
+from detector.lean import keep_unused_out
 
-keep_pyarrow_out()  # before pandas is imported (detector.lean says why)
+keep_unused_out()  # before pandas is imported (detector.lean says why)
 
 import click  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -1,25 +1,33 @@
 """Keeping what the detector never uses out of its memory.
 
-pandas imports pyarrow whenever it is installed (MLflow and Evidently install it), which costs
-a process ~34 MB of RSS. The detector never calls it: every frame it builds is numpy-backed,
-and the champion contract (:mod:`vigil.model`) is numpy too. Its memory budget is 300 MB at
-10,000 hosts and imports take most of that (pandas, scikit-learn and SciPy, MLflow), so the
-detector's entry points hide pyarrow before pandas is first imported.
+Its memory budget is 300 MB at 10,000 hosts and imports take most of that (pandas,
+scikit-learn and SciPy), so the detector's entry points hide, before anything imports them:
+
+* **pyarrow** (~34 MB): pandas imports it whenever it is installed (MLflow and Evidently
+  install it). The detector never calls it: every frame it builds is numpy-backed, and the
+  champion contract (:mod:`vigil.model`) is numpy too.
+* **SQLAlchemy** (~17 MB): ``river.anomaly`` imports River's SQL stream reader, which imports
+  it if it is there (MLflow and Airflow install it); the detector reads InfluxDB, not SQL.
+
+MLflow itself stays out by design (``detector.registry``).
 """
 
 from __future__ import annotations
 
 import sys
-from importlib.abc import MetaPathFinder
+from importlib.abc import Loader, MetaPathFinder
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 
-class _KeepOut(MetaPathFinder):
-    """Answers "not installed" for one package and its submodules.
+class _KeepOut(MetaPathFinder, Loader):
+    """Makes importing one package (and its submodules) fail as if it were not installed.
 
     Why a finder and not ``sys.modules["pyarrow"] = None``: scikit-learn looks pyarrow up in
     ``sys.modules`` and uses whatever it finds there (``None.Table`` fails every transform).
+    Why it fails the import in its loader and not in ``find_spec``: a library that only probes
+    with ``importlib.util.find_spec`` (MLflow does, for SQLAlchemy) must get an answer, not an
+    exception; it is told the package exists, and only importing it fails.
     """
 
     def __init__(self, package: str) -> None:
@@ -29,18 +37,30 @@ class _KeepOut(MetaPathFinder):
         self, fullname: str, path: object = None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
         if fullname == self.package or fullname.startswith(self.package + "."):
-            raise ModuleNotFoundError(
-                f"{self.package} is kept out of the detector (detector.lean)", name=fullname
-            )
+            return ModuleSpec(fullname, self)
         return None
 
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        raise ModuleNotFoundError(
+            f"{self.package} is kept out of the detector (detector.lean)", name=spec.name
+        )
 
-def keep_pyarrow_out() -> bool:
-    """Make ``import pyarrow`` fail in this process (pandas then runs without it).
+    def exec_module(self, module: ModuleType) -> None:  # never reached: create_module raises
+        raise ModuleNotFoundError(f"{self.package} is kept out of the detector (detector.lean)")
 
-    Returns False, changing nothing, when pyarrow is already imported (e.g. in a test process).
+
+#: What the detector process never imports.
+KEPT_OUT = ("pyarrow", "sqlalchemy")
+
+
+def keep_unused_out() -> bool:
+    """Make importing :data:`KEPT_OUT` fail in this process (pandas and River run without them).
+
+    Returns False, changing nothing, when one of them is already imported (e.g. in a test
+    process) or this already ran.
     """
-    if "pyarrow" in sys.modules or any(isinstance(f, _KeepOut) for f in sys.meta_path):
+    if any(p in sys.modules for p in KEPT_OUT) or any(isinstance(f, _KeepOut) for f in sys.meta_path):
         return False
-    sys.meta_path.insert(0, _KeepOut("pyarrow"))
+    for package in KEPT_OUT:
+        sys.meta_path.insert(0, _KeepOut(package))
     return True

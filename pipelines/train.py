@@ -54,7 +54,7 @@ from pipelines.search import (
     local_search,
     pick_best,
 )
-from vigil.model import log_anomaly_model
+from vigil.pyfunc import log_anomaly_model
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from sklearn.ensemble import IsolationForest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -15,7 +16,8 @@ from sklearn.preprocessing import StandardScaler
 from vigil import schema
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient, quote_ident, quote_literal
-from vigil.model import AnomalyModel, SklearnScorer, log_anomaly_model
+from vigil.model import AnomalyModel, SklearnScorer
+from vigil.pyfunc import log_anomaly_model
 from vigil.settings import Settings
 
 
@@ -60,6 +62,14 @@ def fit_model(features: pd.DataFrame, quantile: float = 0.995, seed: int = 0) ->
     scorer = SklearnScorer.fit_reference(pipe, x)
     scores = scorer.score_scaled(scorer.scaled(x))
     return AnomalyModel(scorer=scorer, threshold=float(np.quantile(scores, quantile)), family="iforest")
+
+
+class ZeroScoreModel(PythonModel):
+    """A pyfunc that is not Vigil's contract (no AnomalyModel inside). Here, not in a test module,
+    so that another process (the detector's loader child) can unpickle it."""
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow's signature
+        return pd.DataFrame({"score": np.zeros(len(model_input))})
 
 
 def register_champion(settings: Settings, model: AnomalyModel, alias: str = "champion") -> int:

@@ -286,35 +286,6 @@ def test_fleet_online_model_flags_a_record_deviation_on_one_metric():
     assert result.is_anomaly[0] and result.top_features[0, 0] == "cpu_busy_z"
 
 
-def test_the_detector_process_runs_without_pyarrow_and_still_serves_a_champion(tmp_path):
-    """``vigil detector run`` hides pyarrow before pandas is imported (detector.lean: 34 MB of
-    RSS it never uses). A real champion pyfunc must still load and score in such a process."""
-    import subprocess
-    import sys
-
-    import mlflow
-    from tests.detector_support import fit_model
-    from vigil.features import FEATURE_COLUMNS
-    from vigil.model import VigilPyfuncModel
-
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(300, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
-    path = tmp_path / "champion"
-    mlflow.pyfunc.save_model(str(path), python_model=VigilPyfuncModel(fit_model(frame)))
-    frame.head(5).to_csv(tmp_path / "rows.csv", index=False)
-    child = (
-        "import sys, detector.cli\n"  # the entry point of `vigil detector run`
-        "import mlflow.pyfunc, pandas as pd\n"
-        "from pandas.compat.pyarrow import HAS_PYARROW\n"
-        f"m = mlflow.pyfunc.load_model({str(path)!r})\n"
-        f"out = m.predict(pd.read_csv({str(tmp_path / 'rows.csv')!r}))\n"
-        "print('pyarrow' in sys.modules, HAS_PYARROW, len(out), sorted(out.columns)[:2])\n"
-    )
-    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "False False 5 ['is_anomaly', 'score']"
-
-
 def test_the_audit_counted_from_a_read_equals_the_servers_count(settings, fresh_db):
     """The detector counts a window's points and duplicates from its own read instead of two more
     rounds of queries (``RawReader.read_audited``); the later recount that finds late points
@@ -367,3 +338,4 @@ def test_the_audit_counted_from_a_read_equals_the_servers_count(settings, fresh_
         assert reader.read(lo, hi)[1] == rows  # the plain read reads the same rows
     finally:
         reader.close()
+

@@ -16,7 +16,7 @@ from pipelines.train import train
 from pipelines.validate import validate
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
-from vigil.model import load_champion
+from vigil.pyfunc import load_champion
 from vigil.schema import DRIFT, DRIFT_SUMMARY, MODEL_EVENTS
 from vigil.seed import seed_history
 from vigil.settings import Settings

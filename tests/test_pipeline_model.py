@@ -17,9 +17,8 @@ from vigil.model import (
     NoChampionError,
     SklearnScorer,
     contributions,
-    load_champion,
-    log_anomaly_model,
 )
+from vigil.pyfunc import load_champion, log_anomaly_model
 from vigil.settings import Settings
 
 
@@ -102,3 +101,14 @@ def test_logged_pyfunc_round_trip_and_champion_loading(mlflow_settings: Settings
     assert list(served.columns) == list(PREDICTION_COLUMNS)
     np.testing.assert_allclose(served["score"].to_numpy(), local["score"].to_numpy())
     assert served["threshold"].iloc[0] == pytest.approx(model.threshold)
+
+
+def test_a_model_pickled_before_the_mlflow_split_still_resolves() -> None:
+    """Versions registered before ``vigil.pyfunc`` existed name ``vigil.model.VigilPyfuncModel``."""
+    import pickle
+
+    from vigil.pyfunc import VigilPyfuncModel
+
+    assert pickle.loads(b"cvigil.model\nVigilPyfuncModel\n.") is VigilPyfuncModel  # noqa: S301 - a literal
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        pickle.loads(b"cvigil.model\nNoSuchThing\n.")  # noqa: S301 - a literal

@@ -28,7 +28,7 @@ from pipelines.synthetic import synthetic_dataset
 from pipelines.train import train
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
-from vigil.model import log_anomaly_model
+from vigil.pyfunc import log_anomaly_model
 from vigil.schema import MODEL_EVENTS
 from vigil.settings import Settings
 

@@ -30,11 +30,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
 
-import mlflow
 from vigil.features import FEATURE_COLUMNS
-from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -204,36 +201,6 @@ def empty_predictions() -> pd.DataFrame:
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# MLflow: the pyfunc wrapper, logging and loading.
-
-
-class VigilPyfuncModel(PythonModel):
-    """The object logged with ``mlflow.pyfunc.log_model``: delegates to :class:`AnomalyModel`."""
-
-    # no type-hint based input validation: the contract coerces input itself (see log_anomaly_model)
-    _skip_type_hint_validation = True
-
-    def __init__(self, model: AnomalyModel) -> None:
-        self.model = model
-
-    def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow's signature
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return self.model.predict(frame)
-
-
-def log_anomaly_model(model: AnomalyModel, name: str = "model", **kwargs: Any) -> Any:
-    """Log ``model`` as the contract pyfunc into the active run; returns MLflow's ModelInfo.
-
-    Slow (~15 s: environment capture), so training logs only the best cell's model.
-
-    No MLflow signature on purpose: pyfunc schema enforcement rejects frames the contract must
-    accept (integer columns for double features, missing columns); :meth:`AnomalyModel.matrix`
-    does the coercion instead (expected columns: ``AnomalyModel.feature_columns``).
-    """
-    return mlflow.pyfunc.log_model(name=name, python_model=VigilPyfuncModel(model), **kwargs)
-
-
 class ModelUnavailableError(RuntimeError):
     """No model can be served: no champion alias, or its artifact failed to load."""
 
@@ -253,7 +220,7 @@ class LoadedModel:
     name: str
     version: int
     run_id: str | None
-    model: Any  # mlflow.pyfunc.PyFuncModel
+    model: Any  # an AnomalyModel, or an mlflow.pyfunc.PyFuncModel wrapping one
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         return self.model.predict(frame)
@@ -261,35 +228,17 @@ class LoadedModel:
     @property
     def anomaly_model(self) -> AnomalyModel:
         """The unwrapped :class:`AnomalyModel` (family, engine, params, threshold)."""
+        if isinstance(self.model, AnomalyModel):
+            return self.model
         return self.model.unwrap_python_model().model
 
 
-def load_champion(settings: Settings, alias: str = CHAMPION) -> LoadedModel:
-    """Load ``models:/<settings.model_name>@<alias>``; raise :class:`ModelUnavailableError` subclasses.
+def __getattr__(name: str) -> Any:
+    """The MLflow side moved to :mod:`vigil.pyfunc`; models registered before the move pickled
+    ``vigil.model.VigilPyfuncModel`` by name, so it must still resolve here (lazily: importing
+    MLflow costs a process ~55 MB, and the detector serves without it)."""
+    if name in ("VigilPyfuncModel", "log_anomaly_model", "load_champion"):
+        from vigil import pyfunc
 
-    The tracking (and registry) URI comes from ``settings``, never from the environment.
-    """
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-    name = settings.model_name
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        raise NoChampionError(
-            f"registered model {name!r} has no version with alias {alias!r} at {settings.mlflow_uri}: "
-            f"{exc.message if hasattr(exc, 'message') else exc}"
-        ) from exc
-    except Exception as exc:  # connection refused, timeouts ...
-        raise ModelLoadError(
-            f"cannot reach the MLflow registry at {settings.mlflow_uri} to resolve {name}@{alias}: {exc}"
-        ) from exc
-    uri = f"models:/{name}@{alias}"
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except Exception as exc:
-        raise ModelLoadError(f"{uri} (version {version.version}) failed to load: {exc}") from exc
-    return LoadedModel(name=name, version=int(version.version), run_id=version.run_id, model=model)
+        return getattr(pyfunc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
