@@ -4,7 +4,7 @@ One iteration (:meth:`Detector.run_once`):
 
 1. ``end`` = the last interval boundary at or before ``now - allowed_lateness_s``: an
    interval is read once, when no more points are expected for it.
-2. Read ``[watermark, end)`` (at most ``detector_max_catchup_intervals`` at a time) for the
+2. Read ``[watermark, end)`` (at most :meth:`Detector.intervals_per_read` at a time) for the
    hosts of this shard; hosts never seen before are first warm-started from their last
    ``detector_history_hours`` of history (features discarded, baselines and counters kept).
 3. Same features as training (:class:`vigil.features.FeaturePipeline`), champion + online
@@ -164,6 +164,21 @@ class Detector:
     def _floor(self, t_ns: int) -> int:
         return t_ns - t_ns % self.interval_ns
 
+    def intervals_per_read(self) -> int:
+        """How many intervals one iteration may read: ``detector_read_budget`` host-intervals for
+        the hosts known so far, within [1, ``detector_max_catchup_intervals``].
+
+        Why a budget in host-intervals: what one read holds (raw points, features, predictions)
+        is what the detector's peak memory grows with, and it is hosts x intervals. Before any
+        host is known (a fresh start from a past ``--start``) one interval is read first, to
+        learn the fleet's size.
+        """
+        cap = self.settings.detector_max_catchup_intervals
+        known = len(self.host_last_seen)
+        if known == 0:
+            return 1
+        return max(1, min(cap, self.settings.detector_read_budget // known))
+
     def _on_swap(self, model: LoadedModel) -> None:
         self.champion_loaded_at = time.time()
         self.metrics.set_model(model.name, model.version)
@@ -194,9 +209,7 @@ class Detector:
         result = IterationResult(start_ns=self.watermark_ns, end_ns=self.watermark_ns)
         self._ensure_databases()
         if end_ns > self.watermark_ns and time.monotonic() >= self._next_read:
-            hi = min(
-                end_ns, self.watermark_ns + self.settings.detector_max_catchup_intervals * self.interval_ns
-            )
+            hi = min(end_ns, self.watermark_ns + self.intervals_per_read() * self.interval_ns)
             try:
                 self._process_window(self.watermark_ns, hi, result)
             except InfluxUnavailable as exc:

@@ -44,6 +44,7 @@ EXPORTED = (
     "detector_history_hours",
     "detector_online_learn_max",
     "detector_max_catchup_intervals",
+    "detector_read_budget",
     "buffer_max_points",
     "random_seed",
 )

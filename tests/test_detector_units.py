@@ -339,3 +339,56 @@ def test_the_audit_counted_from_a_read_equals_the_servers_count(settings, fresh_
     finally:
         reader.close()
 
+
+def test_one_iteration_reads_at_most_the_budget_of_host_intervals(settings, fresh_db, tmp_path):
+    """``detector_read_budget`` bounds hosts x intervals per read (the detector's memory grows with
+    it): a fresh start reads one interval to learn the fleet's size, then budget // hosts
+    intervals at a time; every interval is still scored, once."""
+    from detector.service import Detector
+
+    client = InfluxClient(settings=settings)
+    vigil_db = fresh_db + "_v"
+    client.create_database(vigil_db)
+    t0 = 1_700_000_000 // 10 * 10
+    hosts = [f"budget-{i}" for i in range(4)]
+    client.write_lines(
+        fresh_db,
+        [
+            f"{m},host={h} {field}={v + k} {t0 + 10 * k}"
+            for k in range(7)
+            for h in hosts
+            for m, field, v in (("cpu,cpu=cpu-total", "usage_idle", 80), ("mem", "used_percent", 40))
+        ],
+        precision="s",
+    )
+    s = settings.model_copy(
+        update={
+            "run_dir": tmp_path,
+            "influx_raw_db": fresh_db,
+            "influx_vigil_db": vigil_db,
+            "feature_interval_s": 10,
+            "allowed_lateness_s": 0.0,
+            "detector_history_hours": 0.0,
+            "detector_read_budget": 8,
+            "detector_max_catchup_intervals": 60,
+            "mlflow_port": free_port(),
+        }
+    )
+    det = Detector(s, start=pd.Timestamp(t0, unit="s", tz="UTC"))
+    try:
+        spans = []
+        while det.watermark_ns < (t0 + 70) * 10**9:
+            r = det.run_once(now=t0 + 70)
+            spans.append((r.end_ns - r.start_ns) // 10**10)
+        assert spans == [1, 2, 2, 2]  # 8 // 4 hosts = 2 intervals per read after the first
+        det.host_last_seen.update({f"other-{i}": 0 for i in range(96)})
+        assert det.intervals_per_read() == 1  # never fewer than one interval
+        det.sink.flush(force=True)
+        got = client.query_df(
+            vigil_db, f'SELECT count("score") FROM "{schema.PREDICTIONS.name}" GROUP BY "host"'
+        )
+        # 7 intervals x 2 sources (online and combined: no champion here), for every host
+        assert len(got) == 4 and set(got["count"]) == {7 * 2}
+    finally:
+        det.shutdown()
+        client.drop_database(vigil_db)

@@ -105,7 +105,14 @@ class Settings(BaseSettings):
         "floor of that host's champion threshold (detector/host_calibration.py).",
     )
     detector_max_catchup_intervals: int = Field(
-        60, description="Most intervals read in one loop iteration when catching up."
+        60, ge=1, description="Most intervals read in one loop iteration when catching up."
+    )
+    detector_read_budget: int = Field(
+        10_000,
+        ge=1,
+        description="Most host-intervals (hosts known x intervals) read in one loop iteration: "
+        "the detector's memory grows with what one read holds, so a large fleet catches up one "
+        "interval at a time and a small one many (never fewer than one interval).",
     )
 
     # --- scoring API and incident bundles (detector) ----------------------------------------
