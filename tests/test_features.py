@@ -208,3 +208,19 @@ def test_empty_input_gives_empty_frame_with_columns() -> None:
     out = FeaturePipeline().update({})[1]
     assert out.empty and set(FEATURE_COLUMNS) <= set(out.columns)
     assert list(base_metrics({}, CounterState()).columns) == ["host", "time", *BASE_METRIC_NAMES]
+
+
+def test_hosts_that_arrive_one_at_a_time_keep_the_state_small() -> None:
+    """The baseline state grows with the hosts, not with how they arrive: it used to double on
+    every interval that brought a new host (12 hosts one by one made 32,768 rows of state)."""
+    builder = FeatureBuilder(("cpu",))
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    for i in range(40):  # one more host every interval
+        frame = pd.DataFrame(
+            {"host": [f"h{k}" for k in range(i + 1)], "time": t0 + pd.Timedelta(seconds=10 * i), "cpu": 1.0}
+        )
+        builder.transform(frame)
+    assert len(builder.hosts) == 40
+    assert builder._s.mu.shape[0] <= 2 * 40  # rows of state
+    builder.transform(pd.DataFrame({"host": [f"x{k}" for k in range(1000)], "time": t0, "cpu": 1.0}))
+    assert builder._s.mu.shape[0] == 1040  # a whole fleet at once: no more than it needs

@@ -178,11 +178,13 @@ class FeatureBuilder:
     def _grow(self, n_new: int) -> None:
         s, f, w = self._s, len(self.metrics), self.config.window
         old = 0 if s.mu is None else s.mu.shape[0]
-        cap = max(16, old * 2) if old + n_new > old else old
-        while cap < old + n_new:
-            cap *= 2
-        if s.mu is not None and cap == old:
+        needed = len(s.hosts) + n_new  # new hosts take the free rows below this (see _index)
+        if s.mu is not None and needed <= old:
             return
+        # grow by a quarter at least: amortised like a list when hosts trickle in, and no more
+        # than needed when a whole fleet arrives at once. (It doubled on every call that brought
+        # a new host, free rows or not: twelve hosts arriving one at a time made 32,768 rows.)
+        cap = max(16, needed, old + old // 4)
 
         def extend(
             arr: np.ndarray | None, shape: tuple[int, ...], fill: float, dtype: str = "float64"
