@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from detector.lean import keep_unused_out
+from detector.lean import make_process_lean
 
-keep_unused_out()  # before pandas is imported (detector.lean says why)
+make_process_lean()  # before pandas is imported (detector.lean says why)
 
 import click  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -10,10 +10,16 @@ scikit-learn and SciPy), so the detector's entry points hide, before anything im
   it if it is there (MLflow and Airflow install it); the detector reads InfluxDB, not SQL.
 
 MLflow itself stays out by design (``detector.registry``).
+
+And it fixes glibc's mmap threshold (:func:`return_large_blocks`): each iteration allocates
+and frees arrays of a few MB, and glibc's default moves the threshold up to the largest block
+freed, after which such blocks come from the heap and stay in the process when freed.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import sys
 from importlib.abc import Loader, MetaPathFinder
 from importlib.machinery import ModuleSpec
@@ -64,3 +70,35 @@ def keep_unused_out() -> bool:
     for package in KEPT_OUT:
         sys.meta_path.insert(0, _KeepOut(package))
     return True
+
+
+#: glibc's ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (malloc.h).
+_M_MMAP_THRESHOLD = -3
+#: Blocks from this size up are mmapped and go back to the system when freed (glibc's initial value).
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def return_large_blocks() -> bool:
+    """Pin glibc's mmap threshold at :data:`MMAP_THRESHOLD_BYTES`, so large blocks are always
+    mmapped, and unmapped when freed.
+
+    Why: glibc raises the threshold to the size of each mmapped block freed (up to 32 MB), and
+    from then on blocks of that size come from the heap, which seldom shrinks: peak RSS at
+    10,000 hosts was 299-300 MB with the default, 283 MB pinned (``bench/detector_bench.py``),
+    at no measurable cost in throughput. Setting the threshold explicitly turns the adjustment
+    off (``man mallopt``). Returns False where there is no glibc (nothing changes).
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
+def make_process_lean() -> None:
+    """Everything above, for an entry point of the detector process, before pandas is imported."""
+    keep_unused_out()
+    return_large_blocks()
