@@ -91,13 +91,11 @@ def register_champion(settings: Settings) -> int:
     MLflow is imported here, in the harness only: the spawned detector process re-imports this
     module's top level, and must not get MLflow from it.
     """
-    from mlflow.tracking import MlflowClient
     from sklearn.ensemble import IsolationForest
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    import mlflow
-    from vigil.pyfunc import log_anomaly_model
+    from vigil.pyfunc import register_anomaly_model
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, len(FEATURE_COLUMNS)))
@@ -106,18 +104,7 @@ def register_champion(settings: Settings) -> int:
     )
     scorer = SklearnScorer.fit_reference(pipe, x)
     model = AnomalyModel(scorer, float(np.quantile(scorer.score_scaled(scorer.scaled(x)), 0.995)), "iforest")
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    mlflow.set_experiment("detector-bench")
-    with mlflow.start_run():
-        info = log_anomaly_model(
-            model, registered_model_name=settings.model_name, pip_requirements=["mlflow"]
-        )
-    version = int(info.registered_model_version)
-    MlflowClient(settings.mlflow_uri).set_registered_model_alias(
-        settings.model_name, "champion", str(version)
-    )
-    return version
+    return register_anomaly_model(settings, model, experiment="detector-bench", pip_requirements=["mlflow"])
 
 
 def _live_writer(base: Settings, raw_db: str, hosts: int, first: int, catchup: int, live: int, queue) -> None:

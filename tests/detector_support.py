@@ -17,7 +17,7 @@ from vigil import schema
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient, quote_ident, quote_literal
 from vigil.model import AnomalyModel, SklearnScorer
-from vigil.pyfunc import log_anomaly_model
+from vigil.pyfunc import register_anomaly_model
 from vigil.settings import Settings
 
 
@@ -74,21 +74,9 @@ class ZeroScoreModel(PythonModel):
 
 def register_champion(settings: Settings, model: AnomalyModel, alias: str = "champion") -> int:
     """Log ``model`` as the contract pyfunc, register it under settings.model_name, set the alias."""
-    from mlflow.tracking import MlflowClient
-
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    mlflow.set_experiment("detector-tests")
-    with mlflow.start_run():
-        info = log_anomaly_model(
-            model, registered_model_name=settings.model_name, pip_requirements=["mlflow"]
-        )
-    version = int(info.registered_model_version)
-    if alias:
-        MlflowClient(settings.mlflow_uri).set_registered_model_alias(settings.model_name, alias, str(version))
-    return version
+    return register_anomaly_model(
+        settings, model, alias, experiment="detector-tests", pip_requirements=["mlflow"]
+    )
 
 
 def predictions(client: InfluxClient, db: str, source: str | None = None) -> pd.DataFrame:

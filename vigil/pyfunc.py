@@ -49,6 +49,29 @@ def log_anomaly_model(model: AnomalyModel, name: str = "model", **kwargs: Any) -
     return mlflow.pyfunc.log_model(name=name, python_model=VigilPyfuncModel(model), **kwargs)
 
 
+def register_anomaly_model(
+    settings: Settings,
+    model: AnomalyModel,
+    alias: str = CHAMPION,
+    experiment: str | None = None,
+    **kwargs: Any,
+) -> int:
+    """Log ``model`` in a run of its own, register it as ``settings.model_name`` and point ``alias``
+    at it (none if empty); its version. For tests and benchmarks: training registers through the
+    promotion rules of ``pipelines.registry`` instead."""
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    mlflow.set_experiment(experiment or settings.mlflow_experiment)
+    with mlflow.start_run():
+        info = log_anomaly_model(model, registered_model_name=settings.model_name, **kwargs)
+    version = int(info.registered_model_version)
+    if alias:
+        MlflowClient(settings.mlflow_uri).set_registered_model_alias(settings.model_name, alias, str(version))
+    return version
+
+
 def load_champion(settings: Settings, alias: str = CHAMPION) -> LoadedModel:
     """Load ``models:/<settings.model_name>@<alias>``; raise :class:`ModelUnavailableError` subclasses.
 
