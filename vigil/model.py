@@ -237,8 +237,8 @@ def __getattr__(name: str) -> Any:
     """The MLflow side moved to :mod:`vigil.pyfunc`; models registered before the move pickled
     ``vigil.model.VigilPyfuncModel`` by name, so it must still resolve here (lazily: importing
     MLflow costs a process ~55 MB, and the detector serves without it)."""
-    if name in ("VigilPyfuncModel", "log_anomaly_model", "load_champion"):
-        from vigil import pyfunc
+    if name == "VigilPyfuncModel":
+        from vigil.pyfunc import VigilPyfuncModel
 
-        return getattr(pyfunc, name)
+        return VigilPyfuncModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
