@@ -62,17 +62,17 @@ from pydantic import (
     model_validator,
 )
 
-from detector.scoring import (
+from vigil.features import BASE_METRICS, FEATURE_COLUMNS, FeatureBuilder
+from vigil.features.source import QUERY_GROUPS, CounterState, base_metrics, group_key_name
+from vigil.numbers import finite_or_none
+from vigil.online import OnlineDetector
+from vigil.serving.scoring import (
     ONLINE_FEATURES,
     ONLINE_MODEL_NAME,
     ONLINE_MODEL_VERSION,
     host_warmup,
     score_features,
 )
-from vigil.features import BASE_METRICS, FEATURE_COLUMNS, FeatureBuilder
-from vigil.features.source import QUERY_GROUPS, CounterState, base_metrics, group_key_name
-from vigil.numbers import finite_or_none
-from vigil.online import OnlineDetector
 
 if TYPE_CHECKING:
     from detector.observability import DetectorMetrics

@@ -648,7 +648,7 @@ def models_in_force(
     champion: Any, champion_threshold: float | None, online_threshold: float, settings: Settings
 ) -> dict[str, Any]:
     """The models block of an incident: versions and thresholds at the moment it opened."""
-    from detector.scoring import ONLINE_MODEL_NAME, ONLINE_MODEL_VERSION
+    from vigil.serving.scoring import ONLINE_MODEL_NAME, ONLINE_MODEL_VERSION
 
     return {
         "champion": None

@@ -29,24 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from detector.champion import ChampionWatcher
-from detector.host_calibration import HostCalibration
 from detector.incidents import IncidentRecorder, models_in_force
 from detector.observability import DetectorMetrics
 from detector.predictions import prediction_lines
 from detector.reader import RawReader, WindowAudit
-from detector.scoring import (
-    ONLINE_FEATURES,
-    ONLINE_MODEL_NAME,
-    ONLINE_MODEL_VERSION,
-    host_warmup,
-    online_config,
-    score_features,
-    score_online,
-)
 from detector.sharding import ShardFilter
 from detector.sink import PredictionSink
 from detector.state import Checkpoint, load_checkpoint, save_checkpoint
@@ -55,6 +44,9 @@ from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ide
 from vigil.model import LoadedModel
 from vigil.online import OnlineDetector
 from vigil.schema import RAW_MEM
+from vigil.serving.calibration import HostCalibration
+from vigil.serving.path import ServingConfig, ServingPath
+from vigil.serving.scoring import ONLINE_MODEL_NAME, ONLINE_MODEL_VERSION
 from vigil.settings import Settings
 
 if TYPE_CHECKING:
@@ -140,25 +132,37 @@ class Detector:
         self.last_features: pd.DataFrame | None = None
         self._online_warm_tried = False
         self._online_warm_retry_at = 0.0
+        serving = ServingConfig.from_settings(settings)
         ckpt = load_checkpoint(self.checkpoint_path)
         if ckpt is not None:
             self.watermark_ns: int | None = ckpt.watermark_ns
-            self.pipeline = FeaturePipeline.from_state(ckpt.features)
-            self.online = OnlineDetector.from_bytes(ckpt.online)
+            self.path = ServingPath.from_state(
+                serving,
+                {
+                    "features": ckpt.features,
+                    "online": ckpt.online,
+                    "host_calibration": ckpt.extra.get("host_calibration"),
+                },
+            )
             self.iterations = ckpt.iterations
             self.host_last_seen = dict(ckpt.extra.get("host_last_seen", {}))
-            saved = ckpt.extra.get("host_calibration")  # absent in checkpoints older than it
-            self.calibration = (
-                HostCalibration.from_state(saved)
-                if saved
-                else HostCalibration(settings.detector_host_calibration_window)
-            )
             log.info("resumed from checkpoint: watermark %s", pd.Timestamp(ckpt.watermark_ns, tz="UTC"))
         else:
             self.watermark_ns = None if start is None else self._floor(pd.Timestamp(start).value)
-            self.pipeline = FeaturePipeline()
-            self.online = OnlineDetector(list(ONLINE_FEATURES), online_config(), seed=settings.random_seed)
-            self.calibration = HostCalibration(settings.detector_host_calibration_window)
+            self.path = ServingPath(serving)
+
+    # --- the serving path's parts (the API and the tests read them) ---------------------------
+    @property
+    def pipeline(self) -> FeaturePipeline:
+        return self.path.pipeline
+
+    @property
+    def online(self) -> OnlineDetector:
+        return self.path.online
+
+    @property
+    def calibration(self) -> HostCalibration:
+        return self.path.calibration
 
     # --- helpers -----------------------------------------------------------------------------
     def _floor(self, t_ns: int) -> int:
@@ -282,7 +286,7 @@ class Detector:
             self._warm_online_from_fleet(lo)
         result.warm_started = self._warm_start(raw, lo)
         with self.state_lock:
-            base, features = self.pipeline.update(raw)
+            base, features = self.path.pipeline.update(raw)
         self.last_features = features
         if not base.empty:
             self.metrics.error(
@@ -305,8 +309,7 @@ class Detector:
         history, n = self.reader.read(start, pd.Timestamp(lo, tz="UTC"), hosts=new)
         if n:
             with self.state_lock:
-                _, history_features = self.pipeline.update(history)
-                taught = self._teach_online_from_history(history_features)
+                taught = self.path.teach_online(self.path.absorb(history))
             log.info(
                 "warm-started %d new host(s) from %d history rows (online model taught %d rows)",
                 len(new),
@@ -352,35 +355,9 @@ class Detector:
             return
         _, features = FeaturePipeline().update(history)
         with self.state_lock:
-            taught = self._teach_online_from_history(features)
+            taught = self.path.teach_online(features)
         self._online_warm_tried = True  # done once; no history found yet means: try again later
         log.info("online model warm-started on %d history rows of %d host(s)", taught, len(hosts))
-
-    def _teach_online_from_history(self, features: pd.DataFrame) -> int:
-        """Teach a young online model the most recent history rows; return how many it saw.
-
-        Why: the online model is fleet-wide and only leaves its warm-up after
-        ``config.warmup`` samples. On a small fleet (one monitored machine at one row per
-        interval) that would take hours of live data, during which only the champion could
-        alarm. History is what the host looked like, so the model is warmed on it exactly as
-        on live rows (score, then learn; flagged rows and rows of baselines still in their own
-        warm-up are not learnt). A model already past its warm-up (e.g. restored from a
-        checkpoint) is left alone.
-        """
-        cfg = self.online.config
-        if features.empty or self.online.n_seen >= cfg.warmup:
-            return 0
-        rows = features
-        if "warmup" in rows.columns:
-            rows = rows[rows["warmup"].to_numpy().astype(int) == 0]
-        times = pd.to_datetime(rows["time"], utc=True, cache=False)
-        rows = rows.iloc[np.argsort(times.astype("int64").to_numpy(), kind="stable")].tail(
-            cfg.calibration_window
-        )
-        if rows.empty:
-            return 0
-        score_online(self.online, rows, np.zeros(len(rows), dtype=bool), learn_max=len(rows))
-        return len(rows)
 
     def _recount_previous(self) -> None:
         """Count points that landed in the previous window after it was read (too late), and
@@ -408,18 +385,9 @@ class Detector:
 
     def _score_and_write(self, features: pd.DataFrame, result: IterationResult) -> None:
         settings = self.settings
-        warm = host_warmup(features, self.pipeline.builder.seen, settings.warmup_intervals)
         champion = self.champion
         with self.state_lock:
-            scored = score_features(
-                features,
-                self.online,
-                champion,
-                warm,
-                settings.detector_online_learn_max,
-                self.metrics.error,
-                calibration=self.calibration,
-            )
+            scored = self.path.score(features, champion, on_error=self.metrics.error)
         lines = prediction_lines(
             scored.online,
             model=ONLINE_MODEL_NAME,
@@ -487,14 +455,15 @@ class Detector:
             return
         self.sink.flush()
         self.sink.persist()
+        parts = self.path.state()
         save_checkpoint(
             self.checkpoint_path,
             Checkpoint(
                 watermark_ns=self.watermark_ns,
-                online=self.online.to_bytes(),
-                features=self.pipeline.state(),
+                online=parts["online"],
+                features=parts["features"],
                 iterations=self.iterations,
-                extra={"host_last_seen": self.host_last_seen, "host_calibration": self.calibration.state()},
+                extra={"host_last_seen": self.host_last_seen, "host_calibration": parts["host_calibration"]},
             ),
         )
 

@@ -215,10 +215,10 @@ def test_a_host_the_champion_always_finds_odd_is_judged_against_its_own_usual_sc
     Without calibration every interval pages; with it the host's usual score is learnt in its
     warm-up and becomes its threshold, a real jump still alarms, a long incident is not learnt
     as the new usual, and a host below the threshold keeps the model's threshold."""
-    from detector.host_calibration import HostCalibration
-    from detector.scoring import ONLINE_FEATURES, online_config, score_features
     from vigil.model import LoadedModel
     from vigil.online import OnlineDetector
+    from vigil.serving.calibration import HostCalibration
+    from vigil.serving.scoring import ONLINE_FEATURES, online_config, score_features
 
     hosts = ["odd", "typical"]
     scores = {"odd": 1.5, "typical": 0.5}
@@ -247,7 +247,7 @@ def test_host_calibration_lets_a_host_that_settled_slightly_higher_stop_paging()
     """After a load, a host may settle a little above its old usual (seen: still alarming 150 s
     after a 10 s network burst). Before, flagged rows never taught the calibration, so that host
     paged forever; now it pages, then its usual catches up within about half a window."""
-    from detector.host_calibration import HostCalibration
+    from vigil.serving.calibration import HostCalibration
 
     cal = HostCalibration(window=30, min_rows=5)
     hosts, model_threshold = np.array(["h"]), np.array([1.0])
@@ -267,8 +267,8 @@ def test_fleet_online_model_flags_a_record_deviation_on_one_metric():
     """A CPU at 100 % on a host idle at 2 % is cpu_busy_z ~ 50 with every other metric calm: the
     fleet's online model must flag it (so it can confirm the champion), and must not flag the
     calm rows around it more often than its quantile allows."""
-    from detector.scoring import ONLINE_FEATURES, online_config
     from vigil.online import OnlineDetector
+    from vigil.serving.scoring import ONLINE_FEATURES, online_config
 
     rng = np.random.default_rng(3)
     det = OnlineDetector(list(ONLINE_FEATURES), online_config())

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         30,
         ge=1,
         description="Intervals of a host's recent unflagged champion scores whose median is the "
-        "floor of that host's champion threshold (detector/host_calibration.py).",
+        "floor of that host's champion threshold (vigil/serving/calibration.py).",
     )
     detector_max_catchup_intervals: int = Field(
         60, ge=1, description="Most intervals read in one loop iteration when catching up."

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from detector.host_calibration import HostCalibration
 from vigil.decision import combine_frames
 from vigil.features import FEATURE_COLUMNS
 from vigil.model import LoadedModel
 from vigil.online import OnlineConfig, OnlineDetector
 from vigil.online.batch import TOP_K
+from vigil.serving.calibration import HostCalibration
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def score_features(
     model only scores and ``calibration`` is only read, as the scoring API needs).
 
     ``calibration`` raises the champion's threshold for a host to that host's typical champion
-    score (``detector.host_calibration``) and learns from every row (flagged ones capped).
+    score (``vigil.serving.calibration``) and learns from every row (flagged ones capped).
     """
     keys = features[["host", "time"]].reset_index(drop=True)
     features = features.reset_index(drop=True)
