@@ -192,7 +192,7 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path) -> 
             "detector_history_hours": 0.0,
             "checkpoint_every": 12,
             "detector_max_catchup_intervals": max(catchup, 1),
-            "warmup_intervals": 0,
+            "warmup_s": 0,
         }
     )
     now_s = int(time.time()) // INTERVAL_S * INTERVAL_S

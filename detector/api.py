@@ -452,7 +452,7 @@ class ScoringView:
         raw = raw_frames(rows, keys)
         base = base_metrics(raw, state)
         features = builder.transform(base)
-        warm = host_warmup(features, builder.seen, self.settings.warmup_intervals)
+        warm = host_warmup(features, builder.seen, self.detector.path.config.warmup_intervals)
         features["warm"] = warm
         by_key = features.set_index(["host", "time"])
         for i, host, t in zip(keys.index, keys["host"], keys["time"], strict=True):

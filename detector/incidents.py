@@ -665,7 +665,7 @@ def models_in_force(
             "incident_before_min": settings.incident_before_min,
             "incident_after_min": settings.incident_after_min,
             "incident_cooldown_min": settings.incident_cooldown_min,
-            "warmup_intervals": settings.warmup_intervals,
+            "warmup_s": settings.warmup_s,
             "feature_interval_s": settings.feature_interval_s,
         },
     }

@@ -142,6 +142,8 @@ class Detector:
                     "features": ckpt.features,
                     "online": ckpt.online,
                     "host_calibration": ckpt.extra.get("host_calibration"),
+                    "series": ckpt.extra.get("series"),
+                    "grouping": ckpt.extra.get("grouping"),
                 },
             )
             self.iterations = ckpt.iterations
@@ -293,7 +295,7 @@ class Detector:
                 "missing_metric", int(base.drop(columns=["host", "time"]).isna().to_numpy().sum())
             )
         if not features.empty:
-            self._score_and_write(features, result)
+            self._score_and_write(features, base, result)
         self.watermark_ns = hi
         result.end_ns = hi
         return audit
@@ -383,11 +385,11 @@ class Detector:
             self.metrics.error("duplicate_point", redup - prev[3])
         self._prev_window = (prev[0], prev[1], recount, redup if redup is not None else prev[3])
 
-    def _score_and_write(self, features: pd.DataFrame, result: IterationResult) -> None:
+    def _score_and_write(self, features: pd.DataFrame, base: pd.DataFrame, result: IterationResult) -> None:
         settings = self.settings
         champion = self.champion
         with self.state_lock:
-            scored = self.path.score(features, champion, on_error=self.metrics.error)
+            scored = self.path.score(features, champion, base=base, on_error=self.metrics.error)
         lines = prediction_lines(
             scored.online,
             model=ONLINE_MODEL_NAME,
@@ -463,12 +465,17 @@ class Detector:
                 online=parts["online"],
                 features=parts["features"],
                 iterations=self.iterations,
-                extra={"host_last_seen": self.host_last_seen, "host_calibration": parts["host_calibration"]},
+                extra={
+                    "host_last_seen": self.host_last_seen,
+                    "host_calibration": parts["host_calibration"],
+                    "series": parts["series"],
+                    "grouping": parts["grouping"],
+                },
             ),
         )
 
     def warmup_hosts(self) -> list[str]:
-        limit = self.settings.warmup_intervals
+        limit = self.path.config.warmup_intervals
         return [h for h in self.host_last_seen if self.pipeline.builder.seen(h) <= limit]
 
     # --- status ------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def extract(
     client = client or InfluxClient(settings=settings)
     db = raw_db or settings.influx_raw_db
     log.info("extract: reading %s .. %s from %r", start_ts, end_ts, db)
-    _, features = FeaturePipeline().update_from_influx(
+    _, features = FeaturePipeline(interval_s=settings.feature_interval_s).update_from_influx(
         client, db, start_ts, end_ts, settings.feature_interval_s
     )
     if features.empty:

@@ -249,12 +249,12 @@ def wait_detector_ready(
     """Until the detector serves ``version`` and scores this host outside warm-up.
 
     Why wait: a host new to the detector is scored without alarming for
-    ``warmup_intervals`` intervals (its baseline is being learnt); a suite started earlier
+    ``warmup_s`` seconds (its baseline is being learnt); a suite started earlier
     would count every scenario as missed.
     """
     host = monitored_host(settings)
     client = InfluxClient(settings=settings)
-    limit = timeout_s or settings.warmup_intervals * settings.feature_interval_s + 300
+    limit = timeout_s or settings.warmup_s + 300
     deadline = time.monotonic() + limit
     last_echo = 0.0
     while True:

@@ -40,7 +40,7 @@ EXPORTED = (
     "allowed_lateness_s",
     "reload_interval_s",
     "checkpoint_every",
-    "warmup_intervals",
+    "warmup_s",
     "detector_history_hours",
     "detector_online_learn_max",
     "detector_max_catchup_intervals",

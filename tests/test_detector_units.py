@@ -29,26 +29,36 @@ def _frame(score, threshold, flag, feature="cpu_busy_z"):
 
 
 @pytest.mark.parametrize(
-    ("batch", "online", "warmup", "expected"),
+    ("batch", "online", "series", "warmup", "now", "expected"),
     [
-        ((0.6, 0.5, 1), (0.9, 0.8, 1), 0, 1),  # both flag
-        ((0.6, 0.5, 1), (0.5, 0.8, 0), 0, 1),  # batch convinced (1.2 >= CONVICTION)
-        ((0.52, 0.5, 1), (0.5, 0.8, 0), 0, 0),  # batch barely over, online disagrees
-        ((0.3, 0.5, 0), (0.95, 0.8, 1), 0, 1),  # online convinced alone (1.19)
-        ((0.3, 0.5, 0), (0.85, 0.8, 1), 0, 0),  # online barely over, batch disagrees
-        ((0.9, 0.5, 1), (0.99, 0.8, 1), 1, 0),  # warm-up never alarms
-        ((0.9, 0.0, 1), (0.5, 0.8, 0), 0, 1),  # threshold <= 0: a flag counts as convinced
-        (None, (0.85, 0.8, 1), 0, 1),  # online-only: the online model decides
-        (None, (0.75, 0.8, 0), 0, 0),
+        ((0.6, 0.5, 1), (0.9, 0.8, 1), 0.0, 0, None, 1),  # champion and fleet model both flag
+        ((0.6, 0.5, 1), (0.5, 0.8, 0), 0.0, 0, None, 1),  # champion convinced (1.2 >= CONVICTION)
+        ((0.52, 0.5, 1), (0.5, 0.8, 0), 0.0, 0, None, 0),  # champion barely over, nothing agrees
+        ((0.3, 0.5, 0), (0.95, 0.8, 1), 0.0, 0, None, 0),  # the fleet model never pages alone
+        ((0.3, 0.5, 0), (0.5, 0.8, 0), 0.6, 0, None, 1),  # series evidence convinced alone (1.2)
+        ((0.3, 0.5, 0), (0.5, 0.8, 0), 0.52, 0, None, 0),  # series barely over, champion disagrees
+        ((0.52, 0.5, 1), (0.5, 0.8, 0), 0.55, 0, None, 1),  # champion and series evidence agree
+        ((0.9, 0.5, 1), (0.99, 0.8, 1), 0.9, 1, None, 0),  # warm-up never alarms
+        ((0.9, 0.0, 1), (0.5, 0.8, 0), 0.0, 0, None, 1),  # threshold <= 0: a flag counts as convinced
+        (None, (0.5, 0.8, 0), 0.55, 0, None, 1),  # no champion: the series evidence decides
+        (None, (0.99, 0.8, 1), 0.0, 0, None, 0),  # ... and the fleet model alone does not
+        ((0.9, 0.5, 1), (0.99, 0.8, 1), 0.0, 0, False, 0),  # recovery: nothing out of band now
+        ((0.9, 0.5, 1), (0.99, 0.8, 1), 0.0, 0, True, 1),
+        ((0.3, 0.5, 0), (0.5, 0.8, 0), 0.6, 0, False, 1),  # series evidence is itself "now"
     ],
 )
-def test_decision_rule(batch, online, warmup, expected):
+def test_decision_rule(batch, online, series, warmup, now, expected):
     assert CONVICTION == pytest.approx(1.15)
     on = _frame([online[0]], [online[1]], [online[2]], "mem_used_pct_z")
     b = None if batch is None else _frame([batch[0]], [batch[1]], [batch[2]])
-    out = combine_frames(on, b, [warmup])
+    ev = pd.DataFrame({"score": [series], "metric": ["mem_used_pct" if series else ""]})
+    out = combine_frames(on, b, [warmup], series=ev, now=None if now is None else [now])
     assert int(out["is_anomaly"].iloc[0]) == expected
-    assert out["threshold"].iloc[0] == 1.0 and (out["score"].iloc[0] > 1.0) == bool(expected or warmup)
+    assert out["threshold"].iloc[0] == 1.0
+    if now is None:
+        assert (out["score"].iloc[0] > 1.0) == bool(expected or warmup)
+    if expected and series > 0.5 and series / 0.5 >= out["score"].iloc[0]:
+        assert out["top1_feature"].iloc[0] == "mem_used_pct"  # the series' metric names the alarm
 
 
 def test_prediction_lines_equal_point_to_line():

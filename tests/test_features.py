@@ -162,7 +162,7 @@ def test_level_shift_and_flatline_stand_out() -> None:
     frame = pd.DataFrame(
         {"host": "a", "time": pd.date_range("2026-01-01", periods=n, freq="10s", tz="UTC"), "cpu_busy": cpu}
     )
-    out = FeatureBuilder(("cpu_busy",), BaselineConfig(warmup=30)).transform(frame)
+    out = FeatureBuilder(("cpu_busy",), BaselineConfig(warmup_s=300.0)).transform(frame)
     assert out["cpu_busy_z"].iloc[305:330].min() > 5  # stays flagged: the baseline does not absorb it
     assert out["cpu_busy_z"].iloc[100:290].abs().quantile(0.99) < 4
     # vol is standardised against the host's own volatility baseline: about unit spread when

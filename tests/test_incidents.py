@@ -53,7 +53,7 @@ def recorded(settings, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("incidents-run")
     s = detector_settings(
         settings, run_dir, raw_db, vigil_db,
-        warmup_intervals=6, incident_before_min=1.0, incident_after_min=1.0, incident_cooldown_min=2.0,
+        warmup_s=60.0, incident_before_min=1.0, incident_after_min=1.0, incident_cooldown_min=2.0,
     )  # fmt: skip
     seeded = seed_history(
         client,

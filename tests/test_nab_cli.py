@@ -63,10 +63,10 @@ def test_cli_writes_every_output(cli_run):
         png = csv.with_suffix(".png")
         assert png.stat().st_size > 10_000
     report = json.loads((out / "nab_report.json").read_text())
-    assert set(report["detectors"]) == {"vigil (online)", "numenta"}
+    assert set(report["detectors"]) == {"vigil", "numenta"}
     for det in report["detectors"].values():
         assert set(det["profiles"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
-    own = report["detectors"]["vigil (online)"]["own_alarms"]
+    own = report["detectors"]["vigil"]["own_alarms"]
     assert own["windows"] == 2 and own["scored_rows"] == sum(r - int(0.15 * r) for r in CUTS.values())
     md = (out / "nab_report.md").read_text()
     assert "## Profile `standard`" in md and "| numenta |" in md
@@ -87,7 +87,7 @@ def test_results_written_by_the_cli_rescore_to_the_reported_number(cli_run):
         src.rename(src.with_name(f"vigil_rescored_{s.filename}"))
     rescored = score_detector(layouts, load_published_scores(data, "vigil_rescored", corpus))
     report = json.loads((out / "nab_report.json").read_text())
-    reported = report["detectors"]["vigil (online)"]["profiles"]["standard"]["normalised"]
+    reported = report["detectors"]["vigil"]["profiles"]["standard"]["normalised"]
     assert rescored["standard"].normalised == pytest.approx(reported, abs=1e-3)  # CSV rounding
 
 
@@ -110,3 +110,19 @@ def test_cli_bad_input_is_a_clear_error(tmp_path: Path):
     )
     assert result.exit_code != 0
     assert "combined_windows.json" in result.output
+
+
+def test_data_is_required_and_workers_do_not_change_results(tmp_path: Path):
+    """No default corpus path; spreading series over processes changes nothing but speed."""
+    result = CliRunner().invoke(main, ["evaluate", "nab", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--data" in result.output
+    data = make_corpus(tmp_path / "c")
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        run = CliRunner().invoke(
+            main, ["evaluate", "nab", "--data", str(data), "--out", str(out), "--no-plots", "--workers", workers]
+        )
+        assert run.exit_code == 0, run.output
+    for name in CUTS:
+        csv = Path("vigil") / CAT / f"vigil_{name}"
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "w1" / csv), pd.read_csv(tmp_path / "w2" / csv))

@@ -117,4 +117,4 @@ def test_host_warmup_setting_and_baseline_warmup_agree() -> None:
     """The detector's warm-up (a setting) and the baseline's "trusted" age (BaselineConfig, shared
     with training) are one number: a host must not alarm on a baseline that is still a running mean,
     nor be held back once it is trusted."""
-    assert Settings.model_fields["warmup_intervals"].default == BaselineConfig().warmup
+    assert Settings.model_fields["warmup_s"].default == BaselineConfig().warmup_s

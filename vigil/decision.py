@@ -1,32 +1,36 @@
-"""The one rule that combines the champion's (batch) and the online model's decisions.
+"""The one rule that turns the models' scores into the decision that pages.
 
-Why a rule of its own: the two models see the same host-relative features but fail
-differently — the champion is trained on a fleet and a fixed threshold, the online
-model adapts to today's normal. Alarming when *either* flags floods operators with
-each model's false positives; alarming only when *both* flag loses the anomalies
-that only one of them is sure of. So:
+Three kinds of evidence meet here, each on one scale, its **severity** ``s = score /
+threshold`` (``s > 1``: "this one flags it"; a threshold <= 0 cannot be divided by, so then
+``s`` is ``2 * CONVICTION`` if the model flags the row and 0 otherwise):
 
-1. Each model's score is put on one scale, its **severity** ``s = score / threshold``
-   (``s > 1`` means "this model flags it"). A threshold <= 0 cannot be divided by, so
-   then ``s`` is ``2 * CONVICTION`` (convinced) if the model flags the row and 0 otherwise.
-2. The combined score is ``c = max(min(s_batch, s_online), max(s_batch, s_online) / CONVICTION)``
-   and the combined threshold is 1. Hence ``c > 1`` exactly when **both models flag**
-   the row, **or one of them is convinced** (its score is at least ``CONVICTION`` times
-   its threshold).
-3. A row in warm-up (a host whose baseline is still young) is scored but never alarms.
-4. With no champion (before the first promotion) the online model decides alone:
-   ``c = s_online`` — the detector reports this as "online-only" mode in its status.
+* ``s_u`` — **per-series evidence** (:mod:`vigil.online.series`): the largest, over a host's
+  metrics, of how far the value is beyond that series' own recent records or how rarely the
+  series has been at this level. It exists only for series with enough history (a day and
+  100 samples). It is the one online signal that may page on its own.
+* ``s_b`` — the **champion** (batch model trained on the fleet, with its per-host calibration).
+* ``s_f`` — the **fleet model** (River HalfSpaceTrees with the rank-calibrated extreme member,
+  one model for the whole fleet, :mod:`vigil.online.detector`). Its severity is at most about
+  1 (a rank against recent fleet history), so it only ever **confirms** the champion: a record
+  among the last few thousand fleet rows happens every few intervals on a large fleet and must
+  not page anyone by itself. It is what lets the champion be confirmed on a host too young for
+  per-series evidence.
 
-What this means in practice for the default online model: its score is rank-calibrated
-(at most 1.0, "beyond everything in its recent history") and its threshold is a high
-quantile of recent scores (about 0.9-0.99), so its severity never reaches CONVICTION.
-Beside a champion the online model therefore *confirms or vetoes*: a row alarms when the
-champion flags it and the online model agrees, or when the champion alone is convinced.
-That is deliberate: the online model is one model for the whole fleet, so "a record among
-the last few thousand fleet rows" happens every few intervals on a large fleet and must not
-page anyone on its own.
+The combined score and its threshold of 1:
 
-The top features come from whichever model is more severe on that row.
+1. With a champion: ``c = max(min(s_b, max(s_f, s_u)), max(s_b, s_u) / CONVICTION)`` — both the
+   champion and an online signal flag the row, or the champion or the series evidence is
+   convinced (at least ``CONVICTION`` times its threshold).
+2. Without a champion (before the first promotion): ``c = s_u`` — the series evidence decides
+   alone. This is exactly what ``vigil evaluate nab`` scores.
+3. A row in warm-up (a host whose baseline is still young) is scored but never flags.
+4. **Recovery**: a row flags only while something is out of line *now* — some metric's current
+   deviation from its host baseline is at least ``band_z`` (a ``*_z`` feature), or the series
+   evidence itself flags. Smoothed and windowed features (a one-minute mean, the volatility)
+   trail the load by their window; without this rule an alarm outlived its cause by that much.
+
+The top features come from whichever evidence is most severe on that row (a series' metric name
+when the series evidence wins).
 
 >>> combine_scores(batch_score=[2.0], batch_threshold=[1.0], online_score=[0.9], online_threshold=[0.6])
 array([1.73913043])
@@ -50,6 +54,9 @@ import pandas as pd
 CONVICTION = 1.15
 #: The threshold of the combined score (by construction of the severity scale).
 COMBINED_THRESHOLD = 1.0
+#: The boundary of the per-series evidence score (vigil.online.series: 0.5 = a record / a level
+#: exactly as rare as ``rarity_p``).
+SERIES_THRESHOLD = 0.5
 
 ArrayLike = Sequence[float] | np.ndarray | pd.Series
 
@@ -72,47 +79,89 @@ def combine_scores(
     batch_threshold: ArrayLike | None = None,
     online_flag: ArrayLike | None = None,
     batch_flag: ArrayLike | None = None,
+    series_score: ArrayLike | None = None,
 ) -> np.ndarray:
-    """The combined score ``c`` of rule 2 (rule 4 when there is no batch score)."""
-    s_on = severity(online_score, online_threshold, online_flag)
+    """The combined score ``c`` of rules 1 and 2 (``online_*``: the fleet model)."""
+    s_f = severity(online_score, online_threshold, online_flag)
+    s_u = (
+        np.zeros_like(s_f)
+        if series_score is None
+        else np.asarray(series_score, dtype=float) / SERIES_THRESHOLD
+    )
     if batch_score is None:
-        return s_on
+        return s_u
     s_b = severity(batch_score, batch_threshold if batch_threshold is not None else 0.0, batch_flag)
-    return np.maximum(np.minimum(s_b, s_on), np.maximum(s_b, s_on) / CONVICTION)
+    return np.maximum(np.minimum(s_b, np.maximum(s_f, s_u)), np.maximum(s_b, s_u) / CONVICTION)
 
 
-def combine_flags(combined: ArrayLike, warmup: ArrayLike) -> np.ndarray:
-    """Rule 3: ``combined > 1`` and not in warm-up."""
+def combine_flags(combined: ArrayLike, warmup: ArrayLike, now: ArrayLike | None = None) -> np.ndarray:
+    """Rules 3 and 4: ``combined > 1``, not in warm-up, and (if given) out of line now."""
     c = np.asarray(combined, dtype=float)
-    return (c > COMBINED_THRESHOLD) & ~np.asarray(warmup).astype(bool)
+    flags = (c > COMBINED_THRESHOLD) & ~np.asarray(warmup).astype(bool)
+    if now is not None:
+        flags &= np.asarray(now).astype(bool)
+    return flags
 
 
-def combine_frames(online: pd.DataFrame, batch: pd.DataFrame | None, warmup: ArrayLike) -> pd.DataFrame:
-    """Combine two prediction frames (columns of ``vigil.schema.PREDICTIONS``, same index).
+def out_of_band(features: pd.DataFrame, band_z: float) -> np.ndarray:
+    """Rule 4's test: some metric's current deviation (a ``*_z`` column) is at least ``band_z``.
 
-    Returns score, threshold, is_anomaly (0/1), warmup (0/1) and the top features of the
-    more severe model; with ``batch`` None the online model decides alone.
+    >>> out_of_band(pd.DataFrame({"cpu_z": [0.5, -4.0], "cpu_zmean": [9.0, 0.0]}), 3.0).tolist()
+    [False, True]
     """
-    s_on = severity(online["score"], online["threshold"], online["is_anomaly"])
+    cols = [c for c in features.columns if c.endswith("_z")]
+    if not cols:
+        return np.zeros(len(features), dtype=bool)
+    z = np.abs(features[cols].to_numpy(dtype=float))
+    return np.nan_to_num(z, nan=0.0).max(axis=1) >= band_z
+
+
+def combine_frames(
+    online: pd.DataFrame,
+    batch: pd.DataFrame | None,
+    warmup: ArrayLike,
+    series: pd.DataFrame | None = None,
+    now: ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Combine prediction frames (columns of ``vigil.schema.PREDICTIONS``, same index).
+
+    ``online`` is the fleet model, ``batch`` the champion (None before the first promotion),
+    ``series`` the per-series evidence (columns ``score`` and ``metric``; None = none), ``now``
+    rule 4's "out of band now" per row (None = not applied). Returns score, threshold,
+    is_anomaly (0/1), warmup (0/1) and the top features of the most severe evidence.
+    """
+    n = len(online)
+    s_f = severity(online["score"], online["threshold"], online["is_anomaly"])
+    s_u = (
+        np.zeros(n)
+        if series is None
+        else np.nan_to_num(series["score"].to_numpy(dtype=float)) / SERIES_THRESHOLD
+    )
     if batch is None:
-        combined = s_on
-        batch_wins = np.zeros(len(online), dtype=bool)
+        combined = s_u
+        s_b = np.zeros(n)
     else:
         s_b = severity(batch["score"], batch["threshold"], batch["is_anomaly"])
-        combined = np.maximum(np.minimum(s_b, s_on), np.maximum(s_b, s_on) / CONVICTION)
-        batch_wins = s_b >= s_on
+        combined = np.maximum(np.minimum(s_b, np.maximum(s_f, s_u)), np.maximum(s_b, s_u) / CONVICTION)
+    series_wins = (s_u > 0) & (s_u >= s_b) & (s_u >= s_f)
+    batch_wins = ~series_wins & (s_b >= s_f) & (batch is not None)
     warm = np.asarray(warmup).astype(bool)
+    if now is not None:
+        now = np.asarray(now).astype(bool) | (s_u > 1.0)
     out = pd.DataFrame(index=online.index)
     out["score"] = combined
     out["threshold"] = COMBINED_THRESHOLD
-    out["is_anomaly"] = combine_flags(combined, warm).astype(np.int64)
+    out["is_anomaly"] = combine_flags(combined, warm, now).astype(np.int64)
     out["warmup"] = warm.astype(np.int64)
     for k in (1, 2, 3):
         for part in ("feature", "contribution"):
             col = f"top{k}_{part}"
-            on = online[col].to_numpy() if col in online else np.full(len(online), None)
+            value = online[col].to_numpy() if col in online else np.full(n, None)
             if batch is not None and col in batch:
-                out[col] = np.where(batch_wins, batch[col].to_numpy(), on)
-            else:
-                out[col] = on
+                value = np.where(batch_wins, batch[col].to_numpy(), value)
+            if series is not None:
+                if k == 1:
+                    mine = series["metric"].to_numpy() if part == "feature" else series["score"].to_numpy()
+                    value = np.where(series_wins, mine, value)
+            out[col] = value
     return out

@@ -92,10 +92,13 @@ PREDICTIONS = Measurement(
         "top2_contribution": FLOAT,
         "top3_feature": STR,
         "top3_contribution": FLOAT,
+        "alarm": INT,
     },
     required_fields=("score", "threshold", "is_anomaly"),
     doc="One point per host-interval and source (batch | online | combined); time = interval start. "
-    "is_anomaly and warmup are 0/1 integers so Grafana can sum and average them.",
+    "is_anomaly and warmup are 0/1 integers so Grafana can sum and average them. alarm (combined "
+    "only) is 1 on the interval that pages: flagged, and the host has not paged within "
+    "detector_alarm_group_s (the rest of an incident is flagged but does not page again).",
 )
 
 DRIFT = Measurement(

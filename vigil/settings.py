@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     allowed_lateness_s: float = 20.0
     reload_interval_s: float = 15.0
     checkpoint_every: int = Field(12, description="Checkpoint every N loop iterations.")
-    warmup_intervals: int = Field(30, description="Host-intervals a new host is scored without alarming.")
+    warmup_s: float = Field(300.0, description="Seconds a new host is scored without alarming.")
     shard_index: int = 0
     shard_count: int = 1
     buffer_max_points: int = Field(
@@ -103,6 +103,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Intervals of a host's recent unflagged champion scores whose median is the "
         "floor of that host's champion threshold (vigil/serving/calibration.py).",
+    )
+    detector_alarm_group_s: float = Field(
+        3600.0,
+        ge=0,
+        description="A host pages at most once per this many seconds; flagged rows in between "
+        "belong to the same incident (vigil/serving/grouping.py).",
+    )
+    detector_band_z: float = Field(
+        3.0,
+        gt=0,
+        description="A row flags only while some metric's current deviation from its host "
+        "baseline is at least this many sigmas (or its series evidence flags): an alarm ends "
+        "with its cause (vigil/decision.py, rule 4).",
     )
     detector_max_catchup_intervals: int = Field(
         60, ge=1, description="Most intervals read in one loop iteration when catching up."

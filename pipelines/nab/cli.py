@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
-
-DEFAULT_DATA = Path("/work/shared/nab")
 
 
 @click.group()
@@ -19,12 +18,8 @@ def evaluate() -> None:
     "--data",
     "data_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA,
-    show_default=True,
+    required=True,
     help="NAB corpus folder: data/<category>/<file>.csv, labels/combined_windows.json, optional results/.",
-)
-@click.option(
-    "--detector", type=click.Choice(["online", "batch", "combined"]), default="online", show_default=True
 )
 @click.option(
     "--out",
@@ -35,15 +30,31 @@ def evaluate() -> None:
 )
 @click.option("--only", multiple=True, help="Only files whose key contains this text (repeatable).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG per series.")
-def nab(data_dir: Path, detector: str, out_dir: Path, only: tuple[str, ...], no_plots: bool) -> None:
-    """Stream every NAB series through Vigil, score it with NAB's rules beside the published detectors."""
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default="all cores",
+    help="Processes the series are spread over (the results do not depend on it).",
+)
+def nab(data_dir: Path, out_dir: Path, only: tuple[str, ...], no_plots: bool, workers: int) -> None:
+    """Stream every NAB series through the detector's own serving path (its settings, no champion),
+    and score it with NAB's rules beside the published detectors."""
     from pipelines.nab.evaluate import evaluate_nab
+    from vigil.serving.path import ServingConfig
+    from vigil.settings import get_settings
 
     if not data_dir.is_dir():
         raise click.BadParameter(f"{data_dir} is not a folder", param_hint="--data")
     try:
         evaluate_nab(
-            data_dir, out_dir, detector, only=list(only) or None, plots=not no_plots, echo=click.echo
+            data_dir,
+            out_dir,
+            ServingConfig.from_settings(get_settings()),
+            only=list(only) or None,
+            plots=not no_plots,
+            echo=click.echo,
+            workers=workers,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -37,6 +37,7 @@ class NabReport:
     n_windows: int
     rows: list[DetectorRow]
     settings: dict[str, Any] = field(default_factory=dict)
+    categories: list[dict[str, Any]] = field(default_factory=list)
 
     def sorted_rows(self, profile: str) -> list[DetectorRow]:
         return sorted(self.rows, key=lambda r: -r.results[profile].normalised)
@@ -55,6 +56,7 @@ class NabReport:
             "files": self.files,
             "n_windows": self.n_windows,
             "settings": self.settings,
+            "categories": self.categories,
             "detectors": {
                 r.name: {
                     "profiles": {p: enc(asdict(v)) for p, v in r.results.items()},
@@ -110,8 +112,8 @@ class NabReport:
                 "",
                 "## Vigil at its own decision rule (no threshold optimisation)",
                 "",
-                "The alarms Vigil raises by itself (`is_anomaly` of the online detector / the combined "
-                "rule), scored as a 0/1 anomaly_score.",
+                "The pages Vigil raises by itself (`alarm` of the combined decision: flagged, and not "
+                "within the alarm grouping of an earlier page), scored as a 0/1 anomaly_score.",
                 "",
                 "| detector | windows caught | recall | FP | FP per 1,000 rows | median delay (rows / min) |"
                 " standard | low FP | low FN |",
@@ -121,6 +123,18 @@ class NabReport:
                 s = r.own_alarm_scores or {}
                 extra = " | ".join(f"{s[p].normalised:.2f}" for p in PROFILES if p in s)
                 lines.append(_event_row(r.name, r.own_alarms) + f" {extra} |")
+        if self.categories:
+            lines += [
+                "",
+                "## Vigil by category (at its standard-profile threshold)",
+                "",
+                "| category | files | windows caught | FP | raw score |",
+                "| --- | ---: | ---: | ---: | ---: |",
+            ]
+            for c in self.categories:
+                lines.append(
+                    f"| {c['category']} | {c['files']} | {c['caught']}/{c['windows']} | {c['fp']} | {c['raw']:.2f} |"
+                )
         if self.settings:
             lines += [
                 "",

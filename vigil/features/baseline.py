@@ -8,7 +8,7 @@ per host and metric, plus a short ring buffer — and batch extraction is simply
 the same recursion run over a longer frame.
 
 >>> import pandas as pd
->>> b = FeatureBuilder(("cpu",), BaselineConfig(warmup=2))
+>>> b = FeatureBuilder(("cpu",), BaselineConfig(warmup_s=20.0), interval_s=10.0)
 >>> frame = pd.DataFrame({"host": ["a"] * 4, "time": pd.date_range("2026-01-01", periods=4, freq="10s", tz="UTC"),
 ...                       "cpu": [10.0, 12.0, 11.0, 90.0]})
 >>> out = b.transform(frame)
@@ -32,23 +32,40 @@ from vigil.features.definitions import BASE_METRICS, feature_names
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """Tunables of the per-host baseline (one place; documented in docs/features.md)."""
+    """Tunables of the per-host baseline (one place; documented in docs/features.md).
 
-    halflife: float = 360.0  # intervals (1 h at 10 s): how fast a host's normal adapts
-    window: int = 6  # intervals in the short window (1 min at 10 s)
+    Time scales are in seconds, so one configuration serves 10 s host metrics and 5-minute
+    series alike; :meth:`rows` turns them into intervals for a given interval width.
+
+    >>> BaselineConfig().rows(10.0), BaselineConfig().rows(5.0)
+    ((360.0, 6, 30), (720.0, 12, 60))
+    """
+
+    halflife_s: float = 3600.0  # how fast a host's normal adapts
+    window_s: float = 60.0  # the short window (mean and spread of the last minute)
     clip_z: float = 4.0  # deviations beyond this many sigmas count as abnormal for the baseline
     slow_factor: float = 20.0  # abnormal points move the baseline this many times more slowly
-    #: intervals before a host's baseline is trusted (it may not alarm before): 5 min at 10 s.
-    #: Equal to the ``warmup_intervals`` setting's default (tests/test_settings.py checks). 18 (3 min)
-    #: was tried in the demo: the host left warm-up before its baseline had seen one of this VM's
+    #: seconds before a host's baseline is trusted (it may not alarm before): 5 min.
+    #: Equal to the ``warmup_s`` setting's default (tests/test_settings.py checks). 3 min was
+    #: tried in the demo: the host left warm-up before its baseline had seen one of this VM's
     #: periodic disk-read bursts (page cache dropped every few minutes) and alarmed on the next one.
-    warmup: int = 30
+    warmup_s: float = 300.0
     z_cap: float = 50.0  # features are capped so one absurd value cannot dominate a model
     #: the smallest spread of log(short-window σ + floor) a host's volatility baseline assumes:
     #: a change of the short-window spread by e^0.5 = 1.65x is one unit of ``vol``. Smaller
     #: floors made an idle metric's first small burst (a process reading its libraries from an
     #: idle disk) a 7-sigma volatility event
     vol_floor: float = 0.5
+
+    def rows(self, interval_s: float) -> tuple[float, int, int]:
+        """(half-life, window, warm-up) in intervals of ``interval_s`` seconds."""
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        return (
+            max(1.0, self.halflife_s / interval_s),
+            max(1, round(self.window_s / interval_s)),
+            max(0, round(self.warmup_s / interval_s)),
+        )
 
 
 DEFAULT_FLOORS: dict[str, float] = {m.name: m.floor for m in BASE_METRICS}
@@ -81,12 +98,15 @@ class FeatureBuilder:
         metrics: Sequence[str],
         config: BaselineConfig | None = None,
         floors: dict[str, float] | None = None,
+        interval_s: float = 10.0,
     ) -> None:
         self.metrics = tuple(metrics)
         self.config = config or BaselineConfig()
+        self.interval_s = float(interval_s)
+        halflife, self.window, self.warmup = self.config.rows(self.interval_s)
         floors = {**DEFAULT_FLOORS, **(floors or {})}
         self.floor = np.array([floors.get(m, 1e-3) for m in self.metrics], dtype=float)
-        self.alpha = 1.0 - 0.5 ** (1.0 / self.config.halflife)
+        self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
         self.columns = feature_names(self.metrics)
         self._s = _State()
         self._grow(0)
@@ -121,7 +141,7 @@ class FeatureBuilder:
         more than scoring). ``keep_time=False`` forgets the last absorbed time, so rows at or
         before it are scored instead of dropped as already seen.
         """
-        out = FeatureBuilder(self.metrics, self.config)
+        out = FeatureBuilder(self.metrics, self.config, interval_s=self.interval_s)
         out.floor = self.floor.copy()
         known = [h for h in dict.fromkeys(hosts) if h in self._s.hosts]
         if not known:
@@ -153,7 +173,7 @@ class FeatureBuilder:
         that nests bytes in bytes holds a copy per level at once; pickling this tuple straight
         into the checkpoint file (``detector.state.save_checkpoint``) holds none.
         """
-        return (self.metrics, self.config, self.floor, self._s)
+        return (self.metrics, self.config, self.floor, self._s, self.interval_s)
 
     def to_bytes(self) -> bytes:
         return pickle.dumps(self.state(), protocol=5)
@@ -165,8 +185,8 @@ class FeatureBuilder:
     @classmethod
     def from_state(cls, saved: tuple) -> FeatureBuilder:
         """Inverse of :meth:`state`."""
-        metrics, config, floor, state = saved
-        builder = cls(metrics, config)
+        metrics, config, floor, state, *rest = saved  # checkpoints before interval_s: 10 s
+        builder = cls(metrics, config, interval_s=rest[0] if rest else 10.0)
         builder.floor = floor
         builder._s = state
         if state.mu_vol is None and state.mu is not None:  # a checkpoint older than the vol baseline
@@ -176,7 +196,7 @@ class FeatureBuilder:
         return builder
 
     def _grow(self, n_new: int) -> None:
-        s, f, w = self._s, len(self.metrics), self.config.window
+        s, f, w = self._s, len(self.metrics), self.window
         old = 0 if s.mu is None else s.mu.shape[0]
         needed = len(s.hosts) + n_new  # new hosts take the free rows below this (see _index)
         if s.mu is not None and needed <= old:
@@ -238,7 +258,7 @@ class FeatureBuilder:
         n = s.n[idx]
         observed = np.isfinite(x)
         z, s.mu[idx], s.var[idx] = _robust_step(
-            n, s.mu[idx], s.var[idx], x, observed, self.floor, 1, self.alpha, cfg
+            n, s.mu[idx], s.var[idx], x, observed, self.floor, 1, self.alpha, cfg, self.warmup
         )
         s.n[idx] = n + observed
 
@@ -246,7 +266,7 @@ class FeatureBuilder:
         pos = s.pos[idx]
         s.buf_x[idx, pos] = np.where(observed, x, np.nan)
         s.buf_z[idx, pos] = np.where(observed, z, np.nan)
-        s.pos[idx] = (pos + 1) % cfg.window
+        s.pos[idx] = (pos + 1) % self.window
         s.n_host[idx] += 1
         s.last_time[idx] = when
 
@@ -268,12 +288,21 @@ class FeatureBuilder:
         has_window = (cnt >= 3) & (n >= 3)
         n_vol = s.n_vol[idx]
         vol, s.mu_vol[idx], s.var_vol[idx] = _robust_step(
-            n_vol, s.mu_vol[idx], s.var_vol[idx], log_sd, has_window, cfg.vol_floor, 3, self.alpha, cfg
+            n_vol,
+            s.mu_vol[idx],
+            s.var_vol[idx],
+            log_sd,
+            has_window,
+            cfg.vol_floor,
+            3,
+            self.alpha,
+            cfg,
+            self.warmup,
         )
         s.n_vol[idx] = n_vol + has_window
 
         feats = np.stack([z, np.clip(zmean, -cfg.z_cap, cfg.z_cap), vol], axis=2).reshape(len(idx), -1)
-        warm = s.n_host[idx] <= cfg.warmup
+        warm = s.n_host[idx] <= self.warmup
         return feats, warm
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -337,6 +366,7 @@ def _robust_step(
     min_n: int,
     alpha_min: float,
     cfg: BaselineConfig,
+    warmup: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One step of the robust baseline: the standardised deviation of ``x``, then the new mean
     and variance (plain mean while young, then EWMA; once trusted, abnormal values are
@@ -349,7 +379,7 @@ def _robust_step(
     with np.errstate(invalid="ignore"):
         z = np.where(observed & (n >= min_n), (x - mu) / sd, 0.0)
     z = np.clip(z, -cfg.z_cap, cfg.z_cap)
-    trusted = n >= cfg.warmup
+    trusted = n >= warmup
     abnormal = trusted & (np.abs(z) > cfg.clip_z)
     alpha = np.maximum(1.0 / (n + 1.0), alpha_min)
     alpha = np.where(abnormal, alpha / cfg.slow_factor, alpha)

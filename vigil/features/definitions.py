@@ -148,14 +148,17 @@ def feature_names(metrics: tuple[str, ...] = BASE_METRIC_NAMES) -> tuple[str, ..
 
 
 def metric_of(feature: str) -> str | None:
-    """The base metric a feature column is derived from (None if ``feature`` is not one).
+    """The base metric a feature column is derived from (None if ``feature`` is not one); a base
+    metric's own name (what per-series evidence names) is its own metric.
 
     Why: an alarm names features; a report asks whether they belong to the metrics a scenario
     should move.
 
-    >>> metric_of("cpu_busy_zmean"), metric_of("mem_used_pct_vol"), metric_of("uptime")
-    ('cpu_busy', 'mem_used_pct', None)
+    >>> metric_of("cpu_busy_zmean"), metric_of("mem_used_pct_vol"), metric_of("disk_read"), metric_of("uptime")
+    ('cpu_busy', 'mem_used_pct', 'disk_read', None)
     """
+    if feature in BASE_METRIC_NAMES:
+        return feature
     metric, _, kind = feature.rpartition("_")
     return metric if kind in FEATURE_KINDS and metric in BASE_METRIC_NAMES else None
 

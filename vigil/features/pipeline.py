@@ -8,6 +8,7 @@ poll. Same object, same recursion, same features.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from datetime import datetime
 
 import pandas as pd
@@ -19,11 +20,25 @@ from vigil.influx import InfluxClient
 
 
 class FeaturePipeline:
-    """Counter state + per-host baselines."""
+    """Counter state + per-host baselines.
 
-    def __init__(self, config: BaselineConfig | None = None) -> None:
+    ``metrics``: the base metrics the baselines are kept for; Telegraf's by default (what
+    :meth:`update` derives from raw frames). Other series (a NAB file's ``value``) come in as
+    base metrics through :meth:`update_base`.
+    """
+
+    def __init__(
+        self,
+        config: BaselineConfig | None = None,
+        interval_s: float = 10.0,
+        metrics: Sequence[str] = BASE_METRIC_NAMES,
+    ) -> None:
         self.counters = CounterState()
-        self.builder = FeatureBuilder(BASE_METRIC_NAMES, config)
+        self.builder = FeatureBuilder(metrics, config, interval_s=interval_s)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.builder.metrics
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -33,6 +48,10 @@ class FeaturePipeline:
         """Absorb raw frames (complete intervals only); return (base metrics, features)."""
         base = base_metrics(raw, self.counters)
         return base, self.builder.transform(base)
+
+    def update_base(self, base: pd.DataFrame) -> pd.DataFrame:
+        """Absorb base-metric rows (host, time, metrics...) directly; return their features."""
+        return self.builder.transform(base)
 
     def update_from_influx(
         self,

@@ -41,11 +41,18 @@ def online_config() -> OnlineConfig:
 
 @dataclass
 class Scored:
-    """Per-source prediction frames (host, time + PREDICTIONS fields), same row order."""
+    """Per-source prediction frames (host, time + PREDICTIONS fields), same row order.
+
+    ``online`` is the fleet model; ``combined`` the decision (with ``alarm``: the row pages);
+    ``muted``: rows within a page's grouping window (vigil.serving.grouping); ``series``: each
+    row's strongest per-series evidence (score, metric) when it was computed.
+    """
 
     online: pd.DataFrame
     batch: pd.DataFrame | None
     combined: pd.DataFrame
+    muted: np.ndarray | None = None
+    series: pd.DataFrame | None = None
 
 
 def host_warmup(features: pd.DataFrame, seen: Callable[[str], int], warmup_intervals: int) -> np.ndarray:
@@ -118,7 +125,7 @@ def score_online(
     n = len(features)
     times, order = order if order is not None else time_order(features)
     bounds = np.flatnonzero(np.diff(times[order])) + 1
-    x = features[list(ONLINE_FEATURES)].to_numpy(dtype=float)
+    x = features[list(online.feature_names)].to_numpy(dtype=float)
     learnable = learn_mask(features, learn_max) & ~warm if learn else np.zeros(n, dtype=bool)
     score, threshold = np.zeros(n), np.zeros(n)
     flagged, young = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
@@ -166,6 +173,8 @@ def score_features(
     on_error: Callable[[str, int], None] | None = None,
     learn: bool = True,
     calibration: HostCalibration | None = None,
+    series: pd.DataFrame | None = None,
+    now: np.ndarray | None = None,
 ) -> Scored:
     """Both models and the combined decision for every feature row (``learn=False``: the online
     model only scores and ``calibration`` is only read, as the scoring API needs).
@@ -196,8 +205,7 @@ def score_features(
     online_young = on["warmup"].to_numpy().astype(bool) & ~warm
     on_for_rule = on.copy()
     on_for_rule.loc[online_young, "score"] = 0.0
-    combined_warm = warm | (online_young if batch is None else np.zeros_like(warm))
-    combined = combine_frames(on_for_rule, batch, combined_warm)
+    combined = combine_frames(on_for_rule, batch, warm, series=series, now=now)
     if batch is not None and calibration is not None and learn:
         order = by_time[1]
         calibration.update(
@@ -211,4 +219,5 @@ def score_features(
         online=with_keys(on),
         batch=with_keys(batch) if batch is not None else None,
         combined=with_keys(combined),
+        series=series,
     )
