@@ -1,0 +1,228 @@
+"""The data-quality guard: raw values that cannot be real never reach the features.
+
+Why a guard before the features: a value a collector could not have measured (``usage_idle =
+1e300``, ``used_percent = -5``, a point stamped a day ahead) is not an anomaly of the host but
+a fault of the data. Fed to the per-host baselines it poisons them for hours (the variance of
+1e300 overflows: NaN baselines, then every feature of that host is noise), and scored it raises
+alarms nobody can act on. So each raw value is checked against what its field can physically
+take (:class:`vigil.features.definitions.Bounds`, declared once beside the field) before the
+per-interval aggregation; a bad value is treated as missing (never averaged, never fed to a
+baseline) and reported, per host, kind and field.
+
+Training extraction and the detector run the same guard on the same raw frames
+(:func:`vigil.features.source.fetch_raw`, ``detector.reader``), so a model never learns from a
+value the detector would refuse, and the features stay identical on both sides.
+
+Kinds (``vigil.schema.DATA_QUALITY_KINDS``): ``type_conflict`` (not a number), ``non_finite``
+(NaN, inf), ``out_of_range`` (outside the declared bounds), ``future_time`` (stamped beyond now +
+``future_tolerance_s``) are found here; ``missing_field`` (a point without one of the fields the
+features read) is noted here; ``counter_reset`` / ``counter_backwards`` are told apart where the
+counters become rates (:class:`vigil.features.source.CounterState`), because only the next
+reading says which one happened.
+
+>>> import pandas as pd
+>>> from vigil.features.definitions import BASE_METRICS
+>>> mem = [f for m in BASE_METRICS for f in m.inputs if f.field == "used_percent"]
+>>> pts = pd.DataFrame({"time": pd.to_datetime([0, 3, 12], unit="s", utc=True), "host": ["a", "a", "a"],
+...                     "used_percent": [40.0, -1e300, 41.0]})
+>>> clean, report = guard_points(mem, pts, now_ns=20 * 10**9, interval_s=10)
+>>> clean["used_percent"].tolist()
+[40.0, nan, 41.0]
+>>> report.events[["host", "kind", "field", "count", "value"]].to_dict("records")
+[{'host': 'a', 'kind': 'out_of_range', 'field': 'mem.used_percent', 'count': 1, 'value': -1e+300}]
+>>> report.tallies.to_dict("records")   # per host and interval: values kept and kept out
+[{'host': 'a', 'time': 0, 'good': 1, 'bad': 1}, {'host': 'a', 'time': 10000000000, 'good': 1, 'bad': 0}]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from vigil.features.definitions import RawField
+
+NS = 1_000_000_000
+
+#: Columns of :attr:`QualityReport.events`: one row per host, interval (start, ns), kind and field.
+EVENT_COLUMNS = ["host", "time", "kind", "field", "count", "value"]
+#: Columns of :attr:`QualityReport.tallies`: values kept (good) and kept out (bad) per host-interval.
+TALLY_COLUMNS = ["host", "time", "good", "bad"]
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Tunables of the guard and of data-quality incidents (one place; docs/detector.md)."""
+
+    #: a point stamped later than now + this is a clock ahead, not a measurement. Generous:
+    #: NTP keeps clocks within milliseconds, and a collector's own lateness is not a clock error.
+    future_tolerance_s: float = 300.0
+    #: a data-quality incident looks at a host's last this many intervals (1 min at 10 s)...
+    incident_window: int = 6
+    #: ...and opens when at least this share of the values it checked were bad...
+    incident_share: float = 0.5
+    #: ...and at least this many (one odd point among few values is not an incident)
+    incident_min_bad: int = 3
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c in ("host", "kind", "field") else "int64") for c in columns})
+
+
+@dataclass
+class QualityReport:
+    """What the guard found in some raw frames.
+
+    ``events``: per host, interval start (ns), kind and field, how many values and the most
+    extreme one (``value``, NaN when not a finite number). ``tallies``: per host and interval,
+    how many values were kept (``good``) and kept out (``bad``), for the hosts with an event and
+    the ones the caller asked to ``watch`` (what data-quality incidents are judged on).
+    """
+
+    events: pd.DataFrame = field(default_factory=lambda: _empty(EVENT_COLUMNS))
+    tallies: pd.DataFrame = field(default_factory=lambda: _empty(TALLY_COLUMNS))
+
+    @property
+    def empty(self) -> bool:
+        return self.events.empty and self.tallies.empty
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Values per (host, kind)."""
+        out: Counter[tuple[str, str]] = Counter()
+        if not self.events.empty:
+            grouped = self.events.groupby(["host", "kind"], sort=False)["count"].sum()
+            for (host, kind), n in grouped.items():
+                out[(str(host), str(kind))] += int(n)
+        return out
+
+    @staticmethod
+    def merge(reports: Iterable[QualityReport]) -> QualityReport:
+        """One report for several frames (events and tallies of the same cell are added up)."""
+        reports = [r for r in reports if not r.empty]
+        if not reports:
+            return QualityReport()
+        if len(reports) == 1:
+            return reports[0]
+        events = pd.concat([r.events for r in reports if not r.events.empty] or [_empty(EVENT_COLUMNS)])
+        tallies = pd.concat([r.tallies for r in reports if not r.tallies.empty] or [_empty(TALLY_COLUMNS)])
+        return QualityReport(_aggregate_events(events), _aggregate_tallies(tallies))
+
+
+def _aggregate_events(events: pd.DataFrame) -> pd.DataFrame:
+    """Sum counts per (host, time, kind, field); keep the value farthest from zero."""
+    if events.empty:
+        return _empty(EVENT_COLUMNS)
+    events = events.assign(_mag=np.abs(events["value"].to_numpy(dtype=float)))
+    events = events.sort_values("_mag", ascending=False, na_position="last", kind="stable")
+    keys = ["host", "time", "kind", "field"]
+    out = events.groupby(keys, sort=True).agg(count=("count", "sum"), value=("value", "first")).reset_index()
+    out["count"] = out["count"].astype("int64")
+    out["time"] = out["time"].astype("int64")
+    return out[EVENT_COLUMNS]
+
+
+def _aggregate_tallies(tallies: pd.DataFrame) -> pd.DataFrame:
+    if tallies.empty:
+        return _empty(TALLY_COLUMNS)
+    out = tallies.groupby(["host", "time"], sort=True)[["good", "bad"]].sum().reset_index()
+    return out.astype({"time": "int64", "good": "int64", "bad": "int64"})[TALLY_COLUMNS]
+
+
+def to_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(floats, type conflicts): strings and booleans are not numbers (InfluxDB stores a field's
+    type per shard, so a string field can meet a float field in one answer)."""
+    numeric = pd.to_numeric(raw, errors="coerce")
+    if raw.dtype == object or pd.api.types.is_bool_dtype(raw):
+        bools = raw.map(lambda v: isinstance(v, bool | np.bool_))
+        numeric = numeric.where(~bools.to_numpy())
+        # "NaN" and "inf" as strings parse; they are still strings, i.e. type conflicts
+        strings = raw.map(lambda v: isinstance(v, str)).to_numpy()
+        numeric = numeric.where(~strings | numeric.isna())
+    return numeric.astype(float), raw.notna() & numeric.isna()
+
+
+def guard_points(
+    fields: Sequence[RawField],
+    frame: pd.DataFrame,
+    *,
+    now_ns: int | None,
+    interval_s: int,
+    config: QualityConfig | None = None,
+    watch: Iterable[str] = (),
+) -> tuple[pd.DataFrame, QualityReport]:
+    """Check the raw points of one query (``time``, ``host``, device tag, ``fields``' columns).
+
+    Returns the frame with every field as float and each bad value replaced by NaN (what
+    :func:`vigil.features.source.per_interval` treats as missing), and what was found. A point
+    stamped after ``now_ns + future_tolerance_s`` has all its values kept out (``future_time``,
+    filed under the interval of ``now_ns``; ``now_ns=None`` skips the check). ``watch``: hosts
+    whose tallies are wanted even without an event (open data-quality incidents).
+    """
+    config = config or QualityConfig()
+    if frame.empty:
+        return frame, QualityReport()
+    frame = frame.copy()
+    n = len(frame)
+    step = int(interval_s) * NS
+    t_ns = pd.DatetimeIndex(pd.to_datetime(frame["time"], utc=True, cache=False)).asi8
+    bucket = t_ns - t_ns % step
+    future = np.zeros(n, dtype=bool)
+    if now_ns is not None:
+        future = t_ns > now_ns + int(config.future_tolerance_s * NS)
+        if future.any():
+            bucket = np.where(future, now_ns - now_ns % step, bucket)
+    hosts = frame["host"].astype(str).to_numpy()
+    good = np.zeros(n, dtype=np.int64)
+    bad = np.zeros(n, dtype=np.int64)
+    found: list[pd.DataFrame] = []
+
+    def note(kind: str, mask: np.ndarray, column: str, values: np.ndarray) -> None:
+        if mask.any():
+            found.append(
+                pd.DataFrame(
+                    {
+                        "host": hosts[mask],
+                        "time": bucket[mask],
+                        "kind": kind,
+                        "field": column,
+                        "count": 1,
+                        "value": values[mask],
+                    }
+                )
+            )
+
+    for f in fields:
+        if f.field not in frame.columns:
+            frame[f.field] = np.nan
+            note("missing_field", ~future, f.column, np.full(n, np.nan))
+            continue
+        raw = frame[f.field]
+        values, conflict = to_numbers(raw)
+        x = values.to_numpy()
+        conflict = conflict.to_numpy()
+        present = raw.notna().to_numpy()
+        finite = np.isfinite(x)
+        non_finite = present & ~conflict & ~finite
+        out_of_range = finite & ~f.bounds.contains(x) if f.bounds is not None else np.zeros(n, dtype=bool)
+        late = future & present & ~conflict & ~non_finite & ~out_of_range
+        note("type_conflict", conflict, f.column, np.full(n, np.nan))
+        note("non_finite", non_finite, f.column, np.where(non_finite, x, np.nan))
+        note("out_of_range", out_of_range, f.column, x)
+        note("future_time", late, f.column, x)
+        note("missing_field", ~present & ~future, f.column, np.full(n, np.nan))
+        is_bad = conflict | non_finite | out_of_range | late
+        frame[f.field] = np.where(is_bad, np.nan, x)
+        bad += is_bad
+        good += present & ~is_bad
+    if not found and not watch:
+        return frame, QualityReport()
+    events = _aggregate_events(pd.concat(found, ignore_index=True)) if found else _empty(EVENT_COLUMNS)
+    wanted = set(events["host"]) | set(watch)
+    keep = pd.Index(hosts).isin(list(wanted))
+    tallies = _aggregate_tallies(
+        pd.DataFrame({"host": hosts[keep], "time": bucket[keep], "good": good[keep], "bad": bad[keep]})
+    )
+    return frame, QualityReport(events, tallies)
