@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from detector.champion import ChampionWatcher
+from detector.data_quality import DataQuality
 from detector.host_calibration import HostCalibration
 from detector.incidents import IncidentRecorder, models_in_force
 from detector.observability import DetectorMetrics
@@ -51,6 +52,7 @@ from detector.sharding import ShardFilter
 from detector.sink import PredictionSink
 from detector.state import Checkpoint, load_checkpoint, save_checkpoint
 from vigil.features import FeaturePipeline
+from vigil.features.quality import QualityReport
 from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident
 from vigil.model import LoadedModel
 from vigil.online import OnlineDetector
@@ -105,7 +107,10 @@ class Detector:
         self.checkpoint_path = self.dir / "checkpoint.pkl"
         self.metrics = DetectorMetrics()
         self.shard = ShardFilter(settings.shard_index, settings.shard_count)
-        self.reader = RawReader(settings, self.shard, self.metrics.error)
+        self.quality = DataQuality(self.interval_ns)
+        self.reader = RawReader(settings, self.shard, self.metrics.error, future=self.quality.future)
+        self._now_ns: int | None = None
+        self._muted: set[tuple[str, int]] = set()
         self.write_client = InfluxClient(settings=settings, retries=0)
         self.sink = PredictionSink(
             self.write_client,
@@ -147,6 +152,7 @@ class Detector:
             self.online = OnlineDetector.from_bytes(ckpt.online)
             self.iterations = ckpt.iterations
             self.host_last_seen = dict(ckpt.extra.get("host_last_seen", {}))
+            self.quality.restore(ckpt.extra.get("data_quality"))
             saved = ckpt.extra.get("host_calibration")  # absent in checkpoints older than it
             self.calibration = (
                 HostCalibration.from_state(saved)
@@ -203,6 +209,7 @@ class Detector:
         t0 = time.perf_counter()
         self._heartbeat = time.time()
         now = time.time() if now is None else now
+        self._now_ns = int(now * NS)
         end_ns = self._floor(int((now - self.settings.allowed_lateness_s) * NS))
         if self.watermark_ns is None:
             self.watermark_ns = end_ns - self.interval_ns  # fresh start: the newest complete interval
@@ -275,7 +282,11 @@ class Detector:
         self._prev_window = (lo, hi, audit.points, audit.duplicates) if audit is not None else None
 
     def _read_and_score(self, lo: int, hi: int, result: IterationResult) -> WindowAudit | None:
-        raw, rows, audit = self.reader.read_audited(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
+        raw, rows, audit, quality = self.reader.read_audited(
+            pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"), self._now_ns, self.quality.watched()
+        )
+        if self._now_ns is not None:
+            quality = QualityReport.merge([quality, self.reader.read_future(self._now_ns)])
         result.rows_read = rows
         self.metrics.add(points_read=rows)
         if not self._online_warm_tried and time.monotonic() >= self._online_warm_retry_at:
@@ -283,6 +294,7 @@ class Detector:
         result.warm_started = self._warm_start(raw, lo)
         with self.state_lock:
             base, features = self.pipeline.update(raw)
+        self._observe_quality(quality, lo, hi)
         self.last_features = features
         if not base.empty:
             self.metrics.error(
@@ -293,6 +305,16 @@ class Detector:
         self.watermark_ns = hi
         result.end_ns = hi
         return audit
+
+    def _observe_quality(self, quality: QualityReport, lo: int, hi: int) -> None:
+        """Count, record and judge what the data-quality guard found in ``[lo, hi)`` (with the
+        counter resets and backward readings the feature update found); remember which
+        host-intervals are in a data-quality incident, so their alarms are muted."""
+        counts, self._muted = self.quality.observe(quality, self.pipeline.counters.drain(), lo, hi)
+        self.metrics.data_quality_found(counts, len(self.quality.incidents.open))
+        lines = self.quality.drain_lines()
+        if lines:
+            self.sink.add(lines)
 
     def _warm_start(self, raw: dict[str, pd.DataFrame], lo: int) -> list[str]:
         """Absorb the recent history of hosts seen for the first time (baseline + counters)."""
@@ -420,6 +442,7 @@ class Detector:
                 self.metrics.error,
                 calibration=self.calibration,
             )
+        self.quality.mute(scored.combined, self._muted)  # bad data is not an anomaly
         lines = prediction_lines(
             scored.online,
             model=ONLINE_MODEL_NAME,
@@ -494,7 +517,11 @@ class Detector:
                 online=self.online.to_bytes(),
                 features=self.pipeline.state(),
                 iterations=self.iterations,
-                extra={"host_last_seen": self.host_last_seen, "host_calibration": self.calibration.state()},
+                extra={
+                    "host_last_seen": self.host_last_seen,
+                    "host_calibration": self.calibration.state(),
+                    "data_quality": self.quality.state(),
+                },
             ),
         )
 
@@ -541,6 +568,11 @@ class Detector:
             "online_model": {"seen": self.online.n_seen, "threshold": self.online.threshold},
             "buffered": self.sink.buffered,
             "errors": dict(self.metrics.errors),
+            "data_quality": {
+                "values": dict(self.metrics.data_quality),
+                "incidents": self.quality.incidents.open[:20],
+                "incident_hosts": len(self.quality.incidents.open),
+            },
             "iterations": self.iterations,
         }
 
