@@ -9,11 +9,12 @@ reader needs lives here:
   (:class:`FuturePoints`): when its time comes, that same point (same series, time and values)
   is kept out of the window. A point written later at that time with other values (the host's
   real reading, which overwrites it in InfluxDB) is scored as usual.
-* **Data-quality incidents.** A host whose checked values were mostly bad over the last
-  ``incident_window`` intervals (at least ``incident_share`` of them and ``incident_min_bad``
-  values) has a data-quality incident: one ``vigil_data_quality`` point per interval while it
-  lasts (``kind=incident``, ``state`` open | ongoing | closed) and its combined predictions
-  cannot alarm meanwhile. Its good values are still scored; bad data is not an anomaly.
+* **Data-quality incidents.** A host-interval is *mostly bad* when at least ``incident_share``
+  (half) of its checked values, and at least ``incident_min_bad`` (3), were bad. A host has a
+  data-quality incident from a mostly bad interval until ``incident_window`` (6) intervals in a
+  row that are not: one ``vigil_data_quality`` point per interval while it lasts
+  (``kind=incident``, ``state`` open | ongoing | closed) and its combined predictions cannot
+  alarm meanwhile. Its good values are still scored; bad data is not an anomaly.
 * **Events and counts**: one ``vigil_data_quality`` point per host, interval, kind and field;
   per host and kind in ``/metrics``; per kind in ``vigil_detector_stats``.
 """
@@ -87,25 +88,26 @@ class FuturePoints:
 
 
 @dataclass
-class _HostWindow:
-    """One host's recent (interval start -> good, bad) tallies and its incident, if any."""
+class _HostState:
+    """One host's tallies not yet judged (interval start -> [good, bad]) and its incident."""
 
     bins: dict[int, list[int]] = field(default_factory=dict)
     opened_ns: int | None = None
+    quiet: int = 0  # intervals in a row, since the last mostly bad one, that were not
     kinds: Counter[str] = field(default_factory=Counter)
 
 
 class IncidentTracker:
-    """Per-host share of bad values over the last ``incident_window`` intervals; opens and
-    closes data-quality incidents (see the module docstring)."""
+    """Data-quality incidents, decided interval by interval from each host-interval's own values
+    (so the outcome does not depend on how the reads were batched): a host-interval is *mostly
+    bad* when at least ``incident_share`` of its checked values, and at least
+    ``incident_min_bad`` of them, were bad. An incident opens at a mostly bad interval and closes
+    after ``incident_window`` intervals in a row that are not."""
 
     def __init__(self, config: QualityConfig, interval_ns: int) -> None:
         self.config = config
         self.interval_ns = interval_ns
-        self.hosts: dict[str, _HostWindow] = {}
-
-    def watched(self) -> set[str]:
-        return set(self.hosts)
+        self.hosts: dict[str, _HostState] = {}
 
     @property
     def open(self) -> list[str]:
@@ -114,12 +116,12 @@ class IncidentTracker:
     def observe(
         self, tallies: pd.DataFrame, kinds: Counter[tuple[str, str]], lo: int, hi: int
     ) -> tuple[list[dict[str, Any]], set[tuple[str, int]]]:
-        """Absorb the tallies of ``[lo, hi)`` (and any found later, e.g. future points); return the
-        incident points to write and the (host, interval) pairs whose alarms are suppressed."""
+        """Absorb the tallies found reading ``[lo, hi)`` (future points may be filed later) and
+        judge the intervals of ``[lo, hi)``; return the incident points to write and the (host,
+        interval) pairs whose alarms are muted."""
         cfg, step = self.config, self.interval_ns
         for host, t, good, bad in tallies[["host", "time", "good", "bad"]].itertuples(index=False):
-            w = self.hosts.setdefault(str(host), _HostWindow())
-            cell = w.bins.setdefault(int(t), [0, 0])
+            cell = self.hosts.setdefault(str(host), _HostState()).bins.setdefault(int(t), [0, 0])
             cell[0] += int(good)
             cell[1] += int(bad)
         for (host, kind), n in kinds.items():
@@ -127,43 +129,45 @@ class IncidentTracker:
                 self.hosts[host].kinds[kind] += n
         points: list[dict[str, Any]] = []
         muted: set[tuple[str, int]] = set()
-        for t in range(lo, hi, step):
-            span_lo = t - (cfg.incident_window - 1) * step
-            for host, w in list(self.hosts.items()):
-                cells = [c for s, c in w.bins.items() if span_lo <= s <= t or (s > t and t == hi - step)]
-                good = sum(c[0] for c in cells)
-                bad = sum(c[1] for c in cells)
+        for host, w in list(self.hosts.items()):
+            for t in range(lo, hi, step):
+                good, bad = w.bins.pop(t, (0, 0))
                 share = bad / (good + bad) if good + bad else 0.0
                 mostly_bad = bad >= cfg.incident_min_bad and share >= cfg.incident_share
-                detail = ", ".join(f"{k} {n}" for k, n in w.kinds.most_common())
-                if w.opened_ns is None and mostly_bad:
-                    w.opened_ns = t
-                    log.warning(
-                        "data-quality incident on %s: %.0f%% of its values bad over %d intervals (%s)",
-                        host, 100 * share, cfg.incident_window, detail,
-                    )
-                    points.append({"host": host, "time": t, "state": "open", "share": share, "count": bad, "detail": detail})
-                elif w.opened_ns is not None and mostly_bad:
-                    points.append({"host": host, "time": t, "state": "ongoing", "share": share, "count": bad, "detail": detail})
+                point = {"host": host, "time": t, "share": share, "count": bad}
+                if mostly_bad:
+                    w.quiet = 0
+                    detail = ", ".join(f"{k} {n}" for k, n in w.kinds.most_common())
+                    if w.opened_ns is None:
+                        w.opened_ns = t
+                        log.warning(
+                            "data-quality incident on %s: %.0f%% of its values bad (%s); its alarms are muted",
+                            host,
+                            100 * share,
+                            detail,
+                        )
+                    points.append({**point, "state": "open" if w.opened_ns == t else "ongoing", "detail": detail})
                 elif w.opened_ns is not None:
-                    log.warning("data-quality incident on %s closed (bad share now %.0f%%)", host, 100 * share)
-                    w.opened_ns = None
-                    w.kinds.clear()
-                    points.append({"host": host, "time": t, "state": "closed", "share": share, "count": bad, "detail": ""})
+                    w.quiet += 1
+                    if w.quiet >= cfg.incident_window:
+                        log.warning("data-quality incident on %s closed", host)
+                        points.append({**point, "state": "closed", "detail": ""})
+                        w.opened_ns, w.quiet = None, 0
+                        w.kinds.clear()
+                    else:
+                        points.append({**point, "state": "ongoing", "detail": ""})
                 if w.opened_ns is not None:
                     muted.add((host, t))
-        horizon = hi - cfg.incident_window * step
-        for host, w in list(self.hosts.items()):
-            w.bins = {s: c for s, c in w.bins.items() if s >= horizon}
-            if w.opened_ns is None and not any(c[1] for c in w.bins.values()):
-                del self.hosts[host]  # nothing bad left in its window: stop watching it
+            w.bins = {s: c for s, c in w.bins.items() if s >= hi}  # filed ahead (future points)
+            if w.opened_ns is None and not w.bins:
+                del self.hosts[host]
         return points, muted
 
     def state(self) -> dict[str, Any]:
-        return {h: (w.bins, w.opened_ns, dict(w.kinds)) for h, w in self.hosts.items()}
+        return {h: (w.bins, w.opened_ns, w.quiet, dict(w.kinds)) for h, w in self.hosts.items()}
 
     def restore(self, saved: dict[str, Any]) -> None:
-        self.hosts = {h: _HostWindow(dict(b), o, Counter(k)) for h, (b, o, k) in saved.items()}
+        self.hosts = {h: _HostState(dict(b), o, q, Counter(k)) for h, (b, o, q, k) in saved.items()}
 
 
 class DataQuality:
@@ -175,9 +179,6 @@ class DataQuality:
         self.incidents = IncidentTracker(self.config, interval_ns)
         self._lines: deque[str] = deque()
         self.dropped_events = 0
-
-    def watched(self) -> set[str]:
-        return self.incidents.watched()
 
     def observe(
         self, report: QualityReport, counter_events: list[tuple[str, int, str, str, float]], lo: int, hi: int

@@ -143,12 +143,11 @@ class RawReader:
         start: pd.Timestamp,
         end: pd.Timestamp,
         now_ns: int | None = None,
-        watch: Sequence[str] | set[str] = (),
     ) -> tuple[RawFrames, int, WindowAudit | None, QualityReport]:
         """:meth:`read` of every host, plus the window's :class:`WindowAudit` (None when a query
         group could not be read, so the window's content is not known) and what the data-quality
-        guard found (``now_ns``: the detector's now; ``watch``: hosts whose tallies it needs)."""
-        return self._read(start, end, None, audit=True, now_ns=now_ns, watch=watch)
+        guard found (``now_ns``: the detector's now, for points stamped in the future)."""
+        return self._read(start, end, None, audit=True, now_ns=now_ns)
 
     def _read(
         self,
@@ -157,7 +156,6 @@ class RawReader:
         hosts: Sequence[str] | None,
         audit: bool,
         now_ns: int | None = None,
-        watch: Sequence[str] | set[str] = (),
     ) -> tuple[RawFrames, int, WindowAudit | None, QualityReport]:
         time_filter = time_range(start, end)
         jobs = []
@@ -194,7 +192,6 @@ class RawReader:
                     now_ns=now_ns,
                     interval_s=self.settings.feature_interval_s,
                     config=self.quality,
-                    watch=watch,
                 )
                 reports.append(report)
             rows += len(frame)

@@ -283,7 +283,7 @@ class Detector:
 
     def _read_and_score(self, lo: int, hi: int, result: IterationResult) -> WindowAudit | None:
         raw, rows, audit, quality = self.reader.read_audited(
-            pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"), self._now_ns, self.quality.watched()
+            pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"), self._now_ns
         )
         if self._now_ns is not None:
             quality = QualityReport.merge([quality, self.reader.read_future(self._now_ns)])

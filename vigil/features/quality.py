@@ -30,7 +30,7 @@ reading says which one happened.
 [40.0, nan, 41.0]
 >>> report.events[["host", "kind", "field", "count", "value"]].to_dict("records")
 [{'host': 'a', 'kind': 'out_of_range', 'field': 'mem.used_percent', 'count': 1, 'value': -1e+300}]
->>> report.tallies.to_dict("records")   # per host and interval: values kept and kept out
+>>> QualityReport.merge([report]).tallies.to_dict("records")   # per host-interval: values kept, kept out
 [{'host': 'a', 'time': 0, 'good': 1, 'bad': 1}, {'host': 'a', 'time': 10000000000, 'good': 1, 'bad': 0}]
 """
 
@@ -60,12 +60,13 @@ class QualityConfig:
     #: a point stamped later than now + this is a clock ahead, not a measurement. Generous:
     #: NTP keeps clocks within milliseconds, and a collector's own lateness is not a clock error.
     future_tolerance_s: float = 300.0
-    #: a data-quality incident looks at a host's last this many intervals (1 min at 10 s)...
-    incident_window: int = 6
-    #: ...and opens when at least this share of the values it checked were bad...
+    #: a host-interval is *mostly bad* when at least this share of its checked values were bad...
     incident_share: float = 0.5
-    #: ...and at least this many (one odd point among few values is not an incident)
+    #: ...and at least this many (one odd point among few values is not an incident). A
+    #: data-quality incident opens at a mostly bad interval...
     incident_min_bad: int = 3
+    #: ...and closes after this many intervals in a row that are not (1 min at 10 s)
+    incident_window: int = 6
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -78,16 +79,19 @@ class QualityReport:
 
     ``events``: per host, interval start (ns), kind and field, how many values and the most
     extreme one (``value``, NaN when not a finite number). ``tallies``: per host and interval,
-    how many values were kept (``good``) and kept out (``bad``), for the hosts with an event and
-    the ones the caller asked to ``watch`` (what data-quality incidents are judged on).
+    how many values were kept (``good``) and kept out (``bad``), for every host with an event,
+    over every frame merged into the report (what data-quality incidents are judged on: a
+    host-interval's share depends on its own values only, not on how reads were batched).
+    ``rows``: the per-point tallies behind them, until :meth:`merge` has seen every frame.
     """
 
     events: pd.DataFrame = field(default_factory=lambda: _empty(EVENT_COLUMNS))
     tallies: pd.DataFrame = field(default_factory=lambda: _empty(TALLY_COLUMNS))
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
     def empty(self) -> bool:
-        return self.events.empty and self.tallies.empty
+        return self.events.empty and self.tallies.empty and not self.rows
 
     def counts(self) -> Counter[tuple[str, str]]:
         """Values per (host, kind)."""
@@ -100,15 +104,25 @@ class QualityReport:
 
     @staticmethod
     def merge(reports: Iterable[QualityReport]) -> QualityReport:
-        """One report for several frames (events and tallies of the same cell are added up)."""
+        """One report for several frames: events of the same cell added up, and the tallies of
+        every host with an event, over all the frames' points."""
         reports = [r for r in reports if not r.empty]
-        if not reports:
-            return QualityReport()
-        if len(reports) == 1:
-            return reports[0]
-        events = pd.concat([r.events for r in reports if not r.events.empty] or [_empty(EVENT_COLUMNS)])
-        tallies = pd.concat([r.tallies for r in reports if not r.tallies.empty] or [_empty(TALLY_COLUMNS)])
-        return QualityReport(_aggregate_events(events), _aggregate_tallies(tallies))
+        parts = [r.events for r in reports if not r.events.empty]
+        events = _aggregate_events(pd.concat(parts, ignore_index=True)) if parts else _empty(EVENT_COLUMNS)
+        tallies = [r.tallies for r in reports if not r.tallies.empty]
+        wanted = pd.Index(events["host"].unique())
+        if len(wanted):
+            for r in reports:
+                for hosts, bucket, good, bad in r.rows:
+                    keep = wanted.get_indexer(hosts) >= 0
+                    if keep.any():
+                        tallies.append(
+                            pd.DataFrame(
+                                {"host": hosts[keep], "time": bucket[keep], "good": good[keep], "bad": bad[keep]}
+                            )
+                        )
+        tally = _aggregate_tallies(pd.concat(tallies, ignore_index=True)) if tallies else _empty(TALLY_COLUMNS)
+        return QualityReport(events, tally)
 
 
 def _aggregate_events(events: pd.DataFrame) -> pd.DataFrame:
@@ -151,15 +165,14 @@ def guard_points(
     now_ns: int | None,
     interval_s: int,
     config: QualityConfig | None = None,
-    watch: Iterable[str] = (),
 ) -> tuple[pd.DataFrame, QualityReport]:
     """Check the raw points of one query (``time``, ``host``, device tag, ``fields``' columns).
 
     Returns the frame with every field as float and each bad value replaced by NaN (what
-    :func:`vigil.features.source.per_interval` treats as missing), and what was found. A point
-    stamped after ``now_ns + future_tolerance_s`` has all its values kept out (``future_time``,
-    filed under the interval of ``now_ns``; ``now_ns=None`` skips the check). ``watch``: hosts
-    whose tallies are wanted even without an event (open data-quality incidents).
+    :func:`vigil.features.source.per_interval` treats as missing), and what was found (merge
+    the reports of every query of a read with :meth:`QualityReport.merge` for complete
+    tallies). A point stamped after ``now_ns + future_tolerance_s`` has all its values kept out
+    (``future_time``, filed under the interval of ``now_ns``; ``now_ns=None`` skips the check).
     """
     config = config or QualityConfig()
     if frame.empty:
@@ -217,12 +230,5 @@ def guard_points(
         frame[f.field] = np.where(is_bad, np.nan, x)
         bad += is_bad
         good += present & ~is_bad
-    if not found and not watch:
-        return frame, QualityReport()
     events = _aggregate_events(pd.concat(found, ignore_index=True)) if found else _empty(EVENT_COLUMNS)
-    wanted = set(events["host"]) | set(watch)
-    keep = pd.Index(hosts).isin(list(wanted))
-    tallies = _aggregate_tallies(
-        pd.DataFrame({"host": hosts[keep], "time": bucket[keep], "good": good[keep], "bad": bad[keep]})
-    )
-    return frame, QualityReport(events, tallies)
+    return frame, QualityReport(events, rows=[(hosts, bucket, good, bad)])

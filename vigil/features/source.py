@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -127,11 +127,10 @@ def guard_group(
     now_ns: int | None,
     interval_s: int,
     config: QualityConfig | None = None,
-    watch: Iterable[str] = (),
 ) -> tuple[pd.DataFrame, QualityReport]:
     """:func:`vigil.features.quality.guard_points` on the raw answer of query group ``name``."""
     return guard_points(
-        QUERY_GROUPS[GROUP_KEYS[name]], frame, now_ns=now_ns, interval_s=interval_s, config=config, watch=watch
+        QUERY_GROUPS[GROUP_KEYS[name]], frame, now_ns=now_ns, interval_s=interval_s, config=config
     )
 
 
