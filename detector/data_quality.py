@@ -49,7 +49,9 @@ class FuturePoints:
         self.points: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
 
     @staticmethod
-    def _keys(name: str, frame: pd.DataFrame) -> tuple[list[tuple[str, str, str, int]], list[tuple[Any, ...]]]:
+    def _keys(
+        name: str, frame: pd.DataFrame
+    ) -> tuple[list[tuple[str, str, str, int]], list[tuple[Any, ...]]]:
         tags = group_series_tags(GROUP_KEYS[name])
         device = frame[tags[1]].fillna("").astype(str) if len(tags) > 1 and tags[1] in frame else None
         t_ns = pd.DatetimeIndex(pd.to_datetime(frame["time"], utc=True, cache=False)).asi8
@@ -57,7 +59,10 @@ class FuturePoints:
         devices = device.to_numpy() if device is not None else np.full(len(frame), "", dtype=object)
         fields = [f.field for f in QUERY_GROUPS[GROUP_KEYS[name]]]
         values = list(
-            zip(*[frame[f].to_numpy() if f in frame else np.full(len(frame), None) for f in fields], strict=True)
+            zip(
+                *[frame[f].to_numpy() if f in frame else np.full(len(frame), None) for f in fields],
+                strict=True,
+            )
         )
         keys = [(name, h, d, int(t)) for h, d, t in zip(hosts, devices, t_ns, strict=True)]
         return keys, values
@@ -146,7 +151,9 @@ class IncidentTracker:
                             100 * share,
                             detail,
                         )
-                    points.append({**point, "state": "open" if w.opened_ns == t else "ongoing", "detail": detail})
+                    points.append(
+                        {**point, "state": "open" if w.opened_ns == t else "ongoing", "detail": detail}
+                    )
                 elif w.opened_ns is not None:
                     w.quiet += 1
                     if w.quiet >= cfg.incident_window:
@@ -189,7 +196,9 @@ class DataQuality:
         counters = [e for e in counter_events if lo <= e[1] < hi]  # warm-start history is not news
         if counters:
             extra = pd.DataFrame(counters, columns=["host", "time", "field", "kind", "value"]).assign(count=1)
-            events = QualityReport.merge([QualityReport(events=events), QualityReport(events=extra[EVENT_COLUMNS])]).events
+            events = QualityReport.merge(
+                [QualityReport(events=events), QualityReport(events=extra[EVENT_COLUMNS])]
+            ).events
         counts: Counter[tuple[str, str]] = QualityReport(events=events).counts()
         incident_points, muted = self.incidents.observe(report.tallies, counts, lo, hi)
         self._queue(events, incident_points)
@@ -209,14 +218,19 @@ class DataQuality:
             )
         if len(events) > budget:
             self.dropped_events += len(events) - budget
-            log.warning("%d data-quality event points not written this iteration (counted in /metrics)", len(events) - budget)
+            log.warning(
+                "%d data-quality event points not written this iteration (counted in /metrics)",
+                len(events) - budget,
+            )
             events = events.head(budget)
         for host, t, kind, fld, count, value in events[EVENT_COLUMNS].itertuples(index=False):
             fields: dict[str, Any] = {"count": int(count)}
             if value is not None and np.isfinite(value):
                 fields["value"] = float(value)
             try:
-                self._lines.append(m.point({"host": host, "kind": kind, "field": fld}, fields, int(t)).to_line())
+                self._lines.append(
+                    m.point({"host": host, "kind": kind, "field": fld}, fields, int(t)).to_line()
+                )
             except (ValueError, LineProtocolError):  # a host name line protocol cannot carry
                 self.dropped_events += 1
 
@@ -232,7 +246,9 @@ class DataQuality:
         if not muted or combined.empty:
             return 0
         t_ns = pd.DatetimeIndex(pd.to_datetime(combined["time"], utc=True, cache=False)).asi8
-        hit = np.array([(h, int(t)) in muted for h, t in zip(combined["host"].astype(str), t_ns, strict=True)])
+        hit = np.array(
+            [(h, int(t)) in muted for h, t in zip(combined["host"].astype(str), t_ns, strict=True)]
+        )
         removed = int(combined.loc[hit, "is_anomaly"].sum()) if hit.any() else 0
         if hit.any():
             combined.loc[hit, "is_anomaly"] = 0

@@ -210,7 +210,9 @@ class RawReader:
         after = now_ns + int(self.quality.future_tolerance_s * 1e9)
         statements, names = [], []
         for name, template in self.templates.items():
-            statements.append(template.format(time=f"time > {time_literal(after)}") + f" LIMIT {FUTURE_LIMIT}")
+            statements.append(
+                template.format(time=f"time > {time_literal(after)}") + f" LIMIT {FUTURE_LIMIT}"
+            )
             names.append(name)
         try:
             series = self._client().query(self.db, "; ".join(statements), epoch="ns")
@@ -231,7 +233,11 @@ class RawReader:
             frame = self.future.remember(name, frame)
             if not frame.empty:
                 _, report = guard_group(
-                    name, frame, now_ns=now_ns, interval_s=self.settings.feature_interval_s, config=self.quality
+                    name,
+                    frame,
+                    now_ns=now_ns,
+                    interval_s=self.settings.feature_interval_s,
+                    config=self.quality,
                 )
                 reports.append(report)
         return QualityReport.merge(reports)

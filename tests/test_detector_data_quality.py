@@ -148,7 +148,9 @@ def test_the_corpus_is_kept_out_counted_and_never_reaches_a_baseline(
         run_until(det, end1)
         assert_baseline_finite(det.pipeline.builder)
         client.write_lines(
-            "dq_raw", [ln for i in range(n1, n2) for h in ("corpus", "twin") for ln in good_lines(h, i)], precision="s"
+            "dq_raw",
+            [ln for i in range(n1, n2) for h in ("corpus", "twin") for ln in good_lines(h, i)],
+            precision="s",
         )
         run_until(det, end2)
         det.run_once(now=end2.value / 1e9)
@@ -197,7 +199,12 @@ def test_the_corpus_is_kept_out_counted_and_never_reaches_a_baseline(
     assert len(future) == 1 and int(future["count"].iloc[0]) == 2  # both found at once...
     assert future["time"].iloc[0] <= end1  # ...in the interval of the detector's now, not a day ahead
     stat = stats(client, "dq_vigil").sort_values("time").iloc[-1]
-    assert (stat["dq_values"], stat["dq_out_of_range"], stat["dq_future_time"], stat["dq_hosts"]) == (10, 7, 2, 1)
+    assert (stat["dq_values"], stat["dq_out_of_range"], stat["dq_future_time"], stat["dq_hosts"]) == (
+        10,
+        7,
+        2,
+        1,
+    )
     assert stat["dq_incidents"] == 0
 
 

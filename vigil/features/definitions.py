@@ -129,7 +129,10 @@ BASE_METRICS: tuple[BaseMetric, ...] = (
     ),
     BaseMetric(
         "load_per_cpu",
-        (RawField(schema.RAW_SYSTEM, "load1", "mean", bounds=TASKS), RawField(schema.RAW_SYSTEM, "n_cpus", "last", bounds=CPUS)),
+        (
+            RawField(schema.RAW_SYSTEM, "load1", "mean", bounds=TASKS),
+            RawField(schema.RAW_SYSTEM, "n_cpus", "last", bounds=CPUS),
+        ),
         "ratio",
         0.05,
         "system load1 / n_cpus",

@@ -70,7 +70,9 @@ class QualityConfig:
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c in ("host", "kind", "field") else "int64") for c in columns})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object if c in ("host", "kind", "field") else "int64") for c in columns}
+    )
 
 
 @dataclass
@@ -87,7 +89,9 @@ class QualityReport:
 
     events: pd.DataFrame = field(default_factory=lambda: _empty(EVENT_COLUMNS))
     tallies: pd.DataFrame = field(default_factory=lambda: _empty(TALLY_COLUMNS))
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=list, repr=False
+    )
 
     @property
     def empty(self) -> bool:
@@ -118,10 +122,17 @@ class QualityReport:
                     if keep.any():
                         tallies.append(
                             pd.DataFrame(
-                                {"host": hosts[keep], "time": bucket[keep], "good": good[keep], "bad": bad[keep]}
+                                {
+                                    "host": hosts[keep],
+                                    "time": bucket[keep],
+                                    "good": good[keep],
+                                    "bad": bad[keep],
+                                }
                             )
                         )
-        tally = _aggregate_tallies(pd.concat(tallies, ignore_index=True)) if tallies else _empty(TALLY_COLUMNS)
+        tally = (
+            _aggregate_tallies(pd.concat(tallies, ignore_index=True)) if tallies else _empty(TALLY_COLUMNS)
+        )
         return QualityReport(events, tally)
 
 

@@ -230,7 +230,9 @@ def _rates(frame: pd.DataFrame, raw: RawField, state: CounterState) -> pd.DataFr
     rate[(dt <= 0) | drops | ~np.isfinite(rate)] = np.nan  # a drop, out of order or no history
     held_keys = {k[:2] for k in state.held if k[2] == raw.field}
     if drops.any() or held_keys:
-        _settle_drops(keys, t_ns, v, rate, first, raw, state, {keys[i] for i in np.flatnonzero(drops)} | held_keys)
+        _settle_drops(
+            keys, t_ns, v, rate, first, raw, state, {keys[i] for i in np.flatnonzero(drops)} | held_keys
+        )
     last_rows = np.r_[first[1:], True]
     for i in np.flatnonzero(last_rows):
         state.last[(keys[i][0], keys[i][1], raw.field)] = (int(t_ns[i]), float(v[i]))
