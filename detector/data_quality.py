@@ -202,7 +202,7 @@ class DataQuality:
         counts: Counter[tuple[str, str]] = QualityReport(events=events).counts()
         incident_points, muted = self.incidents.observe(report.tallies, counts, lo, hi)
         self._queue(events, incident_points)
-        self.future.prune(lo)
+        self.future.prune(hi)  # their intervals have been read
         return counts, muted
 
     def _queue(self, events: pd.DataFrame, incidents: list[dict[str, Any]]) -> None:

@@ -52,7 +52,7 @@ from detector.sharding import ShardFilter
 from detector.sink import PredictionSink
 from detector.state import Checkpoint, load_checkpoint, save_checkpoint
 from vigil.features import FeaturePipeline
-from vigil.features.quality import QualityReport
+from vigil.features.quality import QualityConfig, QualityReport
 from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident
 from vigil.model import LoadedModel
 from vigil.online import OnlineDetector
@@ -107,9 +107,12 @@ class Detector:
         self.checkpoint_path = self.dir / "checkpoint.pkl"
         self.metrics = DetectorMetrics()
         self.shard = ShardFilter(settings.shard_index, settings.shard_count)
-        self.quality = DataQuality(self.interval_ns)
-        self.reader = RawReader(settings, self.shard, self.metrics.error, future=self.quality.future)
-        self._now_ns: int | None = None
+        self.quality = DataQuality(
+            self.interval_ns, QualityConfig(future_tolerance_s=settings.data_quality_future_tolerance_s)
+        )
+        self.reader = RawReader(
+            settings, self.shard, self.metrics.error, future=self.quality.future, quality=self.quality.config
+        )
         self._muted: set[tuple[str, int]] = set()
         self.write_client = InfluxClient(settings=settings, retries=0)
         self.sink = PredictionSink(
@@ -209,7 +212,6 @@ class Detector:
         t0 = time.perf_counter()
         self._heartbeat = time.time()
         now = time.time() if now is None else now
-        self._now_ns = int(now * NS)
         end_ns = self._floor(int((now - self.settings.allowed_lateness_s) * NS))
         if self.watermark_ns is None:
             self.watermark_ns = end_ns - self.interval_ns  # fresh start: the newest complete interval
@@ -282,11 +284,13 @@ class Detector:
         self._prev_window = (lo, hi, audit.points, audit.duplicates) if audit is not None else None
 
     def _read_and_score(self, lo: int, hi: int, result: IterationResult) -> WindowAudit | None:
+        # "from the future" is against the wall clock: what the detector observes cannot be
+        # later than now (its loop's ``now`` may be a virtual clock replaying history)
+        wall_ns = time.time_ns()
         raw, rows, audit, quality = self.reader.read_audited(
-            pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"), self._now_ns
+            pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"), wall_ns
         )
-        if self._now_ns is not None:
-            quality = QualityReport.merge([quality, self.reader.read_future(self._now_ns)])
+        quality = QualityReport.merge([quality, self.reader.read_future(wall_ns)])
         result.rows_read = rows
         self.metrics.add(points_read=rows)
         if not self._online_warm_tried and time.monotonic() >= self._online_warm_retry_at:

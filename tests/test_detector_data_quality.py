@@ -8,12 +8,15 @@ InfluxDB, read by a real detector.
   interval, except where a counter reading was dropped (that interval has no rate). Every bad
   value is counted per host and kind (``/metrics``, ``vigil_detector_stats``), written as a
   ``vigil_data_quality`` event, and the baseline state stays finite with no RuntimeWarning.
+* A point stamped beyond the wall clock + tolerance is counted once and kept out when its
+  interval is read, while a real reading of that interval is scored (in real time, 2 s tolerance).
 * A host whose data is mostly bad gets a data-quality incident and does not alarm, while a
   control host with the same (good) spike does.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -53,8 +56,9 @@ def good_lines(host: str, i: int, *, mem: float | None = None) -> list[str]:
     ]
 
 
-def corpus_lines(end1: int) -> list[str]:
-    """Issue 21's bad values, each an extra point 5 s into its interval (or in the future)."""
+def corpus_lines(wall_s: int) -> list[str]:
+    """Issue 21's bad values, each an extra point 5 s into its interval (or a day ahead of the
+    wall clock: "the future" is what the detector cannot have observed yet)."""
     h = "host=corpus"
     return [
         f"cpu,cpu=cpu-total,{h} usage_idle=1e300,usage_iowait=1.0 {t_of(10) + 5}",
@@ -66,8 +70,7 @@ def corpus_lines(end1: int) -> list[str]:
         # a counter that goes backwards for one reading (the newest of its interval), then returns
         f"net,{h},interface=eth0 bytes_recv=5i,bytes_sent={500 * 22 + 10**6}i {t_of(22) + 5}",
         f"diskio,{h},name=sda read_bytes=-7i,write_bytes={8000 * 24}i {t_of(24) + 5}",
-        f"mem,{h} used_percent=55 {end1 + 86_400}",  # a day in the future
-        f"mem,{h} used_percent=60 {end1 + 605}",  # 10 minutes ahead: read in phase 2
+        f"mem,{h} used_percent=55 {wall_s + 86_400}",  # a day in the future
     ]
 
 
@@ -124,12 +127,12 @@ def test_the_corpus_is_kept_out_counted_and_never_reaches_a_baseline(
     dbs: InfluxClient, settings: Settings, tmp_path: Path
 ) -> None:
     client = dbs
-    n1, n2 = 40, 110  # phase 1: intervals [0, 40); phase 2: [40, 110) holds the 10-minute point
+    n1, n2 = 40, 80  # phase 1: intervals [0, 40); phase 2 written after phase 1 was read
     end1, end2 = START + pd.Timedelta(seconds=STEP * n1), START + pd.Timedelta(seconds=STEP * n2)
     client.write_lines(
         "dq_raw",
         [ln for i in range(n1) for h in ("corpus", "twin") for ln in good_lines(h, i)]
-        + corpus_lines(int(end1.value // 10**9)),
+        + corpus_lines(int(time.time())),
         precision="s",
     )
     s = detector_settings(
@@ -162,7 +165,7 @@ def test_the_corpus_is_kept_out_counted_and_never_reaches_a_baseline(
     assert dq_counts(det) == {
         ("corpus", "out_of_range"): 7.0,  # usage_idle, used_percent x2, load1, n_cpus, total, read_bytes
         ("corpus", "counter_backwards"): 1.0,
-        ("corpus", "future_time"): 2.0,
+        ("corpus", "future_time"): 1.0,  # found on every iteration, counted once
     }
     assert det.health()["data_quality"]["incident_hosts"] == 0  # a few bad values: no incident
 
@@ -196,13 +199,13 @@ def test_the_corpus_is_kept_out_counted_and_never_reaches_a_baseline(
     assert by[("counter_backwards", "net.bytes_recv")].value == 5
     assert by[("counter_backwards", "net.bytes_recv")].time == pd.Timestamp(t_of(22), unit="s", tz="UTC")
     future = events[events["kind"] == "future_time"]
-    assert len(future) == 1 and int(future["count"].iloc[0]) == 2  # both found at once...
-    assert future["time"].iloc[0] <= end1  # ...in the interval of the detector's now, not a day ahead
+    assert len(future) == 1 and int(future["count"].iloc[0]) == 1
+    assert future["time"].iloc[0] <= pd.Timestamp.now(tz="UTC")  # filed when found, not a day ahead
     stat = stats(client, "dq_vigil").sort_values("time").iloc[-1]
     assert (stat["dq_values"], stat["dq_out_of_range"], stat["dq_future_time"], stat["dq_hosts"]) == (
-        10,
+        9,
         7,
-        2,
+        1,
         1,
     )
     assert stat["dq_incidents"] == 0
@@ -272,3 +275,48 @@ def test_a_host_with_mostly_bad_data_gets_a_data_quality_incident_not_an_alarm(
     closed = incident[incident["state"] == "closed"].iloc[0]
     assert closed["time"] < START + pd.Timedelta(seconds=STEP * (bad_to + 6))  # within a window of good data
     assert (det.metrics.dq_incidents, det.metrics.dq_hosts) == (0, {"broken"})
+
+
+def test_a_point_from_the_future_is_counted_once_and_kept_out_when_its_time_comes(
+    dbs: InfluxClient, settings: Settings, tmp_path: Path
+) -> None:
+    """Real time (at most ~20 s): the detector's look-out finds a point stamped 8-18 s ahead of the
+    wall clock (tolerance 2 s); once its interval is over and read, that point is kept out and the
+    host's real reading of the interval is what gets scored — like a host that reported at once."""
+    client = dbs
+    wall = time.time()
+    t_future = int((wall + 3) // STEP * STEP + STEP)  # the next interval starting >= 7 s from now
+    start = pd.Timestamp(t_future - 12 * STEP, unit="s", tz="UTC")
+    history = [
+        f"mem,host={h} used_percent={40 + k % 2} {t_future - STEP * (12 - k)}"
+        for k in range(12)
+        for h in ("a", "b")
+    ]
+    client.write_lines("dq_raw", [*history, f"mem,host=a used_percent=77 {t_future + 5}"], precision="s")
+    s = detector_settings(
+        settings,
+        tmp_path,
+        "dq_raw",
+        "dq_vigil",
+        mlflow_port=free_port(),
+        detector_history_hours=0.0,
+        data_quality_future_tolerance_s=2.0,
+    )
+    det = Detector(s, start=start)
+    bases = recording(det)
+    while det.watermark_ns < t_future * 10**9:
+        det.run_once()  # the wall clock: catches up to the interval before the future point
+    assert dq_counts(det) == {("a", "future_time"): 1.0}
+    det.run_once()
+    assert dq_counts(det) == {("a", "future_time"): 1.0}  # seen again by the look-out: still once
+    time.sleep(max(0.0, t_future + STEP + 0.5 - time.time()))  # until its interval is over
+    client.write_lines(
+        "dq_raw", [f"mem,host={h} used_percent=40 {t_future}" for h in ("a", "b")], precision="s"
+    )
+    while det.watermark_ns < (t_future + STEP) * 10**9:
+        det.run_once()
+    base = pd.concat(bases, ignore_index=True)
+    at = base[base["time"] == pd.Timestamp(t_future, unit="s", tz="UTC")].set_index("host")["mem_used_pct"]
+    assert at.to_dict() == {"a": 40.0, "b": 40.0}  # not (40 + 77) / 2 for a
+    assert dq_counts(det) == {("a", "future_time"): 1.0}
+    assert not det.quality.future.points  # forgotten once its interval was read
