@@ -289,7 +289,7 @@ def seed(
     h.silent = ("db-1", m(40), m(28))
     h.detector_down = (m(100), m(85))
     h.error_burst = (m(50), m(45))
-    h.dq_burst = (m(35), m(32))
+    h.dq_burst = (m(58), m(55))
     h.events = [
         (m(170), "register", 3),
         (m(170), "promote", 3),

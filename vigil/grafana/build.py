@@ -409,7 +409,7 @@ def detector_dashboard() -> dict[str, Any]:
             description="The data-quality guard, before the features: values outside their field's "
             "physical bounds, not numbers, stamped in the future or counters going backwards are kept "
             "out of scoring (counter resets and missing fields are only noted). vigil_data_quality.",
-            extra_defaults={"custom": {"drawStyle": "bars", "fillOpacity": 60}},
+            extra_defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
         ),
         L.panel(
             "Data-quality incidents",
