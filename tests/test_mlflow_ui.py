@@ -108,6 +108,37 @@ def test_runs_carry_the_dataset_and_comparable_params_and_metrics(trained) -> No
         assert r.info.run_id in links["mlflow_grid_compare_url"]
 
 
+def test_the_train_command_prints_addresses_that_open_on_runs(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vigil pipeline train`` prints the run, its experiment and the compare view of its grid."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import pipeline
+    from vigil.settings import get_settings
+
+    settings, result = trained
+    for key, value in {
+        "VIGIL_MLFLOW_PORT": str(settings.mlflow_port),
+        "VIGIL_MLFLOW_EXPERIMENT": settings.mlflow_experiment,
+        "VIGIL_RUN_DIR": str(tmp_path / "run"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(pipeline, ["train", result.dataset_path, "--family", "lof"])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output[out.output.index("{") :])
+    for key in ("mlflow_experiment_url", "mlflow_run_url", "mlflow_grid_compare_url"):
+        assert printed[key].startswith(settings.mlflow_uri + "/#/") and printed[key].endswith(
+            WORKFLOW_QUERY
+        ), key
+    assert printed["run_id"] in printed["mlflow_run_url"]
+    assert "View run" not in out.output  # MLflow's own link, which opens the GenAI overview
+
+
 def _text(driver: WebDriver) -> str:
     """Everything rendered (also what sits below the fold of a scrolled container)."""
     return driver.execute_script("return document.body.innerText")
