@@ -156,10 +156,12 @@ def retrain_decision(
 
 
 def mlflow_run_url(cfg: Settings, experiment_id: str | None, run_id: str | None) -> str | None:
-    """The MLflow UI address of a run (what the summary shows)."""
+    """The MLflow UI address of a run (what the summary shows), opened on runs, not GenAI."""
+    from vigil.mlflow_ui import run_url
+
     if not run_id:
         return None
-    return f"{cfg.mlflow_uri}/#/experiments/{experiment_id or '0'}/runs/{run_id}"
+    return run_url(cfg.mlflow_uri, experiment_id or "0", run_id)
 
 
 def champion_info(cfg: Settings) -> dict[str, Any] | None:
@@ -171,6 +173,7 @@ def champion_info(cfg: Settings) -> dict[str, Any] | None:
     from mlflow.exceptions import MlflowException
 
     from mlflow import MlflowClient
+    from vigil.mlflow_ui import model_version_url
 
     client = MlflowClient(tracking_uri=cfg.mlflow_uri, registry_uri=cfg.mlflow_uri)
     try:
@@ -190,7 +193,7 @@ def champion_info(cfg: Settings) -> dict[str, Any] | None:
         "run_id": mv.run_id,
         "metrics": metrics,
         "run_url": mlflow_run_url(cfg, experiment_id, mv.run_id),
-        "model_url": f"{cfg.mlflow_uri}/#/models/{cfg.model_name}/versions/{mv.version}",
+        "model_url": model_version_url(cfg.mlflow_uri, cfg.model_name, mv.version),
     }
 
 

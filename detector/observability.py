@@ -20,6 +20,10 @@ from vigil.lineprotocol import Point
 
 log = logging.getLogger(__name__)
 
+#: Distinct ``host`` label values of the data-quality counter; later hosts count as "other", so
+#: a fleet of bad collectors cannot blow up the metrics (their events still name them).
+MAX_DQ_HOST_LABELS = 1000
+
 
 class DetectorMetrics:
     """Counters (cumulative since start) mirrored into Prometheus metrics."""
@@ -51,6 +55,15 @@ class DetectorMetrics:
         self._model = Gauge(
             "vigil_detector_model_info", "Model served (value 1)", ["model", "version", "mode"], registry=r
         )
+        self._dq = Counter(
+            "vigil_detector_data_quality",
+            "Raw values the data-quality guard found, by host and kind (bad kinds are kept out of scoring)",
+            ["host", "kind"],
+            registry=r,
+        )
+        self._dq_incidents = Gauge(
+            "vigil_detector_data_quality_incidents", "Hosts in a data-quality incident now", registry=r
+        )
         self.points_read = 0
         self.host_intervals = 0
         self.predictions_written = 0
@@ -63,6 +76,10 @@ class DetectorMetrics:
         self.warmup_hosts = 0
         self.model_version = 0
         self.champion_loaded = 0
+        self.data_quality: PyCounter[str] = PyCounter()  # kind -> values found
+        self.dq_hosts: set[str] = set()  # hosts with a bad value so far
+        self.dq_incidents = 0
+        self._dq_labels: set[str] = set()
         self._lock = threading.Lock()
 
     def error(self, kind: str, n: int = 1) -> None:
@@ -72,6 +89,24 @@ class DetectorMetrics:
         with self._lock:
             self.errors[kind] += n
         self._errors.labels(kind=kind).inc(n)
+
+    def data_quality_found(self, counts: dict[tuple[str, str], int], incidents: int) -> None:
+        """Count what the data-quality guard found: ``(host, kind) -> values``; ``incidents``:
+        hosts in a data-quality incident now."""
+        with self._lock:
+            for (host, kind), n in counts.items():
+                if n <= 0:
+                    continue
+                self.data_quality[kind] += n
+                if kind in schema.DATA_QUALITY_BAD_KINDS:
+                    self.dq_hosts.add(host)
+                if host not in self._dq_labels and len(self._dq_labels) >= MAX_DQ_HOST_LABELS:
+                    host = "other"
+                else:
+                    self._dq_labels.add(host)
+                self._dq.labels(host=host, kind=kind).inc(n)
+            self.dq_incidents = incidents
+        self._dq_incidents.set(incidents)
 
     def add(
         self, *, points_read: int = 0, host_intervals: int = 0, predictions: int = 0, anomalies: int = 0
@@ -121,6 +156,10 @@ class DetectorMetrics:
                 "buffered": self.buffered,
                 "model_version": self.model_version,
                 "champion_loaded": self.champion_loaded,
+                "dq_values": sum(self.data_quality[k] for k in schema.DATA_QUALITY_BAD_KINDS),
+                **{f"dq_{k}": self.data_quality[k] for k in schema.DATA_QUALITY_KINDS},
+                "dq_hosts": len(self.dq_hosts),
+                "dq_incidents": self.dq_incidents,
             },
             time_ns,
         )

@@ -4,7 +4,8 @@ The queries are the shared ones (:func:`vigil.features.raw_queries`), so serving
 exactly what training reads; this module adds what a long-running reader needs: a host
 filter (warm-starting a new host from its history), the shard filter, per-query fault
 isolation (one measurement with a field-type conflict must not blind the detector to the
-others) and counting of bad values by kind.
+others), the data-quality guard on every raw value (:mod:`vigil.features.quality`: what it
+finds comes back with the frames) and the look-out for points stamped in the future.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from detector.data_quality import FuturePoints
 from detector.sharding import ShardFilter
 from vigil.features import raw_queries
+from vigil.features.quality import QualityConfig, QualityReport
 from vigil.features.source import (
     GROUP_KEYS,
     QUERY_GROUPS,
@@ -27,6 +30,7 @@ from vigil.features.source import (
     group_conditions,
     group_key_name,
     group_series_tags,
+    guard_group,
     per_interval,
 )
 from vigil.influx import (
@@ -36,6 +40,7 @@ from vigil.influx import (
     quote_ident,
     series_to_frame,
     tag_in,
+    time_literal,
     time_range,
 )
 from vigil.settings import Settings
@@ -45,8 +50,8 @@ log = logging.getLogger(__name__)
 #: Hosts per query when reading the history of new hosts (keeps URLs and responses small).
 HOSTS_PER_QUERY = 200
 
-#: Raw field columns per query group (to check types).
-_GROUP_FIELDS = {group_key_name(k): [f.field for f in fields] for k, fields in QUERY_GROUPS.items()}
+#: Most points one look-out for future points reads per query group.
+FUTURE_LIMIT = 10_000
 
 
 #: Per query group: the field whose points the audits count (the group's first field).
@@ -105,11 +110,15 @@ class RawReader:
         shard: ShardFilter,
         on_error: Callable[[str, int], None],
         workers: int = 3,
+        future: FuturePoints | None = None,
+        quality: QualityConfig | None = None,
     ) -> None:
         self.settings = settings
         self.db = settings.influx_raw_db
         self.shard = shard
         self.on_error = on_error
+        self.future = future if future is not None else FuturePoints()
+        self.quality = quality or QualityConfig()
         self.templates = raw_queries()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reader")
@@ -124,20 +133,30 @@ class RawReader:
     def read(
         self, start: pd.Timestamp, end: pd.Timestamp, hosts: Sequence[str] | None = None
     ) -> tuple[RawFrames, int]:
-        """Raw frames per query group and the number of rows read; raises InfluxUnavailable."""
-        frames, rows, _ = self._read(start, end, hosts, audit=False)
+        """Raw frames per query group and the number of rows read; raises InfluxUnavailable.
+        Bad values are kept out (guarded) but not reported: this reads history."""
+        frames, rows, _, _ = self._read(start, end, hosts, audit=False)
         return frames, rows
 
     def read_audited(
-        self, start: pd.Timestamp, end: pd.Timestamp
-    ) -> tuple[RawFrames, int, WindowAudit | None]:
+        self,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        now_ns: int | None = None,
+    ) -> tuple[RawFrames, int, WindowAudit | None, QualityReport]:
         """:meth:`read` of every host, plus the window's :class:`WindowAudit` (None when a query
-        group could not be read, so the window's content is not known)."""
-        return self._read(start, end, None, audit=True)
+        group could not be read, so the window's content is not known) and what the data-quality
+        guard found (``now_ns``: the detector's now, for points stamped in the future)."""
+        return self._read(start, end, None, audit=True, now_ns=now_ns)
 
     def _read(
-        self, start: pd.Timestamp, end: pd.Timestamp, hosts: Sequence[str] | None, audit: bool
-    ) -> tuple[RawFrames, int, WindowAudit | None]:
+        self,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        hosts: Sequence[str] | None,
+        audit: bool,
+        now_ns: int | None = None,
+    ) -> tuple[RawFrames, int, WindowAudit | None, QualityReport]:
         time_filter = time_range(start, end)
         jobs = []
         for name, template in self.templates.items():
@@ -156,6 +175,7 @@ class RawReader:
         expected = self._expected_per_cell()
         points = duplicates = 0
         out: RawFrames = {}
+        reports = []
         rows = 0
         for name, parts in frames.items():
             frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -164,9 +184,63 @@ class RawReader:
                 points, duplicates = points + p, duplicates + d
             frame = self.shard.filter(frame)
             frame = self._clean(name, frame)
+            if not frame.empty:
+                frame = self.future.exclude(name, frame)  # found earlier stamped in the future
+                frame, report = guard_group(
+                    name,
+                    frame,
+                    now_ns=now_ns,
+                    interval_s=self.settings.feature_interval_s,
+                    config=self.quality,
+                )
+                reports.append(report)
             rows += len(frame)
             out[name] = per_interval(name, frame, self.settings.feature_interval_s)
-        return out, rows, (WindowAudit(points, duplicates) if known else None)
+        return out, rows, (WindowAudit(points, duplicates) if known else None), QualityReport.merge(reports)
+
+    def read_future(self, now_ns: int) -> QualityReport:
+        """Look for points stamped after ``now_ns + future_tolerance_s`` (a clock ahead): one
+        request for every query group; each point is counted once (``future_time``) and
+        remembered, so it is kept out when its interval is read. Raises InfluxUnavailable.
+
+        Why ask every iteration: such a point is in no window the detector reads until its
+        time comes, and by then it cannot be told from a real one. Cheap when there is none:
+        InfluxDB keeps data in time-bounded shards and has none beyond now.
+        """
+        after = now_ns + int(self.quality.future_tolerance_s * 1e9)
+        statements, names = [], []
+        for name, template in self.templates.items():
+            statements.append(
+                template.format(time=f"time > {time_literal(after)}") + f" LIMIT {FUTURE_LIMIT}"
+            )
+            names.append(name)
+        try:
+            series = self._client().query(self.db, "; ".join(statements), epoch="ns")
+        except InfluxUnavailable:
+            raise
+        except InfluxError as exc:
+            self.on_error("query_error", 1)
+            log.warning("the look-out for future points failed (%s)", exc)
+            return QualityReport()
+        by_measurement = {GROUP_KEYS[n][0]: n for n in names}
+        reports = []
+        for s in series:
+            name = by_measurement.get(s.get("name", ""))
+            if name is None:
+                continue
+            frame = series_to_frame([s]).drop(columns=["_measurement"], errors="ignore")
+            frame = self._clean(name, self.shard.filter(frame))
+            frame = self.future.remember(name, frame)
+            if not frame.empty:
+                _, report = guard_group(
+                    name,
+                    frame,
+                    now_ns=now_ns,
+                    interval_s=self.settings.feature_interval_s,
+                    config=self.quality,
+                )
+                reports.append(report)
+        return QualityReport.merge(reports)
 
     def _expected_per_cell(self) -> int:
         """Points one series sends per feature interval: interval / collection interval (>= 1)."""
@@ -187,7 +261,8 @@ class RawReader:
         return frame
 
     def _clean(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
-        """Coerce fields to float, counting non-numeric (type conflict) and non-finite values."""
+        """Drop points without a host tag (counted): nothing can be said about whose they are.
+        Values are checked by the data-quality guard, per host."""
         if frame.empty:
             return frame
         if "host" not in frame.columns:
@@ -197,26 +272,6 @@ class RawReader:
         if no_host.any():
             self.on_error("missing_host_tag", int(no_host.sum()))
             frame = frame[~no_host.to_numpy()]
-        frame = frame.copy()
-        for col in _GROUP_FIELDS.get(name, []):
-            if col not in frame.columns:
-                self.on_error("missing_field", len(frame))
-                frame[col] = np.nan
-                continue
-            raw = frame[col]
-            numeric = pd.to_numeric(raw, errors="coerce")
-            if raw.dtype == object or pd.api.types.is_bool_dtype(raw):  # a boolean is not a number
-                bools = raw.map(lambda v: isinstance(v, bool | np.bool_))
-                numeric = numeric.where(~bools.to_numpy())
-            conflict = raw.notna() & numeric.isna()
-            if conflict.any():
-                self.on_error("type_conflict", int(conflict.sum()))
-            values = numeric.astype(float)
-            bad = ~np.isfinite(values) & values.notna()
-            if bad.any():
-                self.on_error("non_finite_value", int(bad.sum()))
-                values = values.where(np.isfinite(values))
-            frame[col] = values
         return frame
 
     def count_points(self, start: pd.Timestamp, end: pd.Timestamp) -> int | None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from detector.champion import ChampionWatcher
+from detector.data_quality import DataQuality
 from detector.incidents import IncidentRecorder, models_in_force
 from detector.observability import DetectorMetrics
 from detector.predictions import prediction_lines
@@ -40,6 +41,7 @@ from detector.sharding import ShardFilter
 from detector.sink import PredictionSink
 from detector.state import Checkpoint, load_checkpoint, save_checkpoint
 from vigil.features import FeaturePipeline
+from vigil.features.quality import QualityConfig, QualityReport
 from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident
 from vigil.model import LoadedModel
 from vigil.online import OnlineDetector
@@ -97,7 +99,13 @@ class Detector:
         self.checkpoint_path = self.dir / "checkpoint.pkl"
         self.metrics = DetectorMetrics()
         self.shard = ShardFilter(settings.shard_index, settings.shard_count)
-        self.reader = RawReader(settings, self.shard, self.metrics.error)
+        self.quality = DataQuality(
+            self.interval_ns, QualityConfig(future_tolerance_s=settings.data_quality_future_tolerance_s)
+        )
+        self.reader = RawReader(
+            settings, self.shard, self.metrics.error, future=self.quality.future, quality=self.quality.config
+        )
+        self._muted: set[tuple[str, int]] = set()
         self.write_client = InfluxClient(settings=settings, retries=0)
         self.sink = PredictionSink(
             self.write_client,
@@ -148,6 +156,7 @@ class Detector:
             )
             self.iterations = ckpt.iterations
             self.host_last_seen = dict(ckpt.extra.get("host_last_seen", {}))
+            self.quality.restore(ckpt.extra.get("data_quality"))
             log.info("resumed from checkpoint: watermark %s", pd.Timestamp(ckpt.watermark_ns, tz="UTC"))
         else:
             self.watermark_ns = None if start is None else self._floor(pd.Timestamp(start).value)
@@ -281,7 +290,13 @@ class Detector:
         self._prev_window = (lo, hi, audit.points, audit.duplicates) if audit is not None else None
 
     def _read_and_score(self, lo: int, hi: int, result: IterationResult) -> WindowAudit | None:
-        raw, rows, audit = self.reader.read_audited(pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
+        # "from the future" is against the wall clock: what the detector observes cannot be
+        # later than now (its loop's ``now`` may be a virtual clock replaying history)
+        wall_ns = time.time_ns()
+        raw, rows, audit, quality = self.reader.read_audited(
+            pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"), wall_ns
+        )
+        quality = QualityReport.merge([quality, self.reader.read_future(wall_ns)])
         result.rows_read = rows
         self.metrics.add(points_read=rows)
         if not self._online_warm_tried and time.monotonic() >= self._online_warm_retry_at:
@@ -289,6 +304,7 @@ class Detector:
         result.warm_started = self._warm_start(raw, lo)
         with self.state_lock:
             base, features = self.path.pipeline.update(raw)
+        self._observe_quality(quality, lo, hi)
         self.last_features = features
         if not base.empty:
             self.metrics.error(
@@ -299,6 +315,16 @@ class Detector:
         self.watermark_ns = hi
         result.end_ns = hi
         return audit
+
+    def _observe_quality(self, quality: QualityReport, lo: int, hi: int) -> None:
+        """Count, record and judge what the data-quality guard found in ``[lo, hi)`` (with the
+        counter resets and backward readings the feature update found); remember which
+        host-intervals are in a data-quality incident, so their alarms are muted."""
+        counts, self._muted = self.quality.observe(quality, self.pipeline.counters.drain(), lo, hi)
+        self.metrics.data_quality_found(counts, len(self.quality.incidents.open))
+        lines = self.quality.drain_lines()
+        if lines:
+            self.sink.add(lines)
 
     def _warm_start(self, raw: dict[str, pd.DataFrame], lo: int) -> list[str]:
         """Absorb the recent history of hosts seen for the first time (baseline + counters)."""
@@ -390,6 +416,7 @@ class Detector:
         champion = self.champion
         with self.state_lock:
             scored = self.path.score(features, champion, base=base, on_error=self.metrics.error)
+        self.quality.mute(scored.combined, self._muted)  # bad data is not an anomaly
         lines = prediction_lines(
             scored.online,
             model=ONLINE_MODEL_NAME,
@@ -470,6 +497,7 @@ class Detector:
                     "host_calibration": parts["host_calibration"],
                     "series": parts["series"],
                     "grouping": parts["grouping"],
+                    "data_quality": self.quality.state(),
                 },
             ),
         )
@@ -517,6 +545,11 @@ class Detector:
             "online_model": {"seen": self.online.n_seen, "threshold": self.online.threshold},
             "buffered": self.sink.buffered,
             "errors": dict(self.metrics.errors),
+            "data_quality": {
+                "values": dict(self.metrics.data_quality),
+                "incidents": self.quality.incidents.open[:20],
+                "incident_hosts": len(self.quality.incidents.open),
+            },
             "iterations": self.iterations,
         }
 

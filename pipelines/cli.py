@@ -88,7 +88,9 @@ def train(dataset: Path, engine: str, families: tuple[str, ...], objective: str)
         objective=objective,
     )
     result.results = []  # the per-cell table is in MLflow; keep the output short
-    _emit(result)
+    from pipelines.mlflow_logging import run_links
+
+    _emit({**to_jsonable(result), **run_links(get_settings(), result.run_id)})
 
 
 @pipeline.command()

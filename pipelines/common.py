@@ -62,12 +62,15 @@ def default_out_dir(settings: Settings) -> Path:
 
 
 def configure_mlflow(settings: Settings, experiment: str | None = None) -> None:
-    """Point the MLflow client at ``settings`` (never the environment) and select the experiment."""
+    """Point the MLflow client at ``settings`` (never the environment) and select the experiment
+    (tagged as classic model development: :func:`pipelines.mlflow_logging.tag_experiment`)."""
     import mlflow
+    from pipelines.mlflow_logging import quiet_mlflow_links, tag_experiment
 
+    quiet_mlflow_links()
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
-    mlflow.set_experiment(experiment or settings.mlflow_experiment)
+    tag_experiment(mlflow.set_experiment(experiment or settings.mlflow_experiment))
 
 
 def mlflow_client(settings: Settings):

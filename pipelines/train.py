@@ -7,10 +7,12 @@ Run layout in MLflow (experiment ``settings.mlflow_experiment``), so the UI comp
   ``val_*`` plus ``search_seconds`` / ``total_seconds``; artifacts ``grid.json``,
   ``search_results.json`` and the contract pyfunc model ``model`` (best cell only: logging a
   model costs ~15 s);
-* one child run per cell ``<engine>:<family>[param=value,...]``: params ``family``, ``engine``
-  and ``<family>.<param>``; metrics ``val_pr_auc``, ``val_f1``, ``val_precision``,
-  ``val_recall``, ``val_roc_auc``, ``val_threshold``, ``cell_seconds`` — the same names for
-  every family and engine.
+* one child run per cell ``<engine>:<family>[param=value,...]``: params ``family``, ``engine``,
+  ``cell`` and every grid axis ``<family>.<param>`` (``n/a`` where not the cell's own); metrics
+  ``val_pr_auc``, ``val_f1``, ``val_precision``, ``val_recall``, ``val_roc_auc``,
+  ``val_threshold``, ``cell_seconds``, … — the same keys for every cell, family and engine
+  (:mod:`pipelines.mlflow_logging`);
+* the dataset, as a run input of the parent and of every child (``mlflow.log_input``).
 
 engine ``sklearn`` searches locally; engine ``spark`` runs the same scikit-learn grid on the
 executors *and* tunes the native MLlib KMeans model, and keeps the best of both.
@@ -45,6 +47,7 @@ from pipelines.common import (
     time_split,
     write_json,
 )
+from pipelines.mlflow_logging import log_grid, log_training_dataset, training_dataset
 from pipelines.search import (
     OBJECTIVES,
     SKLEARN_FAMILIES,
@@ -54,6 +57,7 @@ from pipelines.search import (
     local_search,
     pick_best,
 )
+from vigil.mlflow_ui import run_url
 from vigil.pyfunc import log_anomaly_model
 from vigil.settings import Settings
 
@@ -74,19 +78,6 @@ class TrainResult:
     dataset_path: str
     results: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _log_cell(res: CellResult, engine: str, parent_run_id: str) -> str:
-    import mlflow
-
-    with mlflow.start_run(run_name=f"{engine}:{res.cell.name}", nested=True) as child:
-        mlflow.set_tags({TAG_ENGINE: engine, TAG_FAMILY: res.cell.family})
-        mlflow.log_params(
-            {"family": res.cell.family, "engine": engine}
-            | {f"{res.cell.family}.{k}": v for k, v in res.cell.params}
-        )
-        mlflow.log_metrics({k: float(v) for k, v in res.metrics.items() if np.isfinite(v)})
-        return child.info.run_id
 
 
 def train(
@@ -121,6 +112,7 @@ def train(
     seed = settings.random_seed if seed is None else seed
     frame = read_dataset(dataset_path)
     digest = dataset_hash(frame)
+    dataset = training_dataset(frame, dataset_path, digest)  # what MLflow shows as the run's input
     if label_column_override is not None:
         frame = frame.copy()
         frame["label"] = np.asarray(label_column_override, dtype=np.int64)
@@ -163,6 +155,7 @@ def train(
                 "holdout_start": split.holdout_start.isoformat(),
             }
         )
+        log_training_dataset(dataset)
         search_began = time.perf_counter()
         if engine == "sklearn":
             results = local_search(
@@ -171,8 +164,7 @@ def train(
         else:
             results = _spark_search(settings, spark, cells, data, split, seed, mllib_grid)
         search_seconds = time.perf_counter() - search_began
-        for res in results:
-            _log_cell(res, engine, parent_id)
+        log_grid(results, engine, {TAG_ENGINE: engine}, dataset)
         best = pick_best(results, objective)
         if best.model is None:  # distributed cells do not ship models back: refit the winner here
             from pipelines.search import evaluate_cell
@@ -196,6 +188,7 @@ def train(
         mlflow.set_tag("vigil.logged_model_uri", info.model_uri)
         total = time.perf_counter() - began
         mlflow.log_metric("total_seconds", total)
+        log.info("train: MLflow run %s", run_url(settings.mlflow_uri, parent.info.experiment_id, parent_id))
     return TrainResult(
         run_id=parent_id,
         model_uri=f"runs:/{parent_id}/model",  # resolves to the logged model; names the run for evaluate

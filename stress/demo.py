@@ -283,6 +283,26 @@ def wait_detector_ready(
         time.sleep(max(0.2, min(5.0, deadline - time.monotonic())))
 
 
+def mlflow_experiment_link(settings: Settings) -> str:
+    """The training experiment in MLflow's UI (runs, not the GenAI overview), or the experiments
+    list while there is none yet or MLflow does not answer (one quick REST call: the MLflow client
+    would retry for minutes)."""
+    from vigil.mlflow_ui import experiment_url, home_url
+
+    try:
+        resp = requests.get(
+            f"{settings.mlflow_uri}/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": settings.mlflow_experiment},
+            timeout=3,
+        )
+        experiment_id = resp.json()["experiment"]["experiment_id"] if resp.ok else None
+    except (requests.RequestException, ValueError, KeyError):
+        experiment_id = None
+    return (
+        experiment_url(settings.mlflow_uri, experiment_id) if experiment_id else home_url(settings.mlflow_uri)
+    )
+
+
 def addresses(settings: Settings, report_dir: Path | None) -> list[tuple[str, str]]:
     from vigil.stack.airflow import password_file
 
@@ -291,7 +311,7 @@ def addresses(settings: Settings, report_dir: Path | None) -> list[tuple[str, st
             "Airflow UI",
             f"{settings.airflow_base_url}  (user {settings.airflow_username}, password in {password_file(settings)})",
         ),
-        ("MLflow UI", settings.mlflow_uri),
+        ("MLflow UI", mlflow_experiment_link(settings)),
         (
             "InfluxDB",
             f"{settings.influx_base_url}  (databases {settings.influx_raw_db}, {settings.influx_vigil_db})",

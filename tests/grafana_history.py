@@ -4,7 +4,8 @@ Raw metrics come from the real seeder (``vigil.seed.seed_history``, normal behav
 so the incidents below sit at known places); the planted ground-truth windows are written
 to ``vigil_labels`` (source=manual), read back, and the Vigil measurements derived from them: predictions flag the
 labelled intervals (plus a 1 % sprinkle of false positives), the detector is down for
-15 minutes, has one error burst, the collector of one host goes silent for 12 minutes,
+15 minutes, has one error burst, the collector of one host goes silent for 12 minutes, one host
+sends impossible values for 3 minutes (data-quality events and an incident),
 one drift check reports drift, and the champion is promoted and rolled back. Every
 alert rule has exactly one kind of incident to find and long normal stretches to stay
 quiet on.
@@ -38,6 +39,7 @@ class History:
     silent: tuple[str, pd.Timestamp, pd.Timestamp] | None = None  # collector gap (host, start, end)
     detector_down: tuple[pd.Timestamp, pd.Timestamp] | None = None
     error_burst: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    dq_burst: tuple[pd.Timestamp, pd.Timestamp] = (pd.Timestamp(0, tz="UTC"), pd.Timestamp(0, tz="UTC"))
     drift_at: pd.Timestamp | None = None
     next_drift_check: pd.Timestamp | None = None
     events: list[tuple[pd.Timestamp, str, int]] = field(default_factory=list)
@@ -209,6 +211,47 @@ def _write_vigil(client: InfluxClient, h: History, rng: np.random.Generator) -> 
                 _ns(t),
             )
         )
+    # data quality: web-1 sends impossible values for a few minutes (a data-quality incident);
+    # db-1 has a counter reset and one value from the future
+    lo, hi = h.dq_burst
+    for t in pd.date_range(lo, hi, freq=f"{STEP_S}s", inclusive="left"):
+        for fld in ("cpu.usage_idle", "mem.used_percent"):
+            pts.append(
+                s.DATA_QUALITY.point(
+                    {"host": "web-1", "kind": "out_of_range", "field": fld},
+                    {"count": 1, "value": 150.0},
+                    _ns(t),
+                )
+            )
+        state = "open" if t == lo else "ongoing"
+        pts.append(
+            s.DATA_QUALITY.point(
+                {"host": "web-1", "kind": s.DATA_QUALITY_INCIDENT},
+                {"count": 2, "share": 0.2, "state": state, "detail": "out_of_range"},
+                _ns(t),
+            )
+        )
+    pts.append(
+        s.DATA_QUALITY.point(
+            {"host": "web-1", "kind": s.DATA_QUALITY_INCIDENT},
+            {"count": 0, "share": 0.0, "state": "closed"},
+            _ns(hi),
+        )
+    )
+    pts.append(
+        s.DATA_QUALITY.point(
+            {"host": "db-1", "kind": "counter_reset", "field": "net.bytes_recv"},
+            {"count": 1, "value": 5.0},
+            _ns(lo),
+        )
+    )
+    pts.append(
+        s.DATA_QUALITY.point(
+            {"host": "db-1", "kind": "future_time", "field": "mem.used_percent"},
+            {"count": 1, "value": 40.0},
+            _ns(hi),
+        )
+    )
     for when, event, v in h.events:
         pts.append(
             s.MODEL_EVENTS.point(
@@ -246,6 +289,7 @@ def seed(
     h.silent = ("db-1", m(40), m(28))
     h.detector_down = (m(100), m(85))
     h.error_burst = (m(50), m(45))
+    h.dq_burst = (m(58), m(55))
     h.events = [
         (m(170), "register", 3),
         (m(170), "promote", 3),

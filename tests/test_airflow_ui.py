@@ -12,13 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from browser_support import chromium, wait
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
 
 from pipelines.search import SKLEARN_FAMILIES
 from vigil.airflow_client import AirflowClient, admin_password
@@ -26,7 +24,6 @@ from vigil.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 #: Param -> a phrase of its description that the form must show next to the field.
 DESCRIPTIONS = {
     "lookback_hours": "How many hours of history",
@@ -41,28 +38,8 @@ DESCRIPTIONS = {
 
 @pytest.fixture()
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1800",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(120)
-    yield driver
-    driver.quit()
-
-
-def wait(driver: WebDriver, seconds: float = 60) -> WebDriverWait:
-    return WebDriverWait(driver, seconds, poll_frequency=0.5)
+    with chromium(tmp_path / "chromium-profile") as driver:
+        yield driver
 
 
 def log_in(driver: WebDriver, settings: Settings) -> None:

@@ -172,6 +172,8 @@ def test_seeded_history_promotes_a_champion(first_run: dict[str, Any], run_setti
     assert summary["champion_version"] == champion_version(run_settings)
     assert summary["champion_metrics"]["holdout_f1"] > 0
     assert summary["mlflow_run_url"].startswith(run_settings.mlflow_uri + "/#/experiments/")
+    assert summary["mlflow_run_url"].endswith("?workflowType=machine_learning")  # runs, not GenAI
+    assert summary["mlflow_model_url"].endswith("?workflowType=machine_learning")
     assert summary["challenger"]["run_id"] in summary["mlflow_run_url"]
 
 

@@ -1,5 +1,6 @@
 """A table of bad raw inputs, each with its expected handling: the loop never crashes, the good
-host is still scored for every interval, and each fault is counted under its kind.
+host is still scored for every interval, and each fault is counted under its kind (detector
+faults in ``errors``, bad values per host and kind by the data-quality guard).
 
 Every case gets its own raw database (real InfluxDB) so a fault cannot leak into another case.
 """
@@ -53,10 +54,11 @@ def good_history(hosts=("good",)) -> list[str]:
 class Case:
     name: str
     lines: list[str]  # written before the detector runs
-    expect_errors: dict[str, int]  # kind -> at least this many
+    expect_errors: dict[str, int]  # kind -> at least this many (detector faults)
     scored_hosts: set[str]  # hosts expected in the predictions
     after_first: list[str] = field(default_factory=list)  # written after the first iteration
     check: Callable[[pd.DataFrame], None] | None = None
+    expect_quality: dict[tuple[str, str], int] = field(default_factory=dict)  # (host, kind) -> exactly
 
 
 T0 = int(START.value // 10**9)
@@ -83,13 +85,38 @@ def _string_counter() -> list[str]:
     ]
 
 
+def _nan_strings() -> list[str]:
+    # "NaN"/"inf" cannot be written as numbers (InfluxDB answers 400), only as strings, and only in
+    # a field that is a string in that shard: still not numbers, so type conflicts
+    words = ("NaN", "inf", "-Infinity", "1e999", "42")
+    return [
+        line.replace("total=200i", f'total="{words[i % len(words)]}"')
+        for i in range(N)
+        for line in host_lines("good", T0 + 10 * i, i)
+    ]
+
+
 CASES = [
-    Case("string field: type conflict per value", _string_field(), {"type_conflict": N}, {"good"}),
+    Case(
+        "string field: type conflict per value",
+        _string_field(),
+        {},
+        {"good"},
+        expect_quality={("good", "type_conflict"): N},
+    ),
     Case(
         "string counter (last() of a string): type conflict",
         _string_counter(),
-        {"type_conflict": N},
+        {},
         {"good"},
+        expect_quality={("good", "type_conflict"): N},
+    ),
+    Case(
+        "NaN-like strings ('NaN', 'inf', '1e999', even '42'): type conflict",
+        _nan_strings(),
+        {},
+        {"good"},
+        expect_quality={("good", "type_conflict"): N},
     ),
     Case(
         "boolean gauge",
@@ -99,8 +126,9 @@ CASES = [
             )
             for line in good_history()
         ],
-        {"type_conflict": N},
+        {},
         {"good"},
+        expect_quality={("good", "type_conflict"): N},
     ),
     Case(
         "missing measurement and field",
@@ -113,13 +141,15 @@ CASES = [
         + [f"cpu,cpu=cpu-total,host=good usage_idle=90 {T0 + 10 * i}" for i in range(N)],
         {"missing_metric": N},
         {"good"},
+        expect_quality={("good", "missing_field"): N},
     ),
     Case(
-        "absurd value (1e300)",
-        good_history() + [f"mem,host=good used_percent=1e300 {T0 + 150}"],
+        "absurd value (1e300): out of range, kept out",
+        good_history() + [f"mem,host=good used_percent=1e300 {T0 + 155}"],
         {},
         {"good"},
         check=lambda p: _all_finite(p),
+        expect_quality={("good", "out_of_range"): 1},
     ),
     Case(
         "point without host tag",
@@ -146,10 +176,22 @@ CASES = [
         {"good"},
     ),
     Case(
-        "counter reset",
+        "counter backwards once (a wrong reading: it comes back)",
         [ln.replace(f"bytes_recv={1000 * 15 + 10**6}i", "bytes_recv=5i") for ln in good_history()],
         {},
         {"good"},
+        expect_quality={("good", "counter_backwards"): 1},
+    ),
+    Case(
+        "counter reset (a restart: it stays low)",
+        [
+            ln.replace(f"bytes_recv={1000 * i + 10**6}i", f"bytes_recv={1000 * i}i") if i >= 15 else ln
+            for i in range(N)
+            for ln in host_lines("good", T0 + 10 * i, i)
+        ],
+        {},
+        {"good"},
+        expect_quality={("good", "counter_reset"): 1},
     ),
     Case(
         "late point (after its interval was scored)",
@@ -186,6 +228,8 @@ def test_bad_input_is_handled_and_counted(case: Case, settings, tmp_path):
         det.run_once(now=end.value / 1e9)
         for kind, at_least in case.expect_errors.items():
             assert det.metrics.errors[kind] >= at_least, (kind, dict(det.metrics.errors))
+        found = {(dict(s.labels)["host"], dict(s.labels)["kind"]): s.value for s in _dq_samples(det)}
+        assert found == {k: float(v) for k, v in case.expect_quality.items()}, found
         pred = predictions(client, vigil_db)
         combined = pred[pred["source"] == "combined"]
         assert set(combined["host"]) == case.scored_hosts
@@ -193,6 +237,20 @@ def test_bad_input_is_handled_and_counted(case: Case, settings, tmp_path):
         assert len(good) == N and not good.duplicated("time").any(), "the good host is scored every interval"
         if case.check:
             case.check(pred)
+
+
+def _dq_samples(det: Detector):
+    """The data-quality counter's samples as /metrics renders them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = det.metrics.render().decode()
+    return [
+        s
+        for fam in text_string_to_metric_families(text)
+        if fam.name == "vigil_detector_data_quality"
+        for s in fam.samples
+        if s.name.endswith("_total")
+    ]
 
 
 def test_nan_and_inf_are_refused_by_influxdb_before_the_detector(influx, fresh_db):

@@ -335,7 +335,7 @@ def test_the_audit_counted_from_a_read_equals_the_servers_count(settings, fresh_
     reader = RawReader(s, shard, lambda kind, n=1: errors.__setitem__(kind, errors.get(kind, 0) + n))
     try:
         lo, hi = pd.Timestamp(t0, unit="s", tz="UTC"), pd.Timestamp(t0 + 20, unit="s", tz="UTC")
-        frames, rows, audit = reader.read_audited(lo, hi)
+        frames, rows, audit, _quality = reader.read_audited(lo, hi)
         # mem 4 + 2 duplicates + 1 hostless, cpu-total 4, net 8 + 1 (system has no load1: not counted)
         assert audit is not None and (audit.points, audit.duplicates) == (7 + 4 + 9, 3)
         assert (audit.points, audit.duplicates) == (

@@ -85,8 +85,10 @@ def test_wait_detector_ready_explains_a_timeout(settings: Settings, fresh_db: st
 def test_demo_command_is_registered_and_lists_addresses(settings: Settings) -> None:
     result = CliRunner().invoke(main, ["demo", "--help"])
     assert result.exit_code == 0 and "--retrain" in result.output and "--duration" in result.output
-    names = [name for name, _ in addresses(settings, None)]
-    assert names[:2] == ["Airflow UI", "MLflow UI"]
+    found = dict(addresses(settings, None))
+    assert list(found)[:2] == ["Airflow UI", "MLflow UI"]
+    # nothing answers on this MLflow port: the experiments list, still opened on training runs
+    assert found["MLflow UI"] == f"{settings.mlflow_uri}/#/experiments?workflowType=machine_learning"
 
 
 def test_demo_samples_every_5_s_unless_the_user_chose_an_interval(monkeypatch: pytest.MonkeyPatch) -> None:

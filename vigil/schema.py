@@ -129,6 +129,39 @@ MODEL_EVENTS = Measurement(
     doc="Registry events: event = register | promote | reject | rollback.",
 )
 
+#: What the data-quality guard (``vigil.features.quality``) finds in raw values. The first five
+#: are *bad*: the value is kept out of the features and counts towards a host's bad share; the
+#: last two are noted only (a counter reset is real: its interval has no rate; a missing field
+#: is a gap, not a wrong value).
+DATA_QUALITY_BAD_KINDS: tuple[str, ...] = (
+    "type_conflict",  # not a number (a string or boolean where a number belongs)
+    "non_finite",  # NaN or +-inf
+    "out_of_range",  # outside the field's declared physical bounds (vigil.features.definitions)
+    "future_time",  # a timestamp beyond now + tolerance (a clock ahead)
+    "counter_backwards",  # a counter that went down and came back: that reading was wrong
+)
+DATA_QUALITY_NOTED_KINDS: tuple[str, ...] = (
+    "counter_reset",  # a counter that went down and stayed down (restart): no rate that interval
+    "missing_field",  # a point without one of the fields the features read
+)
+DATA_QUALITY_KINDS: tuple[str, ...] = DATA_QUALITY_BAD_KINDS + DATA_QUALITY_NOTED_KINDS
+#: The event kind of a data-quality incident (a host whose recent values are mostly bad).
+DATA_QUALITY_INCIDENT = "incident"
+
+DATA_QUALITY = Measurement(
+    "vigil_data_quality",
+    tags=("host", "kind", "field"),
+    fields={"count": INT, "value": FLOAT, "share": FLOAT, "state": STR, "detail": STR},
+    required_fields=("count",),
+    doc="Raw values the detector's data-quality guard kept out of scoring, one point per host, "
+    "interval, kind and field (time = interval start; for future_time the interval it was found in). "
+    f"kind = {' | '.join(DATA_QUALITY_KINDS)} | {DATA_QUALITY_INCIDENT}; field = measurement.field; "
+    "value = the most extreme offending value when finite. kind = incident (no field): a host whose "
+    "values were mostly bad over the last few intervals, one point per interval while it lasts: "
+    "state = open | ongoing | closed, share = bad share of its values, count = bad values, "
+    "detail = the kinds. Its predictions cannot alarm meanwhile.",
+)
+
 DETECTOR_STATS = Measurement(
     "vigil_detector_stats",
     tags=("instance", "shard"),
@@ -143,8 +176,15 @@ DETECTOR_STATS = Measurement(
         "buffered": INT,
         "model_version": INT,
         "champion_loaded": INT,
+        "dq_values": INT,
+        **{f"dq_{kind}": INT for kind in DATA_QUALITY_KINDS},
+        "dq_hosts": INT,
+        "dq_incidents": INT,
     },
-    doc="Detector self-monitoring, one point per loop iteration (counters are cumulative).",
+    doc="Detector self-monitoring, one point per loop iteration (counters are cumulative). "
+    "dq_<kind>: raw values the data-quality guard found, per kind; dq_values: the bad ones "
+    "(kept out of scoring); dq_hosts: hosts with a bad value so far; dq_incidents: hosts in a "
+    "data-quality incident now.",
 )
 
 VIGIL_MEASUREMENTS: tuple[Measurement, ...] = (
@@ -154,6 +194,7 @@ VIGIL_MEASUREMENTS: tuple[Measurement, ...] = (
     DRIFT_SUMMARY,
     MODEL_EVENTS,
     DETECTOR_STATS,
+    DATA_QUALITY,
 )
 
 

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         "the detector's memory grows with what one read holds, so a large fleet catches up one "
         "interval at a time and a small one many (never fewer than one interval).",
     )
+    data_quality_future_tolerance_s: float = Field(
+        300.0,
+        gt=0,
+        description="A raw point stamped later than the wall clock + this many seconds is from a "
+        "clock ahead: kept out of scoring and counted (data-quality guard, future_time).",
+    )
 
     # --- scoring API and incident bundles (detector) ----------------------------------------
     api_max_batch_rows: int = Field(10_000, description="Most rows one POST /predict/batch may carry.")

@@ -40,14 +40,51 @@ def rate_transform(bytes_per_s: np.ndarray | float, scale: float = NET_RATE_SCAL
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The values one raw field can physically take: anything outside ``[low, high]`` is not a
+    measurement but a fault (a broken collector, a wrong unit, a bit flip), so the data-quality
+    guard (:mod:`vigil.features.quality`) keeps it out of the features.
+
+    ``slack`` accepts float noise just outside (``100.0 * x / x`` may round above 100); ``why``
+    says where the limits come from (shown in ``docs/detector.md``).
+
+    >>> PERCENT.contains(np.array([0.0, 100.0, 100.0000001, -5.0, 1e300])).tolist()
+    [True, True, True, False, False]
+    """
+
+    low: float
+    high: float
+    why: str
+    slack: float = 0.0
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """True where a (finite) value is physically possible; NaN and inf are never contained."""
+        with np.errstate(invalid="ignore"):
+            return (values >= self.low - self.slack) & (values <= self.high + self.slack)
+
+
+#: Percentages of a whole (CPU time, memory): Telegraf computes them as shares, so 0-100.
+PERCENT = Bounds(0.0, 100.0, "a share of a whole, in percent", slack=1e-6)
+#: Counters since boot: Telegraf writes Go uint64 as int64 and clamps at 2^63 - 1.
+COUNTER = Bounds(0.0, 2.0**63 - 1, "a counter since boot (uint64 written as int64, clamped at 2^63 - 1)")
+#: Run-queue averages and process counts cannot exceed the number of tasks the kernel allows
+#: (``PID_MAX_LIMIT``, 2^22 on 64-bit Linux).
+TASKS = Bounds(0.0, 2.0**22, "tasks, at most the kernel's PID_MAX_LIMIT (2^22)")
+#: Online CPUs: at least one; Linux builds allow at most 8,192 (``NR_CPUS``), kept generous.
+CPUS = Bounds(1.0, 2.0**16, "online CPUs: at least 1, at most 65,536")
+
+
+@dataclass(frozen=True)
 class RawField:
-    """One raw field read per interval: ``agg`` is ``mean`` for gauges, ``last`` for counters."""
+    """One raw field read per interval: ``agg`` is ``mean`` for gauges, ``last`` for counters;
+    ``bounds`` are the values it can physically take (declared here, once, for the guard)."""
 
     measurement: str
     field: str
     agg: str
     where: tuple[tuple[str, str], ...] = ()
     per_tag: str | None = None  # counters kept per device, then summed as rates
+    bounds: Bounds | None = None
 
     @property
     def column(self) -> str:
@@ -71,56 +108,59 @@ _CPU_TOTAL = (("cpu", schema.CPU_TOTAL_TAG),)
 BASE_METRICS: tuple[BaseMetric, ...] = (
     BaseMetric(
         "cpu_busy",
-        (RawField(schema.RAW_CPU, "usage_idle", "mean", _CPU_TOTAL),),
+        (RawField(schema.RAW_CPU, "usage_idle", "mean", _CPU_TOTAL, bounds=PERCENT),),
         "complement",
         2.0,
         "100 - usage_idle of cpu-total, percent",
     ),
     BaseMetric(
         "cpu_iowait",
-        (RawField(schema.RAW_CPU, "usage_iowait", "mean", _CPU_TOTAL),),
+        (RawField(schema.RAW_CPU, "usage_iowait", "mean", _CPU_TOTAL, bounds=PERCENT),),
         "gauge",
         1.0,
         "usage_iowait of cpu-total, percent",
     ),
     BaseMetric(
         "mem_used_pct",
-        (RawField(schema.RAW_MEM, "used_percent", "mean"),),
+        (RawField(schema.RAW_MEM, "used_percent", "mean", bounds=PERCENT),),
         "gauge",
         1.0,
         "mem used_percent",
     ),
     BaseMetric(
         "load_per_cpu",
-        (RawField(schema.RAW_SYSTEM, "load1", "mean"), RawField(schema.RAW_SYSTEM, "n_cpus", "last")),
+        (
+            RawField(schema.RAW_SYSTEM, "load1", "mean", bounds=TASKS),
+            RawField(schema.RAW_SYSTEM, "n_cpus", "last", bounds=CPUS),
+        ),
         "ratio",
         0.05,
         "system load1 / n_cpus",
     ),
     BaseMetric(
         "procs_total",
-        (RawField(schema.RAW_PROCESSES, "total", "mean"),),
+        (RawField(schema.RAW_PROCESSES, "total", "mean", bounds=TASKS),),
         "gauge",
         5.0,
         "processes total",
     ),
     BaseMetric(
         "net_rx",
-        (RawField(schema.RAW_NET, "bytes_recv", "last", per_tag="interface"),),
+        (RawField(schema.RAW_NET, "bytes_recv", "last", per_tag="interface", bounds=COUNTER),),
         "rate",
         0.3,
         "rate_transform of received bytes/s summed over interfaces",
     ),
     BaseMetric(
         "net_tx",
-        (RawField(schema.RAW_NET, "bytes_sent", "last", per_tag="interface"),),
+        (RawField(schema.RAW_NET, "bytes_sent", "last", per_tag="interface", bounds=COUNTER),),
         "rate",
         0.3,
         "rate_transform of sent bytes/s summed over interfaces",
     ),
     BaseMetric(
         "disk_read",
-        (RawField(schema.RAW_DISKIO, "read_bytes", "last", per_tag="name"),),
+        (RawField(schema.RAW_DISKIO, "read_bytes", "last", per_tag="name", bounds=COUNTER),),
         "rate",
         0.3,
         "rate_transform of read bytes/s summed over disks",
@@ -128,7 +168,7 @@ BASE_METRICS: tuple[BaseMetric, ...] = (
     ),
     BaseMetric(
         "disk_write",
-        (RawField(schema.RAW_DISKIO, "write_bytes", "last", per_tag="name"),),
+        (RawField(schema.RAW_DISKIO, "write_bytes", "last", per_tag="name", bounds=COUNTER),),
         "rate",
         0.3,
         "rate_transform of written bytes/s summed over disks",

@@ -1,6 +1,7 @@
 """From raw Telegraf points in InfluxDB to one row of base metrics per host and interval.
 
-Counters (network and disk bytes) become rates here. The previous reading of
+Raw values pass the data-quality guard (:mod:`vigil.features.quality`) before they are
+aggregated. Counters (network and disk bytes) become rates here. The previous reading of
 each counter is carried in :class:`CounterState`, so the detector, which reads a
 few intervals at a time, computes exactly the rates that a batch extraction over
 the whole window computes.
@@ -8,7 +9,10 @@ the whole window computes.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,7 +20,10 @@ import numpy as np
 import pandas as pd
 
 from vigil.features.definitions import BASE_METRICS, BaseMetric, RawField, rate_transform
+from vigil.features.quality import QualityConfig, QualityReport, guard_points
 from vigil.influx import InfluxClient, quote_ident, quote_literal
+
+log = logging.getLogger(__name__)
 
 RawFrames = dict[str, pd.DataFrame]
 
@@ -113,32 +120,89 @@ def per_interval(name: str, frame: pd.DataFrame, interval_s: int) -> pd.DataFram
     return out[["time", *keys, *[f.field for f in fields]]]
 
 
+def guard_group(
+    name: str,
+    frame: pd.DataFrame,
+    *,
+    now_ns: int | None,
+    interval_s: int,
+    config: QualityConfig | None = None,
+) -> tuple[pd.DataFrame, QualityReport]:
+    """:func:`vigil.features.quality.guard_points` on the raw answer of query group ``name``."""
+    return guard_points(
+        QUERY_GROUPS[GROUP_KEYS[name]], frame, now_ns=now_ns, interval_s=interval_s, config=config
+    )
+
+
 def fetch_raw(
     client: InfluxClient,
     db: str,
     start: datetime | pd.Timestamp,
     end: datetime | pd.Timestamp,
     interval_s: int,
+    on_quality: Callable[[QualityReport], None] | None = None,
 ) -> RawFrames:
-    """Read every raw field needed by the base metrics for ``[start, end)``, per interval."""
+    """Read every raw field needed by the base metrics for ``[start, end)``, per interval.
+
+    Every raw value passes the data-quality guard first, as in the detector: a value that
+    cannot be real is missing here too (``on_quality`` gets what was found; it is logged).
+    """
     frames: RawFrames = {}
+    reports = []
+    now_ns = time.time_ns()
     for name, template in raw_queries().items():
         frame = client.query_window(db, template, start, end)
         if not frame.empty:
             frame = frame.drop(columns=["_measurement"])
+            frame, report = guard_group(name, frame, now_ns=now_ns, interval_s=interval_s)
+            reports.append(report)
         frames[name] = per_interval(name, frame, interval_s)
+    report = QualityReport.merge(reports)
+    if not report.events.empty:
+        kinds = report.events.groupby("kind")["count"].sum().to_dict()
+        log.warning("data-quality guard: raw values kept out of the features in %s: %s", db, kinds)
+    if on_quality is not None:
+        on_quality(report)
     return frames
 
 
 @dataclass
 class CounterState:
-    """Last reading of each counter: (host, device, field) -> (time ns, value)."""
+    """Last reading of each counter: (host, device, field) -> (time ns, value).
+
+    ``held``: for a counter whose last reading went *down*, the reading before it. Only the
+    next reading tells a reset (a restart: the counter stays low and grows again) from a wrong
+    reading (it comes back above where it was): see :func:`_rates`. ``events``: what that found,
+    ``(host, interval start ns, field column, kind, value)`` with kind ``counter_reset`` or
+    ``counter_backwards``, for the caller to drain (the detector reports them).
+    """
 
     last: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
+    held: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
+    events: list[tuple[str, int, str, str, float]] = field(default_factory=list)
+
+    def __setstate__(self, state: dict) -> None:  # checkpoints written before held/events existed
+        self.__dict__.update({"held": {}, "events": [], **state})
+
+    def drain(self) -> list[tuple[str, int, str, str, float]]:
+        """The counter events found since the last drain."""
+        out, self.events = self.events, []
+        return out
+
+
+#: Most counter events kept undrained (a caller that never drains must not grow without bound).
+MAX_COUNTER_EVENTS = 10_000
 
 
 def _rates(frame: pd.DataFrame, raw: RawField, state: CounterState) -> pd.DataFrame:
-    """Per-device rates of one counter, summed per host and interval (NaN where unknown)."""
+    """Per-device rates of one counter, summed per host and interval (NaN where unknown).
+
+    A counter that goes down is either reset (restart) or read wrong, and only the next reading
+    says which: back at or above the reading before the drop, the drop was wrong
+    (``counter_backwards``: that reading is dropped and the rate spans it); still below, it was a
+    reset (``counter_reset``: its interval has no rate, the next rate counts from the reset). The
+    interval of the drop has no rate either way, never a negative one.
+    """
     tag = raw.per_tag or "__device"
     data = (
         frame[["host", "time", raw.field]].copy()
@@ -162,12 +226,61 @@ def _rates(frame: pd.DataFrame, raw: RawField, state: CounterState) -> pd.DataFr
     dt = (t_ns - prev_t) / 1e9
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = (v - prev_v) / dt
-    rate[(dt <= 0) | (v < prev_v) | ~np.isfinite(rate)] = np.nan  # reset, out of order or no history
+    drops = v < prev_v
+    rate[(dt <= 0) | drops | ~np.isfinite(rate)] = np.nan  # a drop, out of order or no history
+    held_keys = {k[:2] for k in state.held if k[2] == raw.field}
+    if drops.any() or held_keys:
+        _settle_drops(
+            keys, t_ns, v, rate, first, raw, state, {keys[i] for i in np.flatnonzero(drops)} | held_keys
+        )
     last_rows = np.r_[first[1:], True]
     for i in np.flatnonzero(last_rows):
         state.last[(keys[i][0], keys[i][1], raw.field)] = (int(t_ns[i]), float(v[i]))
+    del state.events[: max(0, len(state.events) - MAX_COUNTER_EVENTS)]
     data[raw.field] = rate
     return data.groupby(["host", "time"], as_index=False)[raw.field].sum(min_count=1)
+
+
+def _settle_drops(
+    keys: list[tuple[str, str]],
+    t_ns: np.ndarray,
+    v: np.ndarray,
+    rate: np.ndarray,
+    first: np.ndarray,
+    raw: RawField,
+    state: CounterState,
+    wanted: set[tuple[str, str]],
+) -> None:
+    """Walk the devices in ``wanted`` (a drop now or undecided from before: rare) in time order
+    and decide each drop (see :func:`_rates`); ``rate`` is corrected in place, ``state.held`` and
+    ``state.events`` updated."""
+    bounds = np.r_[np.flatnonzero(first), len(keys)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        key = keys[lo]
+        if key not in wanted:
+            continue
+        state_key = (key[0], key[1], raw.field)
+        held = state.held.pop(state_key, None)  # the reading before an undecided drop
+        last = state.last.get(state_key)
+        prev = last  # the reading rates are taken against
+        drop_at: tuple[int, float] | None = last if held is not None else None
+        for i in range(lo, hi):
+            t, x = int(t_ns[i]), float(v[i])
+            if held is not None and drop_at is not None:
+                if x >= held[1]:  # back above: the drop was a wrong reading
+                    state.events.append((key[0], drop_at[0], raw.column, "counter_backwards", drop_at[1]))
+                    prev = held
+                else:
+                    state.events.append((key[0], drop_at[0], raw.column, "counter_reset", drop_at[1]))
+                held = drop_at = None
+            if prev is not None and t > prev[0] and x < prev[1]:
+                held, drop_at = prev, (t, x)
+                rate[i] = np.nan
+            elif prev is not None and t > prev[0]:
+                rate[i] = (x - prev[1]) / ((t - prev[0]) / 1e9)
+            prev = (t, x)
+        if held is not None:
+            state.held[state_key] = held
 
 
 def _metric_column(metric: BaseMetric, parts: dict[str, pd.Series]) -> pd.Series:

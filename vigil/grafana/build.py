@@ -295,9 +295,9 @@ def infrastructure_dashboard() -> dict[str, Any]:
 
 
 def detector_dashboard() -> dict[str, Any]:
-    """Scores against threshold, anomaly rate, lag, throughput, model version, errors."""
+    """Scores against threshold, anomaly rate, lag, throughput, model version, errors, data quality."""
     L = _Layout()
-    p, d = s.PREDICTIONS.name, s.DETECTOR_STATS.name
+    p, d, dq = s.PREDICTIONS.name, s.DETECTOR_STATS.name, s.DATA_QUALITY.name
     by_inst = f"GROUP BY time($__interval), {q('instance')} fill(null)"
     panels = [
         L.panel(
@@ -393,6 +393,38 @@ def detector_dashboard() -> dict[str, Any]:
                 )
             ],
             width=6,
+        ),
+        L.panel(
+            "Data quality: raw values found per host and kind",
+            [
+                _target(
+                    "A",
+                    VIGIL_DS_UID,
+                    f"SELECT sum({q('count')}) FROM {q(dq)} WHERE {q('kind')} != '{s.DATA_QUALITY_INCIDENT}' "
+                    f"AND {HOST_FILTER} AND $timeFilter "
+                    f"GROUP BY time($__interval), {q(s.HOST_TAG)}, {q('kind')} fill(none)",
+                    "$tag_host $tag_kind",
+                )
+            ],
+            description="The data-quality guard, before the features: values outside their field's "
+            "physical bounds, not numbers, stamped in the future or counters going backwards are kept "
+            "out of scoring (counter resets and missing fields are only noted). vigil_data_quality.",
+            extra_defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
+        ),
+        L.panel(
+            "Data-quality incidents",
+            [
+                _target(
+                    "A",
+                    VIGIL_DS_UID,
+                    f"SELECT {q(s.HOST_TAG)}, {q('state')}, {q('share')}, {q('count')}, {q('detail')} "
+                    f"FROM {q(dq)} WHERE {q('kind')} = '{s.DATA_QUALITY_INCIDENT}' AND {HOST_FILTER} "
+                    f"AND $timeFilter ORDER BY time DESC",
+                    fmt="table",
+                )
+            ],
+            kind="table",
+            description="Hosts whose values were mostly bad: no anomaly alarm for them meanwhile.",
         ),
     ]
     return _dashboard(

@@ -19,6 +19,7 @@ import requests
 from pydantic import SecretStr
 
 from vigil.influx import InfluxClient, InfluxError, quote_literal
+from vigil.mlflow_ui import home_url
 from vigil.settings import PROJECT_ROOT, Settings
 from vigil.stack import airflow
 from vigil.stack.influxdb import influxdb_command
@@ -181,7 +182,7 @@ SERVICES: tuple[Service, ...] = (
         launch=lambda s: Launch(mlflow_command(s.run_dir, s.mlflow_port, host=s.bind_host), mlflow_env()),
         healthy=lambda s, r: mlflow_healthy(_local(s, s.mlflow_port)),
         port=lambda s: s.mlflow_port,
-        url=lambda s: _local(s, s.mlflow_port),
+        url=lambda s: home_url(_local(s, s.mlflow_port)),  # the UI on training runs, not GenAI
         timeout_s=180,
     ),
     Service(
