@@ -89,7 +89,7 @@ def dq_counts(det: Detector) -> dict[tuple[str, str], float]:
 def assert_baseline_finite(builder: FeatureBuilder) -> None:
     """Means and variances of every host's baselines are finite; the short windows hold only
     finite values or NaN (= missing), never inf."""
-    *_, state = builder.state()
+    _, _, _, state, *_ = builder.state()
     for name in ("mu", "var", "mu_vol", "var_vol"):
         arr = getattr(state, name)
         assert np.isfinite(arr).all(), (name, arr[~np.isfinite(arr)][:5])
@@ -214,14 +214,18 @@ def test_the_corpus_is_kept_out_counted_and_never_reaches_a_baseline(
 def test_a_host_with_mostly_bad_data_gets_a_data_quality_incident_not_an_alarm(
     dbs: InfluxClient, settings: Settings, tmp_path: Path
 ) -> None:
-    """20 healthy hosts teach the fleet's online model; at intervals [50, 56) ``spiky`` and
-    ``broken`` both report memory at 99 % (from 40), and ``broken`` sends impossible values in
-    every other field. ``spiky`` alarms (the control); ``broken`` has a data-quality incident
-    instead, which closes once its data is good again."""
+    """Both hosts have 25 h of healthy history (so their own per-series evidence is mature: the
+    detector runs online-only here); at intervals [50, 56) ``spiky`` and ``broken`` both report
+    memory at 99 % (from 40), and ``broken`` sends impossible values in every other field.
+    ``spiky`` alarms (the control); ``broken`` has a data-quality incident instead, which closes
+    once its data is good again."""
     client = dbs
-    fleet = [f"h{k:02d}" for k in range(20)]
+    fleet: list[str] = []
     bad_from, bad_to, n = 50, 56, 75
     lines = []
+    for i in range(-25 * 360, 0, 6):  # one gather a minute for 25 h before START (no counters)
+        for h in ("spiky", "broken"):
+            lines += [ln for ln in good_lines(h, i) if not ln.startswith(("net,", "diskio,"))]
     for i in range(n):
         spike = 99.0 if bad_from <= i < bad_to else None
         for h in fleet:
@@ -246,7 +250,7 @@ def test_a_host_with_mostly_bad_data_gets_a_data_quality_incident_not_an_alarm(
         "dq_raw",
         "dq_vigil",
         mlflow_port=free_port(),
-        detector_history_hours=0.0,
+        detector_history_hours=26.0,
         detector_max_catchup_intervals=2,
     )
     det = Detector(s, start=START)
