@@ -31,15 +31,19 @@ def test_a_clear_spike_pages_and_noise_pages_at_about_the_designed_rate():
     assert per_day <= 0.4, f"{per_day:.2f} chance pages a day on pure noise"
 
 
-def test_rows_within_the_alarm_grouping_score_zero():
-    """A page mutes its host's next ``alarm_group_s`` seconds (the same incident)."""
+def test_one_incident_pages_once_and_the_grouping_mutes_what_follows():
+    """Consecutive flagged rows are one incident (one page); a new incident within
+    ``alarm_group_s`` of a page is muted too (its rows score 0 for NAB: not a new page)."""
     stamps, values = _series()
-    values[3500:3504] = [120.0, 125.0, 130.0, 135.0]  # four records in a row, 5 min apart
+    values[3500:3504] = [120.0, 125.0, 130.0, 135.0]  # one incident: four records in a row
+    values[3510] = 160.0  # another record, 30 minutes later
     grouped = detect(stamps, values, ServingConfig(alarm_group_s=3600.0))
     ungrouped = detect(stamps, values, ServingConfig(alarm_group_s=0.0))
     assert grouped["alarm"].iloc[3500:3504].tolist() == [1, 0, 0, 0]
     assert (grouped["anomaly_score"].iloc[3501:3504] == 0).all()
-    assert ungrouped["alarm"].iloc[3500:3504].tolist() == [1, 1, 1, 1]
+    assert grouped["alarm"].iloc[3510] == 0 and grouped["anomaly_score"].iloc[3510] == 0
+    assert ungrouped["alarm"].iloc[3500:3504].tolist() == [1, 0, 0, 0]
+    assert ungrouped["alarm"].iloc[3510] == 1
 
 
 def test_the_nab_run_takes_the_detectors_settings(monkeypatch: pytest.MonkeyPatch):

@@ -29,6 +29,13 @@ The combined score and its threshold of 1:
    evidence itself flags. Smoothed and windowed features (a one-minute mean, the volatility)
    trail the load by their window; without this rule an alarm outlived its cause by that much.
 
+5. **Seasonality**: a row does not flag when the host's own history says that what is out of
+   line is usual *for this hour of the day*: every metric out of band now lies within what its
+   series did at this hour on earlier days (``usual`` of the series evidence: not beyond that
+   hour's envelope by ``season_excess`` of the series' range). A backup at 02:00 every night is
+   then quiet from its second night on — even when a night's backup writes a little more than
+   any before (a record, but not for 02:00) — while the same burst at 14:00 still flags.
+
 The top features come from whichever evidence is most severe on that row (a series' metric name
 when the series evidence wins).
 
@@ -126,8 +133,8 @@ def combine_frames(
     """Combine prediction frames (columns of ``vigil.schema.PREDICTIONS``, same index).
 
     ``online`` is the fleet model, ``batch`` the champion (None before the first promotion),
-    ``series`` the per-series evidence (columns ``score`` and ``metric``; None = none), ``now``
-    rule 4's "out of band now" per row (None = not applied). Returns score, threshold,
+    ``series`` the per-series evidence (columns ``score``, ``metric`` and optionally ``usual``
+    for rule 5; None = none), ``now`` rule 4's "out of band now" per row (None = not applied). Returns score, threshold,
     is_anomaly (0/1), warmup (0/1) and the top features of the most severe evidence.
     """
     n = len(online)
@@ -148,6 +155,9 @@ def combine_frames(
     warm = np.asarray(warmup).astype(bool)
     if now is not None:
         now = np.asarray(now).astype(bool) | (s_u > 1.0)
+    if series is not None and "usual" in series:
+        usual = series["usual"].to_numpy().astype(bool)
+        now = ~usual if now is None else now & ~usual
     out = pd.DataFrame(index=online.index)
     out["score"] = combined
     out["threshold"] = COMBINED_THRESHOLD

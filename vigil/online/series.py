@@ -85,13 +85,18 @@ class SeriesConfig:
     #: the excess beyond the hour's envelope, as a share of the series' range, that scores 0.5
     #: (a quarter of the range: a burst at an hour it never happens; not the jitter of a busy hour)
     season_excess: float = 0.25
-    #: samples (decayed) a bin needs, and days of history the series needs, before it counts
+    #: samples (decayed) a bin needs before it counts; the history the series needs before a value
+    #: can be *unusual* for its hour (several days: a first Tuesday differs from a Monday) and
+    #: before it can be *usual* for its hour (one day: a job seen at 02:00 is usual at 02:00
+    #: the next night)
     season_min_samples: float = 100.0
-    season_min_history_s: float = 2 * DAY_S
+    season_min_history_s: float = 3 * DAY_S
+    season_usual_after_s: float = DAY_S
     #: nothing counts before a series has this many samples ...
     min_samples: int = 100
-    #: ... and this much history: a daily cycle, so a first busy morning is not an anomaly
-    min_history_s: float = DAY_S
+    #: ... and this much history: two daily cycles, so a first busy morning (or the first days of
+    #: a slowly drifting series such as memory in use) is not an anomaly
+    min_history_s: float = 2 * DAY_S
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +115,9 @@ class SeriesScores:
     record: np.ndarray
     rarity: np.ndarray
     season: np.ndarray
+    #: bool: usual for this hour (the hour-of-day bin has enough history and the value's excess
+    #: beyond that bin's envelope is under ``season_excess`` of the series' range)
+    usual: np.ndarray
     mature: np.ndarray  # bool: the series has enough history for its evidence to count
     member: np.ndarray  # "record" | "rarity" | "season" | "" (the largest member where it is > 0)
 
@@ -145,7 +153,9 @@ class SeriesEvidence:
         self.s_lo = np.full((cap, m, nsb), np.nan, dtype=np.float32)
         self.s_mean = np.zeros((cap, m, nsb), dtype=np.float32)
         self.s_n = np.zeros((cap, m, nsb), dtype=np.float32)
-        self.s_day = np.full((cap, m), np.nan)  # day number of the envelope's last relaxation
+        self.s_thi = np.full((cap, m, nsb), np.nan, dtype=np.float32)  # today's envelope
+        self.s_tlo = np.full((cap, m, nsb), np.nan, dtype=np.float32)
+        self.s_day = np.full((cap, m), np.nan)  # the (UTC) day number "today" is
 
     def _grow(self, needed: int) -> None:
         old = len(self.n)
@@ -202,6 +212,7 @@ class SeriesEvidence:
         record = np.zeros(x.shape)
         rarity = np.zeros(x.shape)
         season = np.zeros(x.shape)
+        usual = np.zeros(x.shape, dtype=bool)
         mature = np.zeros(x.shape, dtype=bool)
         known = idx >= 0
         if known.any():
@@ -226,8 +237,9 @@ class SeriesEvidence:
             record[known] = np.where(m, np.minimum(rec, 1.0), 0.0)
             rarity[known] = np.where(m, np.clip(rar, 0.0, 1.0), 0.0)
             if c.season_bins:
-                ses = self._season(rows, xs, t, rng, age)
+                ses, within = self._season(rows, xs, t, rng, age)
                 season[known] = np.where(m, np.minimum(ses, 1.0), 0.0)
+                usual[known] = within  # a veto: needs the hour's history, not maturity
             mature[known] = m
         score = np.maximum(np.maximum(record, rarity), season)
         member = np.where(
@@ -238,32 +250,33 @@ class SeriesEvidence:
             ),
         )
         return SeriesScores(
-            score=score, record=record, rarity=rarity, season=season, mature=mature, member=member
+            score=score,
+            record=record,
+            rarity=rarity,
+            season=season,
+            usual=usual,
+            mature=mature,
+            member=member,
         )
 
     def _season(
         self, rows: np.ndarray, x: np.ndarray, t: float, rng: np.ndarray, age: np.ndarray
-    ) -> np.ndarray:
-        """0.5 * (excess beyond this hour's envelope / series range) / season_excess."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(score, usual): 0.5 * (excess beyond this hour's envelope / series range) /
+        season_excess, and whether the bin is ready and the value is not unusual for it (its
+        excess is under ``season_excess``: one notion of "usual at this hour" for both)."""
         c = self.config
         b = _season_bin(t, c.season_bins)
-        hi = self.s_hi[rows, :, b].astype(float)
+        hi = self.s_hi[rows, :, b].astype(float)  # earlier days' envelope of this hour
         lo = self.s_lo[rows, :, b].astype(float)
-        days = np.where(np.isfinite(self.s_day[rows]), t / DAY_S - self.s_day[rows], 0.0)
-        relax = 0.5 ** (np.maximum(days, 0.0) * DAY_S / c.season_halflife_s)
-        mean = self.s_mean[rows, :, b].astype(float)
-        hi = mean + (hi - mean) * relax
-        lo = mean + (lo - mean) * relax
-        ready = (
-            (self.s_n[rows, :, b] * relax >= c.season_min_samples)
-            & (age >= c.season_min_history_s)
-            & np.isfinite(hi)
-            & np.isfinite(rng)
-            & (rng > 0)
+        known = (
+            (self.s_n[rows, :, b] >= c.season_min_samples) & np.isfinite(hi) & np.isfinite(rng) & (rng > 0)
         )
         with np.errstate(invalid="ignore", divide="ignore"):
             exc = np.where(x > hi, x - hi, np.where(x < lo, lo - x, 0.0)) / np.where(rng > 0, rng, 1.0)
-        return np.where(ready, 0.5 * exc / c.season_excess, 0.0)
+        score = 0.5 * exc / c.season_excess
+        usual = known & (age >= c.season_usual_after_s) & (score < 0.5)
+        return np.where(known & (age >= c.season_min_history_s), score, 0.0), usual
 
     def _rarity_p(self, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Share of each series' (decayed) history in ``x``'s bin; 1.0 where none is kept yet."""
@@ -298,6 +311,8 @@ class SeriesEvidence:
         self._learn_time(rows, m, t)
         self._learn_record(rows, m, xs, t)
         self._learn_rarity(rows, m, xs)
+        if self.config.season_bins:
+            self._learn_season(rows, m, xs, t)
         self.n[rows, m] += 1
 
     def _learn_time(self, rows: np.ndarray, m: np.ndarray, t: float) -> None:
@@ -357,28 +372,33 @@ class SeriesEvidence:
         np.add.at(self.hist, (rows, m, b), 1.0)
 
     def _learn_season(self, rows: np.ndarray, m: np.ndarray, x: np.ndarray, t: float) -> None:
+        """Today's values go into today's envelope; at the first sample of a new (UTC) day, today's
+        envelope joins the history's (after the history relaxed toward each bin's mean), so the
+        hour's envelope is always what *earlier* days did: an anomaly cannot make itself usual."""
         c = self.config
-        day = t / DAY_S
+        day = float(np.floor(t / DAY_S))
         last = self.s_day[rows, m]
         fresh = ~np.isfinite(last)
         self.s_day[rows[fresh], m[fresh]] = day
-        # relax the whole day table once a day at most: envelopes toward their bin's mean, counts
-        # decay (so the mean adapts and an abandoned pattern fades)
-        due = ~fresh & (day - last >= 1.0)
+        due = ~fresh & (day > last)
         if due.any():
             r, mm = rows[due], m[due]
             relax = (0.5 ** ((day - last[due]) * DAY_S / c.season_halflife_s)).astype(np.float32)[:, None]
             mean = self.s_mean[r, mm]
-            self.s_hi[r, mm] = mean + (self.s_hi[r, mm] - mean) * relax
-            self.s_lo[r, mm] = mean + (self.s_lo[r, mm] - mean) * relax
+            hi = mean + (self.s_hi[r, mm] - mean) * relax
+            lo = mean + (self.s_lo[r, mm] - mean) * relax
+            self.s_hi[r, mm] = np.fmax(hi, self.s_thi[r, mm])
+            self.s_lo[r, mm] = np.fmin(lo, self.s_tlo[r, mm])
+            self.s_thi[r, mm] = np.nan
+            self.s_tlo[r, mm] = np.nan
             self.s_n[r, mm] *= relax
             self.s_day[r, mm] = day
         b = _season_bin(t, c.season_bins)
         n = self.s_n[rows, m, b] + 1.0
         self.s_n[rows, m, b] = n
         self.s_mean[rows, m, b] += ((x - self.s_mean[rows, m, b]) / n).astype(np.float32)
-        self.s_hi[rows, m, b] = np.fmax(self.s_hi[rows, m, b], x.astype(np.float32))
-        self.s_lo[rows, m, b] = np.fmin(self.s_lo[rows, m, b], x.astype(np.float32))
+        self.s_thi[rows, m, b] = np.fmax(self.s_thi[rows, m, b], x.astype(np.float32))
+        self.s_tlo[rows, m, b] = np.fmin(self.s_tlo[rows, m, b], x.astype(np.float32))
 
     def _widen(self, rows: np.ndarray, ms: np.ndarray, x: np.ndarray) -> None:
         """Widen each series' histogram range to hold ``x``; bins are re-counted onto the wider
@@ -458,6 +478,8 @@ _ARRAYS = (
     "s_lo",
     "s_mean",
     "s_n",
+    "s_thi",
+    "s_tlo",
     "s_day",
 )
 

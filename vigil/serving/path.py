@@ -136,6 +136,7 @@ class ServingPath:
         for feature rows sent to the scoring API). ``learn=False``: read-only."""
         features = features.reset_index(drop=True)
         series = self._series(features, base, learn) if base is not None else None
+        band = out_of_band(features, self.config.band_z)
         scored = score_features(
             features,
             self.online,
@@ -146,9 +147,9 @@ class ServingPath:
             learn=learn,
             calibration=self.calibration,
             series=series,
-            now=out_of_band(features, self.config.band_z),
+            now=band,
         )
-        self._group(scored, learn)
+        self._group(scored, band, learn)
         return scored
 
     def update(
@@ -208,13 +209,15 @@ class ServingPath:
 
     # --- the per-series evidence and the grouping ---------------------------------------------
     def _series(self, features: pd.DataFrame, base: pd.DataFrame, learn: bool) -> pd.DataFrame:
-        """Per feature row: the host's strongest series evidence (score) and its metric, one
+        """Per feature row: the host's strongest series evidence (score), its metric, and whether
+        what is out of line is usual for this hour of the day (rule 5 of vigil.decision); one
         interval at a time in time order (score, then learn)."""
         n = len(features)
         out_score = np.zeros(n)
         out_metric = np.full(n, "", dtype=object)
+        out_usual = np.zeros(n, dtype=bool)
         if n == 0:
-            return pd.DataFrame({"score": out_score, "metric": out_metric})
+            return pd.DataFrame({"score": out_score, "metric": out_metric, "usual": out_usual})
         metrics = list(self.metrics)
         b = base.copy()
         b["time"] = pd.to_datetime(b["time"], utc=True, cache=False)
@@ -223,6 +226,12 @@ class ServingPath:
             if m not in b.columns:
                 b[m] = np.nan
         b = b.drop_duplicates(["host", "time"], keep="last").set_index(["host", "time"])[metrics]
+        z_cols = [f"{m}_z" for m in metrics]
+        deviating = (
+            np.abs(np.nan_to_num(features[z_cols].to_numpy(dtype=float))) >= self.config.band_z
+            if all(c in features.columns for c in z_cols)
+            else np.ones((n, len(metrics)), dtype=bool)
+        )
         keys = pd.MultiIndex.from_arrays(
             [features["host"].astype(str), pd.to_datetime(features["time"], utc=True, cache=False)]
         )
@@ -243,19 +252,34 @@ class ServingPath:
             top = r.score[np.arange(len(rows)), best]
             out_score[rows] = top
             out_metric[rows] = np.where(top > 0, names[best], "")
+            # usual for this hour: every metric that is out of line now lies within what its series
+            # did at this hour over the past days (and at least one is out of line)
+            dev = deviating[rows] & np.isfinite(x)
+            out_usual[rows] = dev.any(axis=1) & (r.usual | ~dev).all(axis=1)
             series.learn(idx, x, t)  # on the copy when read-only
-        return pd.DataFrame({"score": out_score, "metric": out_metric})
+        return pd.DataFrame({"score": out_score, "metric": out_metric, "usual": out_usual})
 
-    def _group(self, scored: Scored, learn: bool) -> None:
+    def _group(self, scored: Scored, band: np.ndarray, learn: bool) -> None:
+        """Incidents (vigil.serving.grouping): flags held while out of band, one page each."""
         combined = scored.combined
         t_ns = pd.to_datetime(combined["time"], utc=True, cache=False).astype("int64").to_numpy()
         order = np.argsort(t_ns, kind="stable")
         hosts = combined["host"].astype(str).to_numpy()[order]
         flags = combined["is_anomaly"].to_numpy().astype(bool)[order]
-        alarm, muted = self.grouping.step(list(hosts), t_ns[order] / NS, flags, update=learn)
+        warm = combined["warmup"].to_numpy().astype(bool)[order]
+        usual = (
+            scored.series["usual"].to_numpy().astype(bool)[order]
+            if scored.series is not None and "usual" in scored.series
+            else np.zeros(len(order), dtype=bool)
+        )
+        flag, alarm, muted = self.grouping.step(
+            list(hosts), t_ns[order] / NS, flags, band[order] & ~warm & ~usual, update=learn
+        )
+        f = np.zeros(len(order), dtype=np.int64)
         a = np.zeros(len(order), dtype=np.int64)
         m = np.zeros(len(order), dtype=bool)
-        a[order], m[order] = alarm, muted
+        f[order], a[order], m[order] = flag, alarm, muted
+        combined["is_anomaly"] = f
         combined["alarm"] = a
         scored.muted = m
 
