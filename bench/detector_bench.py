@@ -16,7 +16,12 @@ detector runs in its own spawned process (a fresh interpreter started like ``vig
 run``), so its peak RSS (``VmHWM``, see :func:`peak_rss_mb`) is the detector's alone, not this harness's (which trains
 the champion and builds the points) nor the loader child's (a few seconds, at load only).
 
-    .venv/bin/python bench/detector_bench.py [--hosts 1000 10000] [--catchup 3] [--live 6]
+The catch-up is long enough to be stable by default: at least 10 intervals, and at least 50,000
+host-intervals (1,000 hosts: 50 intervals, ~8 s), because a half-second catch-up moved by 20 %
+from run to run. Every figure line ends with the machine's load average when it was taken
+(``bench/conditions.py``); the first line names the command.
+
+    .venv/bin/python bench/detector_bench.py [--hosts 1000 10000] [--catchup N] [--live 5]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from conditions import header, load
 
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
@@ -46,6 +52,8 @@ from vigil.stack.mlflow_server import start_mlflow
 from vigil.stack.process import free_port, stop_process
 
 INTERVAL_S = 10
+#: The least catch-up the bench times by default: intervals, and host-intervals (whichever is more).
+MIN_CATCHUP_INTERVALS, MIN_CATCHUP_HOST_INTERVALS = 10, 50_000
 #: A live interval is read this long after it ends. The writer needs up to ~1.5 s for 60,000
 #: points on this 2-core machine beside the detector; less, and points arrive after their interval
 #: was scored (counted as ``late points`` in the output, which must be 0 for the lag to mean much).
@@ -65,6 +73,11 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
+def default_catchup(hosts: int) -> int:
+    """Catch-up intervals for ``hosts``: at least 10, and at least 50,000 host-intervals."""
+    return max(MIN_CATCHUP_INTERVALS, -(-MIN_CATCHUP_HOST_INTERVALS // max(1, hosts)))
 
 
 def interval_lines(hosts: int, t_s: int, i: int, rng: np.random.Generator) -> list[str]:
@@ -191,7 +204,6 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path) -> 
             "allowed_lateness_s": LATENESS_S,
             "detector_history_hours": 0.0,
             "checkpoint_every": 12,
-            "detector_max_catchup_intervals": max(catchup, 1),
             "warmup_intervals": 0,
         }
     )
@@ -247,9 +259,16 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path) -> 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--hosts", type=int, nargs="+", default=[1000, 10000])
-    p.add_argument("--catchup", type=int, default=3)
-    p.add_argument("--live", type=int, default=5)
+    p.add_argument(
+        "--catchup",
+        type=int,
+        default=None,
+        help=f"Intervals already in InfluxDB that the detector catches up on, timed (default: "
+        f"{MIN_CATCHUP_INTERVALS} or more, at least {MIN_CATCHUP_HOST_INTERVALS:,} host-intervals).",
+    )
+    p.add_argument("--live", type=int, default=5, help="Intervals written in real time (the lag).")
     a = p.parse_args()
+    print(header(), flush=True)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -271,10 +290,10 @@ def main() -> None:
                 f"{'lag p99':>8} {'peak RSS MB':>11}"
             )
             for n in a.hosts:
-                r = run_size(base, n, a.catchup, a.live, tmp)
+                r = run_size(base, n, a.catchup or default_catchup(n), a.live, tmp)
                 print(
                     f"{r['hosts']:>6} {r['hi_per_s']:>11.0f} {r['e2e_s']:>7.2f} {r['influx_points_per_s']:>13.0f} "
-                    f"{r['lag_p50']:>7.2f}s {r['lag_p99']:>7.2f}s {r['rss_mb']:>11.0f}",
+                    f"{r['lag_p50']:>7.2f}s {r['lag_p99']:>7.2f}s {r['rss_mb']:>11.0f}  {load()}",
                     flush=True,
                 )
                 print(
