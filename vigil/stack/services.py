@@ -213,6 +213,8 @@ SERVICES: tuple[Service, ...] = (
         timeout_s=120,
         module="detector.cli",
         requires=("influxdb", "mlflow"),
+        # --workers N: worker i serves on detector_port + i (worker 0 answers the health probe)
+        extra_ports=lambda s: [s.detector_port + i for i in range(1, s.detector_workers)],
         key_settings=(
             "feature_interval_s",
             "poll_interval_s",
