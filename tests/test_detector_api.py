@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import requests
 import schemathesis
-from detector_support import detector_settings, fit_model
+from detector_support import detector_settings, fit_model, predictions
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
@@ -122,6 +122,7 @@ def test_raw_rows_get_the_detectors_own_features_and_teach_nothing(served, influ
     assert det.online.to_bytes() == online_before and det.pipeline.to_bytes() == features_before
     # now the detector scores that interval itself: the same features, to float precision
     det.run_once(now=seeded.end.value / NS)
+    det.sink.flush(force=True)
     mine = det.last_features.set_index("host")
     for r in results:
         for c in FEATURE_COLUMNS:
@@ -129,6 +130,16 @@ def test_raw_rows_get_the_detectors_own_features_and_teach_nothing(served, influ
                 r["host"],
                 c,
             )
+    # ... and the same predictions: every model's score, threshold and decision
+    vigil_db = det.settings.influx_vigil_db
+    written = predictions(influx, vigil_db)
+    written = written[pd.to_datetime(written["time"], utc=True) == last].set_index(["source", "host"])
+    for r in results:
+        for source, key in (("combined", "combined"), ("online", "online"), ("batch", "champion")):
+            point = written.loc[(source, r["host"])]
+            assert math.isclose(r[key]["score"], point["score"], rel_tol=1e-9), (r["host"], source)
+            assert math.isclose(r[key]["threshold"], point["threshold"], rel_tol=1e-9), (r["host"], source)
+            assert r[key]["is_anomaly"] == bool(point["is_anomaly"]), (r["host"], source)
 
 
 def test_feature_rows_unknown_hosts_and_single_predict(served):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -287,14 +288,12 @@ def base_metrics(raw: RawFrames, state: CounterState | None = None) -> pd.DataFr
             column = np.full(n, np.nan)
             column[rows] = values  # duplicate keys: the last row wins
             columns[name] = column
-    out = pd.DataFrame(
-        {
-            "host": all_hosts[first_of_key],
-            "time": pd.to_datetime(keys[1], unit="ns", utc=True),
-        }
-    )
     missing = np.full(n, np.nan)
+    data: dict[str, Any] = {
+        "host": all_hosts[first_of_key],
+        "time": pd.to_datetime(keys[1], unit="ns", utc=True),
+    }
     for metric in BASE_METRICS:
         parts_of = {f.field: columns.get(f.field, missing) for f in metric.inputs}
-        out[metric.name] = _metric_values(metric, parts_of).astype(float)
-    return out
+        data[metric.name] = _metric_values(metric, parts_of).astype(float)
+    return pd.DataFrame(data)
