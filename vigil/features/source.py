@@ -139,9 +139,22 @@ class CounterState:
 
 
 def _sorted_codes(values: np.ndarray) -> np.ndarray:
-    """Integer codes that sort like the strings themselves (pandas' ``sort_values`` order)."""
+    """Integer codes that sort like the strings themselves (pandas' ``sort_values`` order).
+
+    Small arrays go through ``np.unique`` (Python's string order too, ~10 us) rather than
+    ``pd.factorize`` (~90 us whatever the size): a scoring API request has a handful of rows.
+    """
+    if len(values) < 256:
+        return np.unique(values, return_inverse=True)[1].ravel()
     codes, _ = pd.factorize(values, sort=True)
     return codes
+
+
+def _time_ns(times: pd.Series) -> np.ndarray:
+    """Times as int64 ns since the epoch (UTC), without a parse when they are datetimes already."""
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = pd.to_datetime(times, utc=True, cache=False)
+    return pd.DatetimeIndex(times).as_unit("ns").asi8
 
 
 def _counter_rates(
@@ -254,7 +267,7 @@ def base_metrics(raw: RawFrames, state: CounterState | None = None) -> pd.DataFr
         if frame.empty:
             continue
         hosts = frame["host"].astype(str).to_numpy(dtype=object)
-        t_ns = pd.DatetimeIndex(pd.to_datetime(frame["time"], utc=True, cache=False)).as_unit("ns").asi8
+        t_ns = _time_ns(frame["time"])
         if key[2] is not None or any(f.agg == "last" and f.per_tag for f in fields):
             tag = key[2]
             devices = (
@@ -291,7 +304,7 @@ def base_metrics(raw: RawFrames, state: CounterState | None = None) -> pd.DataFr
     missing = np.full(n, np.nan)
     data: dict[str, Any] = {
         "host": all_hosts[first_of_key],
-        "time": pd.to_datetime(keys[1], unit="ns", utc=True),
+        "time": pd.DatetimeIndex(keys[1].view("datetime64[ns]")).tz_localize("UTC"),
     }
     for metric in BASE_METRICS:
         parts_of = {f.field: columns.get(f.field, missing) for f in metric.inputs}
