@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from vigil.settings import Settings
 
@@ -111,10 +111,11 @@ class Effective:
     recorded: Recorded | None = None
     reused: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     changed: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    problem: str | None = None
 
     def describe(self, path: Path) -> list[str]:
         """Lines for ``up`` to print: which recorded settings it kept, and what the user changed."""
-        lines = []
+        lines = [f"{self.problem} ({path}): starting from your settings"] if self.problem else []
         if self.reused:
             kept = ", ".join(f"{k}={old}" for k, (old, _) in sorted(self.reused.items()))
             lines.append(f"reusing the settings of its last start ({path}): {kept}")
@@ -154,7 +155,10 @@ def effective(current: Settings, name: str, explicit_wins: bool = True) -> Effec
                 reused[fname] = (old, now)
         else:
             values[fname] = getattr(current, fname)
-    merged = Settings(_env_file=None, run_dir=current.run_dir, **values)
+    try:
+        merged = Settings(_env_file=None, run_dir=current.run_dir, **values)
+    except ValidationError as exc:  # a record from an older Vigil whose values no longer validate
+        return Effective(current, rec, problem=f"recorded settings not reused ({exc.error_count()} invalid)")
     for fname in Settings.model_fields:  # secrets: always the current ones
         if not recordable(fname):
             setattr(merged, fname, getattr(current, fname))
