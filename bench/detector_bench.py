@@ -40,6 +40,7 @@ if __name__ == "__mp_main__":  # the spawned detector process starts like ``vigi
 import argparse
 import logging
 import multiprocessing as mp
+import os
 import resource
 import tempfile
 import time
@@ -166,12 +167,14 @@ def _detector_process(s: Settings, first: int, catchup: int, live: int, go, writ
     go.wait()
     target = (first + catchup * INTERVAL_S) * 10**9
     began = time.time()
+    cpu0 = _cpu_seconds()
     host_intervals = 0
     while det.watermark_ns < target:
         r = det.run_once(now=first + catchup * INTERVAL_S + s.allowed_lateness_s)
         host_intervals += r.host_intervals
     det.sink.flush(force=True)
     finished = time.time()
+    catchup_cpu_s = _cpu_seconds() - cpu0
     out.put(("caught up", s.shard_index))  # the harness starts the live writer once all are
 
     written_at: dict[int, float] = {}
@@ -196,6 +199,7 @@ def _detector_process(s: Settings, first: int, catchup: int, live: int, go, writ
             {
                 "host_intervals": host_intervals,
                 "began": began,
+                "cpu_s": catchup_cpu_s,
                 "finished": finished,
                 "written_at": written_at,
                 "done_at": done_at,
@@ -206,6 +210,12 @@ def _detector_process(s: Settings, first: int, catchup: int, live: int, go, writ
             },
         )
     )
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process, every thread (user + system), in seconds."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _expect(out, kind: str, n: int, timeout_s: float) -> list:
@@ -220,7 +230,15 @@ def _expect(out, kind: str, n: int, timeout_s: float) -> list:
     return got
 
 
-def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, workers: int = 1) -> dict:
+def run_size(
+    base: Settings,
+    hosts: int,
+    catchup: int,
+    live: int,
+    tmp: Path,
+    workers: int = 1,
+    influxd_pid: int | None = None,
+) -> dict:
     """One fleet size: the write reference, the catch-up (``workers`` shard processes at once,
     as ``vigil detector run --workers`` runs them) and the live lag."""
     client = InfluxClient(settings=base)
@@ -267,8 +285,13 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, wor
         )
         procs[-1].start()
     _expect(out, "ready", workers, 600)
+    import psutil  # here: the spawned detector processes re-import this module's top level
+
+    influxd = psutil.Process(influxd_pid) if influxd_pid else None
+    influx_cpu0 = sum(influxd.cpu_times()[:2]) if influxd else float("nan")
     go.set()
     _expect(out, "caught up", workers, 600)
+    influx_cpu_s = sum(influxd.cpu_times()[:2]) - influx_cpu0 if influxd else float("nan")
     writer = mp.get_context("fork").Process(
         target=_live_writer, args=(base, raw_db, hosts, first, catchup, live, queues), daemon=True
     )
@@ -298,6 +321,10 @@ def run_size(base: Settings, hosts: int, catchup: int, live: int, tmp: Path, wor
         "influx_points_per_s": points / write_s,
         "influx_host_intervals_per_s": reference,
         "ratio": scored / e2e / reference,
+        # CPU seconds per 10,000 host-intervals of the catch-up: steadier than wall time on a shared
+        # machine, and what bounds the throughput (cores / (detector + influxd CPU per host-interval))
+        "detector_cpu_per_10k": sum(r["cpu_s"] for r in results) / scored * 10_000,
+        "influxd_cpu_per_10k": influx_cpu_s / scored * 10_000,
         "lag_p50": float(np.percentile(lags, 50)) if len(lags) else float("nan"),
         "lag_p99": float(np.percentile(lags, 99)) if len(lags) else float("nan"),
         "lag_n": len(lags),
@@ -350,7 +377,15 @@ def main() -> None:
             )
             for n in a.hosts:
                 for w in a.workers:
-                    r = run_size(base, n, a.catchup or default_catchup(n), a.live, tmp, workers=w)
+                    r = run_size(
+                        base,
+                        n,
+                        a.catchup or default_catchup(n),
+                        a.live,
+                        tmp,
+                        workers=w,
+                        influxd_pid=record.pid,
+                    )
                     print(
                         f"{r['hosts']:>6} {r['workers']:>7} {r['hi_per_s']:>11.0f} {r['e2e_s']:>7.2f} "
                         f"{r['ratio']:>11.0%} {r['lag_p50']:>7.2f}s {r['lag_p99']:>7.2f}s {r['rss_mb']:>11.0f}  "
@@ -365,6 +400,13 @@ def main() -> None:
                         f"peak RSS is the largest worker's; MLflow imported by the detector: "
                         f"{'yes' if r['mlflow_imported'] else 'no'}; ru_maxrss, which counts the harness "
                         f"at the fork: {r['rss_mb_ru_maxrss']:.0f} MB)",
+                        flush=True,
+                    )
+                    cpu = r["detector_cpu_per_10k"] + r["influxd_cpu_per_10k"]
+                    print(
+                        f"       (catch-up CPU per 10,000 host-intervals: detector {r['detector_cpu_per_10k']:.2f} s "
+                        f"(all workers), influxd {r['influxd_cpu_per_10k']:.2f} s: {os.cpu_count()} free cores "
+                        f"would carry at most {os.cpu_count() * 10_000 / cpu:,.0f} host-intervals/s)",
                         flush=True,
                     )
         finally:
