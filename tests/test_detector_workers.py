@@ -60,14 +60,21 @@ def watermarks(port: int) -> list[pd.Timestamp | None]:
     return out
 
 
+def tail(log_path: str, lines: int = 40) -> str:
+    """The supervisor log's last lines without the workers' MLflow warnings (none listens there)."""
+    kept = [line for line in open(log_path).read().splitlines() if "registry unreachable" not in line]
+    return "\n".join(kept[-lines:])
+
+
 def wait_until(check, timeout_s: float, what: str, log_path: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.5)
-    tail = "\n".join(open(log_path).read().splitlines()[-40:])
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; supervisor log:\n{tail}")
+    raise AssertionError(
+        f"timed out after {timeout_s:.0f}s waiting for {what}; supervisor log:\n{tail(log_path)}"
+    )
 
 
 def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path):
@@ -135,20 +142,22 @@ def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path)
             )
             survivors = list(workers_of(sup.pid).values())
             os.kill(sup.pid, signal.SIGTERM)
-            assert psutil.Process(sup.pid).wait(timeout=90) == 0
-            assert not [p for p in survivors if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            code = psutil.Process(sup.pid).wait(timeout=90)
+            assert code == 0, f"supervisor exited {code}; log:\n{tail(sup.log)}"
+            left = [p for p in survivors if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            assert not left, f"workers left running: {left}"
         finally:
             stop_process(sup, timeout_s=10)
 
         log = open(sup.log).read()
-        assert "worker 1 (shard 1/2" in log and "exited with signal SIGKILL" in log
-        assert log.count("[shard 1/2] detector.service: resumed from checkpoint") >= 1, log[-3000:]
+        assert "worker 1 (shard 1/2" in log and "exited with signal SIGKILL" in log, tail(sup.log)
+        assert "[shard 1/2] detector.service: resumed from checkpoint" in log, tail(sup.log)
 
         # no overlap: each host belongs to exactly one worker's state, the one its hash names
         owned = []
         for index in (0, 1):
             ckpt = load_checkpoint(tmp_path / "run" / "detector" / f"shard-{index}-of-2" / "checkpoint.pkl")
-            assert ckpt is not None and ckpt.watermark_ns >= end.value
+            assert ckpt is not None and ckpt.watermark_ns >= end.value, (index, ckpt and ckpt.watermark_ns)
             hosts = set(ckpt.extra["host_last_seen"])
             assert all(shard_of(h, 2) == index for h in hosts), (index, hosts)
             owned.append(hosts)
@@ -159,5 +168,10 @@ def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path)
         combined = predictions(client, "wk_vigil", "combined")
         combined = combined[pd.to_datetime(combined["time"], utc=True) < end]
         assert not combined.duplicated(["host", "time"]).any()
-        n_intervals = int((end - start).total_seconds() // 10)
-        assert combined.groupby("host").size().to_dict() == {h: n_intervals for h in HOSTS}
+        expected = set(pd.date_range(start, end, freq="10s", inclusive="left"))
+        for host in HOSTS:
+            got = set(pd.to_datetime(combined.loc[combined["host"] == host, "time"], utc=True))
+            assert got == expected, (
+                f"{host} (shard {shard_of(host, 2)}): missing {sorted(expected - got)}, "
+                f"extra {sorted(got - expected)}; log:\n{tail(sup.log)}"
+            )
