@@ -39,6 +39,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from conditions import command, header  # noqa: E402
+from conditions import load as load_average  # noqa: E402
+
 from stress.detector_process import DetectorProcess, start_detector  # noqa: E402
 from stress.fleet_load import MODES, run_load  # noqa: E402
 from vigil import schema  # noqa: E402
@@ -77,6 +80,9 @@ class ModeResult:
     catchup_s: float = float("nan")
     drained: bool = False
     errors: dict[str, float] = field(default_factory=dict)
+    #: the machine's 1-minute load average when the mode's load started and when it was scored
+    load_before: float = float("nan")
+    load_after: float = float("nan")
 
     def during_load(self) -> list[Sample]:
         return [s for s in self.samples if self.load_start <= s.t <= self.load_end]
@@ -170,6 +176,7 @@ def run_mode(
         f"\n=== {name}: {mode.hosts} hosts every {mode.interval_s} s ({mode.points_per_min:,.0f} points/min)"
     )
     det = start_detector(s, name=f"detector-{name}")
+    result.load_before = os.getloadavg()[0]
     stop = threading.Event()
     thread = threading.Thread(target=sampler, args=(det, result.samples, stop), daemon=True)
     thread.start()
@@ -196,6 +203,7 @@ def run_mode(
         result.errors = {
             k: v for k, v in det.metrics().items() if k.startswith("vigil_detector_errors_total")
         }
+        result.load_after = os.getloadavg()[0]
     finally:
         stop.set()
         thread.join(timeout=5)
@@ -205,7 +213,7 @@ def run_mode(
     print(
         f"  lag p50 {result.lag(50):.1f} s p99 {result.lag(99):.1f} s, backlog max {result.max_backlog}, "
         f"RSS max {result.max_rss:.0f} MB, scored {result.scored}/{result.expected}, "
-        f"catch-up {result.catchup_s:.1f} s, errors {result.errors or 'none'}"
+        f"catch-up {result.catchup_s:.1f} s, errors {result.errors or 'none'}; {load_average()}"
     )
     return result
 
@@ -213,8 +221,9 @@ def run_mode(
 def table(results: list[ModeResult]) -> str:
     head = (
         "| mode | hosts | points/min (target / achieved) | lag p50 | lag p99 | lag max | backlog max "
-        "| buffered max | RSS max | detector CPU | scored / written host-intervals | catch-up | kept up |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+        "| buffered max | RSS max | detector CPU | scored / written host-intervals | catch-up | kept up "
+        "| load average (start → end) |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n"
     )
     rows = []
     for r in results:
@@ -224,7 +233,7 @@ def table(results: list[ModeResult]) -> str:
             f"| {r.lag(50):.1f} s | {r.lag(99):.1f} s | {max(lags, default=float('nan')):.1f} s "
             f"| {r.max_backlog} | {max((s.buffered for s in r.samples), default=0):,.0f} | {r.max_rss:.0f} MB "
             f"| {100 * r.cpu_share:.0f} % | {r.scored:,} / {r.expected:,} "
-            f"| {r.catchup_s:.1f} s | {'yes' if r.kept_up else 'NO'} |"
+            f"| {r.catchup_s:.1f} s | {'yes' if r.kept_up else 'NO'} | {r.load_before:.1f} → {r.load_after:.1f} |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -272,6 +281,7 @@ def main() -> None:
     p.add_argument("--catchup-timeout", type=float, default=180.0)
     p.add_argument("--no-doc", action="store_true", help="Print only; do not rewrite docs/.")
     a = p.parse_args()
+    print(header(), flush=True)
     names = [m.strip() for m in a.modes.split(",") if m.strip()]
     unknown = [m for m in names if m not in MODES]
     if unknown:
@@ -297,7 +307,8 @@ def main() -> None:
         else "No mode sustained.\n"
     )
     meta = (
-        f"\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this machine (2 shared cores), "
+        f"\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this machine (2 shared cores) "
+        f"by `{command()}`, "
         f"{a.duration:.0f} s of load per mode; detector online-only, poll {POLL_S:g} s, allowed lateness "
         f"{LATENESS_S:g} s, interval {INTERVAL_S} s: a detector that keeps up shows a lag between "
         f"{LATENESS_S:g} and ~{LATENESS_S + INTERVAL_S + POLL_S:g} s. Machine load average at the end: "

@@ -26,8 +26,9 @@ Two kinds of rows (``kind`` may be omitted: a row holding any feature column is 
   a missing column reads as 0 (at the host's baseline), as in the model contract.
 
 Scoring never changes the detector: the online model is scored from a snapshot
-(``OnlineDetector.score`` is pure; the snapshot is refreshed at most once per poll interval,
-under the loop's state lock) and baselines are copied per request. Rows of one host in one
+(``OnlineDetector.score`` is pure; a background thread refreshes the snapshot once per poll
+interval after the loop has moved on, serialising under the loop's state lock) and baselines are
+copied per request. Rows of one host in one
 request are absorbed in time order by the copy, so a batch of consecutive gathers of a host is
 scored as the detector would score them; their counters become rates between those rows.
 """
@@ -44,6 +45,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import msgspec
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Query
@@ -66,12 +68,13 @@ from vigil.features import BASE_METRICS, FEATURE_COLUMNS, FeatureBuilder
 from vigil.features.source import QUERY_GROUPS, CounterState, base_metrics, group_key_name
 from vigil.numbers import finite_or_none
 from vigil.online import OnlineDetector
+from vigil.serving.grouping import AlarmGrouping
+from vigil.serving.path import ServingPath
 from vigil.serving.scoring import (
     ONLINE_FEATURES,
     ONLINE_MODEL_NAME,
     ONLINE_MODEL_VERSION,
     host_warmup,
-    score_features,
 )
 
 if TYPE_CHECKING:
@@ -284,27 +287,14 @@ class VersionResponse(BaseModel):
 # Scoring against a read-only view of the detector.
 
 
-def _model_score(frame: pd.DataFrame, i: int) -> ModelScore:
-    row = frame.iloc[i]
-    top = []
-    for k in (1, 2, 3):
-        name = row.get(f"top{k}_feature")
-        if isinstance(name, str) and name:
-            top.append(TopFeature(feature=name, contribution=finite_or_none(row.get(f"top{k}_contribution"))))
-    return ModelScore(
-        score=finite_or_none(row.get("score")),
-        threshold=finite_or_none(row.get("threshold")),
-        is_anomaly=bool(finite_or_none(row.get("is_anomaly")) or 0),
-        top_features=top,
-    )
-
-
 class ScoringView:
     """What the API needs from a running :class:`detector.service.Detector`, read-only.
 
-    The online model is used through a snapshot refreshed at most every ``refresh_s`` (and only
-    when the loop has moved on); per-host counter totals are indexed with it, so a request
-    never walks the detector's whole state.
+    The online model is used through a snapshot (with the per-host counter totals indexed from
+    the same moment, so a request never walks the detector's whole state). The first request
+    takes it; after that a background thread takes a new one every ``refresh_s`` once the loop
+    has moved on. Why not on the request path: copying the online model costs ~45 ms of CPU, and
+    the request that happened to find the snapshot stale paid it (a p99 of its own).
     """
 
     def __init__(self, detector: Detector, refresh_s: float | None = None) -> None:
@@ -312,27 +302,45 @@ class ScoringView:
         self.settings = detector.settings
         self.refresh_s = detector.settings.poll_interval_s if refresh_s is None else refresh_s
         self._lock = threading.Lock()
-        self._online: OnlineDetector | None = None
-        self._counters: dict[tuple[str, str], tuple[int, float]] = {}
-        self._taken_at = 0.0
+        self._snap: tuple[OnlineDetector, dict[tuple[str, str], tuple[int, float]]] | None = None
         self._taken_iteration = -1
+        self._closed = threading.Event()
+        self._refresher: threading.Thread | None = None
 
     # --- snapshot ------------------------------------------------------------------------------
     def snapshot(self) -> tuple[OnlineDetector, dict[tuple[str, str], tuple[int, float]]]:
-        det = self.detector
+        snap = self._snap
+        if snap is not None:
+            return snap
         with self._lock:
-            stale = self._online is None or (
-                det.iterations != self._taken_iteration
-                and time.monotonic() - self._taken_at >= self.refresh_s
-            )
-            if stale:
-                with det.state_lock:
-                    online = OnlineDetector.from_bytes(det.online.to_bytes())
-                    last = dict(det.pipeline.counters.last)
-                    iteration = det.iterations
-                self._online, self._counters = online, _counter_totals(last)
-                self._taken_at, self._taken_iteration = time.monotonic(), iteration
-            return self._online, self._counters
+            if self._snap is None:
+                self._take()
+                self._refresher = threading.Thread(
+                    target=self._refresh_loop, name="api-snapshot", daemon=True
+                )
+                self._refresher.start()
+            return self._snap
+
+    def _take(self) -> None:
+        det = self.detector
+        with det.state_lock:  # the loop waits only for the serialisation, not the copy's rebuild
+            online_bytes = det.online.to_bytes()
+            last = dict(det.pipeline.counters.last)
+            iteration = det.iterations
+        self._snap = (OnlineDetector.from_bytes(online_bytes), _counter_totals(last))
+        self._taken_iteration = iteration
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.wait(self.refresh_s):
+            if self.detector.iterations == self._taken_iteration:
+                continue
+            try:
+                self._take()
+            except Exception:  # noqa: BLE001 - keep serving the previous snapshot
+                log.exception("scoring API: snapshot of the online model failed; keeping the previous one")
+
+    def close(self) -> None:
+        self._closed.set()
 
     # --- /version ----------------------------------------------------------------------------------
     def version(self) -> VersionResponse:
@@ -367,8 +375,7 @@ class ScoringView:
             shard=det.shard_label,
         )
 
-    def served(self, online: OnlineDetector) -> ServedModels:
-        champion = self.detector.champion
+    def served(self, online: OnlineDetector, champion: Any = None) -> ServedModels:
         return ServedModels(
             mode="champion" if champion else "online-only",
             champion_name=champion.name if champion else None,
@@ -379,91 +386,165 @@ class ScoringView:
         )
 
     # --- scoring -------------------------------------------------------------------------------------
-    def predict(self, rows: list[Any], include_features: bool = False) -> PredictResponse:
+    def predict(self, rows: list[Any], include_features: bool = False) -> dict[str, Any]:
+        """Score ``rows`` (parsed request rows); the response body as plain JSON-ready data.
+
+        Why plain data and numpy rather than frames and response models per row: pandas costs
+        ~0.1-1 ms per operation whatever the size, and building a pydantic model per row and
+        score another 50 us a row; for a one-row request that overhead was most of the ~50 ms
+        it took. The body has exactly the shape of :class:`PredictResponse` (the OpenAPI schema,
+        checked by the schemathesis test).
+        """
         online, counters = self.snapshot()
         now = datetime.now(UTC)
-        keys = pd.DataFrame(
-            {
-                "host": [r.host for r in rows],
-                "time": pd.to_datetime([r.time or now for r in rows], utc=True),
-                "raw": [r.kind == "raw" for r in rows],
-            }
-        )
-        feats = pd.DataFrame(index=keys.index, columns=["warm", "host_known", *FEATURE_COLUMNS], dtype=object)
-        raw_idx = keys.index[keys["raw"]]
+        n = len(rows)
+        hosts = [r.host for r in rows]
+        times = [r.time or now for r in rows]
+        is_raw = np.fromiter((r.kind == "raw" for r in rows), dtype=bool, count=n)
+        x = np.zeros((n, len(FEATURE_COLUMNS)))
+        warm = np.zeros(n, dtype=bool)
+        known: list[bool | None] = [None] * n
+        raw_idx = np.flatnonzero(is_raw)
+        base = None
         if len(raw_idx):
-            self._raw_features([rows[i] for i in raw_idx], keys.loc[raw_idx], counters, feats)
-        for i in keys.index[~keys["raw"]]:
-            for c in FEATURE_COLUMNS:
-                v = getattr(rows[i], c)
-                feats.at[i, c] = 0.0 if v is None else float(v)
-            feats.at[i, "warm"], feats.at[i, "host_known"] = False, None
-        frame = pd.concat([keys[["host", "time"]], feats[list(FEATURE_COLUMNS)].astype(float)], axis=1)
-        warm = feats["warm"].astype(bool).to_numpy()
-        with self.detector.state_lock:
-            calibration = self.detector.calibration.subset(frame["host"].astype(str).unique().tolist())
-        scored = score_features(
-            frame, online, self.detector.champion, warm, learn_max=0, learn=False, calibration=calibration
+            base = self._raw_features(rows, hosts, times, raw_idx, counters, x, warm, known)
+        for i in np.flatnonzero(~is_raw):
+            row = rows[i]
+            x[i] = [0.0 if (v := getattr(row, c)) is None else v for c in FEATURE_COLUMNS]
+        frame = pd.DataFrame(x, columns=list(FEATURE_COLUMNS))
+        frame.insert(0, "time", pd.DatetimeIndex(times).tz_convert("UTC"))
+        frame.insert(0, "host", hosts)
+        det = self.detector
+        distinct = list(dict.fromkeys(hosts))
+        with det.state_lock:  # copies of just these hosts, so the loop can go on meanwhile
+            calibration = det.calibration.subset(distinct)
+            series = det.path.series.subset(distinct)
+            grouping = AlarmGrouping.from_state(det.path.grouping.state())
+        champion = det.champion
+        # the detector's own serving path, read-only, on those copies: the same decision
+        view = ServingPath(
+            det.path.config,
+            pipeline=det.path.pipeline,
+            online=online,
+            calibration=calibration,
+            series=series,
+            grouping=grouping,
         )
+        scored = view.score(frame, champion, base=base, learn=False, warm=warm)
+        combined = _scores(scored.combined)
+        online_scores = _scores(scored.online)
+        batch = _scores(scored.batch) if scored.batch is not None else None
+        warmup = scored.combined["warmup"].to_numpy().astype(bool).tolist()
+        stamps = [_iso(t) for t in times]
         results = []
-        for i in range(len(rows)):
-            combined = _model_score(scored.combined, i)
-            on = _model_score(scored.online, i)
+        for i in range(n):
+            c = combined[i]
             results.append(
-                RowResult(
-                    index=i,
-                    host=str(keys.at[i, "host"]),
-                    time=keys.at[i, "time"].to_pydatetime(),
-                    input="raw" if keys.at[i, "raw"] else "features",
-                    host_known=feats.at[i, "host_known"],
-                    warmup=bool(scored.combined["warmup"].iloc[i]),
-                    is_anomaly=combined.is_anomaly,
-                    combined=combined,
-                    champion=_model_score(scored.batch, i) if scored.batch is not None else None,
-                    online=on,
-                    features={c: finite_or_none(frame.at[i, c]) for c in FEATURE_COLUMNS}
+                {
+                    "index": i,
+                    "host": hosts[i],
+                    "time": stamps[i],
+                    "input": "raw" if is_raw[i] else "features",
+                    "host_known": known[i],
+                    "warmup": warmup[i],
+                    "is_anomaly": c["is_anomaly"],
+                    "combined": c,
+                    "champion": batch[i] if batch is not None else None,
+                    "online": online_scores[i],
+                    "features": {c: finite_or_none(v) for c, v in zip(FEATURE_COLUMNS, x[i], strict=True)}
                     if include_features
                     else None,
-                )
+                }
             )
-        return PredictResponse(models=self.served(online), results=results)
+        return {"models": self.served(online, champion).model_dump(mode="json"), "results": results}
 
     def _raw_features(
         self,
         rows: list[Any],
-        keys: pd.DataFrame,
+        hosts: list[str],
+        times: list[datetime],
+        raw_idx: np.ndarray,
         counters: dict[tuple[str, str], tuple[int, float]],
-        out: pd.DataFrame,
-    ) -> None:
-        """Features of raw rows against copies of their hosts' baselines; fills ``out`` in place."""
+        x: np.ndarray,
+        warm: np.ndarray,
+        known: list[bool | None],
+    ) -> pd.DataFrame:
+        """Features of the raw rows ``raw_idx`` against copies of their hosts' baselines, written
+        into ``x`` / ``warm`` / ``known`` in place; returns their base metrics (for the per-series
+        evidence)."""
         det = self.detector
-        hosts = list(dict.fromkeys(keys["host"]))
+        raw_hosts = [hosts[i] for i in raw_idx]
         with det.state_lock:
-            builder: FeatureBuilder = det.pipeline.builder.subset(hosts, keep_time=False)
-        known = set(builder.hosts)
+            builder: FeatureBuilder = det.pipeline.builder.subset(
+                list(dict.fromkeys(raw_hosts)), keep_time=False
+            )
+        known_hosts = set(builder.hosts)
         state = CounterState(
             last={
                 (h, API_DEVICE, f): counters[(h, f)]
-                for h in known
+                for h in known_hosts
                 for f in COUNTER_FIELDS
                 if (h, f) in counters
             }
         )
-        raw = raw_frames(rows, keys)
-        base = base_metrics(raw, state)
+        t_ns = pd.DatetimeIndex([times[i] for i in raw_idx]).tz_convert("UTC").as_unit("ns").asi8
+        base = base_metrics(raw_frames([rows[i] for i in raw_idx], raw_hosts, t_ns), state)
         features = builder.transform(base)
-        warm = host_warmup(features, builder.seen, self.detector.path.config.warmup_intervals)
-        features["warm"] = warm
-        by_key = features.set_index(["host", "time"])
-        for i, host, t in zip(keys.index, keys["host"], keys["time"], strict=True):
-            try:
-                row = by_key.loc[(host, t)]
-            except KeyError:  # cannot happen (every row yields a feature row); never 500 on it
-                row = None
-            for c in FEATURE_COLUMNS:
-                out.at[i, c] = 0.0 if row is None else float(row[c])
-            out.at[i, "warm"] = True if row is None else bool(row["warm"]) or host not in known
-            out.at[i, "host_known"] = host in known
+        feature_warm = host_warmup(features, builder.seen, self.detector.path.config.warmup_intervals)
+        where = {
+            (h, t): j
+            for j, (h, t) in enumerate(
+                zip(
+                    features["host"].tolist(),
+                    pd.DatetimeIndex(features["time"]).as_unit("ns").asi8.tolist(),
+                    strict=True,
+                )
+            )
+        }
+        values = features[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+        for i, h, t in zip(raw_idx, raw_hosts, t_ns.tolist(), strict=True):
+            j = where.get((h, t))
+            if j is None:  # cannot happen (every row yields a feature row); never 500 on it
+                x[i], warm[i] = 0.0, True
+            else:
+                x[i], warm[i] = values[j], bool(feature_warm[j]) or h not in known_hosts
+            known[i] = h in known_hosts
+        return base
+
+
+def _iso(t: datetime) -> str:
+    """A UTC time as pydantic writes it (``2026-05-05T01:00:00Z``)."""
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _scores(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One :class:`ModelScore` (as plain data) per row of a prediction frame; non-finite -> null."""
+    score = frame["score"].to_numpy(dtype=float).tolist()
+    threshold = frame["threshold"].to_numpy(dtype=float).tolist()
+    flagged = frame["is_anomaly"].to_numpy(dtype=float)
+    flagged = (np.isfinite(flagged) & (flagged != 0)).tolist()
+    tops = []
+    for k in (1, 2, 3):
+        name_col, share_col = f"top{k}_feature", f"top{k}_contribution"
+        names = frame[name_col].tolist() if name_col in frame else [None] * len(frame)
+        shares = frame[share_col].tolist() if share_col in frame else [None] * len(frame)
+        tops.append((names, shares))
+    out = []
+    for i in range(len(frame)):
+        top = [
+            {"feature": names[i], "contribution": finite_or_none(shares[i])}
+            for names, shares in tops
+            if isinstance(names[i], str) and names[i]
+        ]
+        out.append(
+            {
+                "score": finite_or_none(score[i]),
+                "threshold": finite_or_none(threshold[i]),
+                "is_anomaly": flagged[i],
+                "top_features": top,
+            }
+        )
+    return out
 
 
 #: Counter fields (cumulative) of the raw definitions.
@@ -492,27 +573,25 @@ def _counter_totals(
     return out
 
 
-def raw_frames(rows: list[Any], keys: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def raw_frames(rows: list[Any], hosts: list[str], t_ns: np.ndarray) -> dict[str, pd.DataFrame]:
     """Raw API rows as the query-group frames ``vigil.features.base_metrics`` takes."""
     frames: dict[str, pd.DataFrame] = {}
+    t_ns = np.asarray(t_ns, dtype=np.int64)
     for key, fields in QUERY_GROUPS.items():
         measurement, _where, per_tag = key
-        data: dict[str, list[Any]] = {"host": [], "time": []}
+        parts = [getattr(row, measurement, None) for row in rows]
+        have = [i for i, values in enumerate(parts) if values is not None]
+        data: dict[str, Any] = {
+            "host": [hosts[i] for i in have],
+            "time": pd.to_datetime(t_ns[have], unit="ns", utc=True),
+        }
         for f in fields:
-            data[f.field] = []
-        for row, host, t in zip(rows, keys["host"], keys["time"], strict=True):
-            values = getattr(row, measurement, None)
-            if values is None:
-                continue
-            data["host"].append(host)
-            data["time"].append(t)
-            for f in fields:
-                v = getattr(values, f.field, None)
-                data[f.field].append(np.nan if v is None else float(v))
-        frame = pd.DataFrame(data)
+            data[f.field] = np.array(
+                [np.nan if (v := getattr(parts[i], f.field, None)) is None else v for i in have], dtype=float
+            )
         if per_tag:
-            frame[per_tag] = API_DEVICE
-        frames[group_key_name(key)] = frame
+            data[per_tag] = API_DEVICE
+        frames[group_key_name(key)] = pd.DataFrame(data)
     return frames
 
 
@@ -571,12 +650,15 @@ def build_app(
     def version() -> VersionResponse:
         return view.version()
 
+    # async: the scoring runs on the server's event loop (no thread pool hop; scoring holds the
+    # GIL anyway), and the body is encoded once, from plain data (no response-model validation).
+    # The response_model is kept for the OpenAPI document.
     @app.post("/predict", response_model=PredictResponse, summary="Score one row (raw or features)")
-    def predict(row: Row, include_features: bool = Query(False)) -> PredictResponse:
-        return view.predict([row], include_features)
+    async def predict(row: Row, include_features: bool = Query(False)) -> Response:
+        return _json(view.predict([row], include_features))
 
-    def predict_batch(body: Any, include_features: bool = Query(False)) -> PredictResponse:
-        return view.predict(body.rows, include_features)
+    async def predict_batch(body: Any, include_features: bool = Query(False)) -> Response:
+        return _json(view.predict(body.rows, include_features))
 
     # the request model is built at run time (its size limit is a setting): annotate it for real,
     # not as the string ``from __future__ import annotations`` would leave
@@ -584,6 +666,12 @@ def build_app(
     app.post("/predict/batch", response_model=PredictResponse, summary="Score many rows")(predict_batch)
 
     return app
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """The body as JSON bytes (msgspec: 2 ms for 1,000 rows where ``json.dumps`` took 22 ms); the
+    scoring code has already turned every non-finite number into null."""
+    return Response(msgspec.json.encode(body), media_type="application/json")
 
 
 def _finite(value: Any) -> Any:
@@ -611,9 +699,10 @@ class DetectorHttpServer:
     The socket is bound here, so port 0 (tests) gets a free port and ``port`` is known at once.
     """
 
-    def __init__(self, host: str, port: int, app: FastAPI) -> None:
+    def __init__(self, host: str, port: int, app: FastAPI, on_stop: Callable[[], None] | None = None) -> None:
         import uvicorn
 
+        self.on_stop = on_stop
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -637,6 +726,8 @@ class DetectorHttpServer:
         return self
 
     def stop(self) -> None:
+        if self.on_stop is not None:
+            self.on_stop()
         self.server.should_exit = True
         self._thread.join(timeout=10)
         self.sock.close()
@@ -645,8 +736,9 @@ class DetectorHttpServer:
 def serve_detector(detector: Detector) -> DetectorHttpServer:
     """Start the HTTP server (health, metrics, scoring API) of a detector."""
     s = detector.settings
-    app = build_app(ScoringView(detector), detector.metrics, detector.health, s.api_max_batch_rows)
-    return DetectorHttpServer(s.bind_host, s.detector_port, app).start()
+    view = ScoringView(detector)
+    app = build_app(view, detector.metrics, detector.health, s.api_max_batch_rows)
+    return DetectorHttpServer(s.bind_host, s.detector_port, app, on_stop=view.close).start()
 
 
 __all__ = [

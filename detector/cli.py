@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from detector.lean import make_process_lean
@@ -22,11 +23,32 @@ def detector() -> None:
 @detector.command("run")
 @click.option("--start", default=None, help="Where to start without a checkpoint (ISO time); default: now.")
 @click.option("--no-http", is_flag=True, help="Do not serve /health and /metrics.")
-def run(start: str | None, no_http: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Shard processes under one supervisor (default VIGIL_DETECTOR_WORKERS, 1); worker i serves "
+    "HTTP on VIGIL_DETECTOR_PORT + i.",
+)
+def run(start: str | None, no_http: bool, workers: int | None) -> None:
     """Poll InfluxDB, score every host-interval with the champion and the online model, write predictions."""
+    settings = get_settings()
+    workers = workers or settings.detector_workers
+    if workers > 1:
+        from detector.supervisor import Supervisor
+
+        args = (["--start", start] if start else []) + (["--no-http"] if no_http else [])
+        sys.exit(Supervisor(settings, workers, args).run())
+    if settings.shard_count > 1:  # a worker: its shard on every log line
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(
+                logging.Formatter(
+                    f"%(asctime)s %(levelname)s [shard {settings.shard_index}/{settings.shard_count}] "
+                    "%(name)s: %(message)s"
+                )
+            )
     from detector.service import Detector
 
-    settings = get_settings()
     begin = None
     if start:
         begin = pd.Timestamp(start)

@@ -8,13 +8,14 @@ and schemathesis-generated requests that never get a 5xx.
 from __future__ import annotations
 
 import math
+import time
 
 import hypothesis
 import pandas as pd
 import pytest
 import requests
 import schemathesis
-from detector_support import detector_settings, fit_model
+from detector_support import detector_settings, fit_model, predictions
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
@@ -121,7 +122,10 @@ def test_raw_rows_get_the_detectors_own_features_and_teach_nothing(served, influ
     # nothing learned, no baseline moved
     assert det.online.to_bytes() == online_before and det.pipeline.to_bytes() == features_before
     # now the detector scores that interval itself: the same features, to float precision
+    seen_before = det.online.n_seen
     det.run_once(now=seeded.end.value / NS)
+    det.sink.flush(force=True)
+    assert det.online.n_seen > seen_before  # the loop learned: the API's snapshot is now behind
     mine = det.last_features.set_index("host")
     for r in results:
         for c in FEATURE_COLUMNS:
@@ -129,6 +133,23 @@ def test_raw_rows_get_the_detectors_own_features_and_teach_nothing(served, influ
                 r["host"],
                 c,
             )
+    # the API's snapshot of the online model follows the loop, off the request path
+    deadline = time.monotonic() + 10
+    while (
+        requests.get(url + "/version", timeout=5).json()["online_model"]["samples_seen"] != det.online.n_seen
+    ):
+        assert time.monotonic() < deadline, "the scoring API never refreshed its online model snapshot"
+        time.sleep(0.2)
+    # ... and the same predictions: every model's score, threshold and decision
+    vigil_db = det.settings.influx_vigil_db
+    written = predictions(influx, vigil_db)
+    written = written[pd.to_datetime(written["time"], utc=True) == last].set_index(["source", "host"])
+    for r in results:
+        for source, key in (("combined", "combined"), ("online", "online"), ("batch", "champion")):
+            point = written.loc[(source, r["host"])]
+            assert math.isclose(r[key]["score"], point["score"], rel_tol=1e-9), (r["host"], source)
+            assert math.isclose(r[key]["threshold"], point["threshold"], rel_tol=1e-9), (r["host"], source)
+            assert r[key]["is_anomaly"] == bool(point["is_anomaly"]), (r["host"], source)
 
 
 def test_feature_rows_unknown_hosts_and_single_predict(served):

@@ -130,7 +130,8 @@ def test_up_status_down_end_to_end(run_dir: Path) -> None:
     # --- status: the table -------------------------------------------------------------------------------
     table = vigil(env, "status")
     assert table.returncode == 0, table.stderr
-    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[2:]}
+    table_lines = table.stdout.split("\n\n", 1)[0].splitlines()[2:]  # the key settings follow
+    rows = {line.split()[0]: line.split() for line in table_lines}
     assert set(rows) == set(SERVICE_NAMES)
     for name, record in started.items():
         assert rows[name][1:4] == [str(record.pid), str(record.port or "-"), "yes"], table.stdout

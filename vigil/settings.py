@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     warmup_s: float = Field(300.0, description="Seconds a new host is scored without alarming.")
     shard_index: int = 0
     shard_count: int = 1
+    detector_workers: int = Field(
+        1,
+        ge=1,
+        description="Shard processes `vigil detector run` starts under one supervisor "
+        "(--workers overrides; 1 = the detector runs in its own process, no supervisor).",
+    )
     buffer_max_points: int = Field(
         200_000, description="Unwritten predictions held in memory before spilling."
     )

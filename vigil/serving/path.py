@@ -130,10 +130,12 @@ class ServingPath:
         base: pd.DataFrame | None = None,
         learn: bool = True,
         on_error: Callable[[str, int], None] | None = None,
+        warm: np.ndarray | None = None,
     ) -> Scored:
         """Score feature rows the pipeline has just produced; ``base``: their base-metric rows
         (same host/time keys) for the per-series evidence (None: that evidence is not used, as
-        for feature rows sent to the scoring API). ``learn=False``: read-only."""
+        for feature rows sent to the scoring API). ``learn=False``: read-only. ``warm``: the rows'
+        warm-up flags when the caller knows better than this path's baselines (the API's copies)."""
         features = features.reset_index(drop=True)
         series = self._series(features, base, learn) if base is not None else None
         band = out_of_band(features, self.config.band_z)
@@ -141,7 +143,7 @@ class ServingPath:
             features,
             self.online,
             champion,
-            self.warm(features),
+            self.warm(features) if warm is None else np.asarray(warm, dtype=bool),
             self.config.online_learn_max,
             on_error,
             learn=learn,

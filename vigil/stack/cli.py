@@ -57,4 +57,10 @@ def status() -> None:
     """A table of the local services: pid, port, health, URL."""
     settings = get_settings()
     click.echo(f"run folder: {settings.run_dir}")
-    click.echo(manager.format_table(manager.status(settings)))
+    rows = manager.status(settings)
+    click.echo(manager.format_table(rows))
+    click.echo(
+        f"\nkey settings (a running service: those of its start, recorded in {settings.run_dir / 'settings'}; "
+        "otherwise: what `vigil up` would start it with):"
+    )
+    click.echo(manager.format_settings(rows))

@@ -5,6 +5,11 @@ others seconds, so every service is launched as soon as the services it
 ``requires`` are healthy, and the waits overlap. A service is only ever stopped
 through the PID record ``up`` wrote (PID + start time), so ``down`` never touches
 a process it did not start.
+
+Each service runs with the settings it was first started with unless the user sets
+them again (``vigil.stack.recorded``): ``up`` writes them to ``RUN/settings/NAME.json``
+once the service is healthy, reuses them on the next start, and says what it reused
+and what changed; ``status`` shows each service's key settings from the same record.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
 from vigil.settings import Settings
+from vigil.stack import recorded
 from vigil.stack.process import (
     ProcessRecord,
     ServiceError,
@@ -78,6 +84,13 @@ class _Pending:
     service: Service
     record: ProcessRecord
     started: float
+    settings: Settings
+    env: dict[str, str] | None = None  # what a service this call launched was started with
+
+
+def service_settings(settings: Settings, name: str) -> Settings:
+    """The settings service ``name`` runs with: its record, overridden by explicit settings."""
+    return recorded.effective(settings, name).settings
 
 
 def up(
@@ -90,7 +103,6 @@ def up(
     """
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     selected = select_services(only, skip)
-    child_env = settings_env(settings)
     pending: dict[str, _Pending] = {}
     ready: set[str] = set()
     timings: dict[str, float] = {}
@@ -101,13 +113,15 @@ def up(
         wanted = {n for n in names if n in pending}
         while wanted:
             for name, item in list(pending.items()):
-                service, record = item.service, item.record
-                if _probe(settings, service, record):
+                service, record, svc = item.service, item.record, item.settings
+                if _probe(svc, service, record):
                     del pending[name]
                     wanted.discard(name)
                     timings[name] = time.monotonic() - item.started
-                    echo(f"[{name}] healthy in {timings[name]:.1f}s at {service.url(settings)}")
-                    for line in service.after_start(settings) if service.after_start else []:
+                    echo(f"[{name}] healthy in {timings[name]:.1f}s at {service.url(svc)}")
+                    if item.env is not None:
+                        recorded.write(settings.run_dir, name, item.env)
+                    for line in service.after_start(svc) if service.after_start else []:
                         echo(f"[{name}] {line}")
                     ready.add(name)
                 elif record.process() is None:
@@ -132,25 +146,37 @@ def up(
             missing = [d for d in service.requires if d not in ready and not _is_healthy(settings, d)]
             if missing:
                 echo(f"[{name}] note: needs {', '.join(missing)}, which is not running; starting anyway")
+            eff = recorded.effective(settings, name)
+            svc = eff.settings
             record = running_record(settings, service)
             if record is not None:
                 echo(f"[{name}] already running (pid {record.pid})")
-                pending[name] = _Pending(service, record, time.monotonic())
+                if eff.changed:
+                    diff = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in sorted(eff.changed.items()))
+                    echo(
+                        f"[{name}] note: it runs with the settings of its start, not yours ({diff}); "
+                        f"`vigil down --only {name}` then `vigil up` applies them"
+                    )
+                    svc = recorded.running(settings, name)  # probe what runs, not what was asked
+                pending[name] = _Pending(service, record, time.monotonic(), svc)
                 continue
-            _check_ports(settings, service)
-            launch = service.launch(settings)
+            for line in eff.describe(recorded.settings_file(settings.run_dir, name)):
+                echo(f"[{name}] {line}")
+            _check_ports(svc, service)
+            launch = service.launch(svc)
+            env = {**settings_env(svc), **launch.env}
             record = start_process(
                 name,
                 launch.cmd,
                 run_dir=settings.run_dir,
-                port=service.port(settings) or 0,
-                url=service.url(settings),
-                env={**child_env, **launch.env},
+                port=service.port(svc) or 0,
+                url=service.url(svc),
+                env=env,
                 cwd=launch.cwd,
             )
             launched.append(name)
             echo(f"[{name}] started pid {record.pid}, log {record.log}")
-            pending[name] = _Pending(service, record, time.monotonic())
+            pending[name] = _Pending(service, record, time.monotonic(), svc, env)
         wait_for(list(pending))
     except BaseException:
         # All or nothing for what this call launched: a half-started stack is stopped again
@@ -174,7 +200,7 @@ def _probe(settings: Settings, service: Service, record: ProcessRecord) -> bool:
 def _is_healthy(settings: Settings, name: str) -> bool:
     service = get_service(name)
     record = running_record(settings, service)
-    return record is not None and _probe(settings, service, record)
+    return record is not None and _probe(recorded.running(settings, name), service, record)
 
 
 def _forget(settings: Settings, service: Service) -> None:
@@ -225,28 +251,47 @@ class ServiceStatus:
     healthy: bool
     url: str
     note: str
+    #: the service's key settings (``Service.key_settings``): what it runs with if it runs (its
+    #: record), else what ``up`` would start it with
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
     """One row per registered service."""
     rows = []
     for service in SERVICES:
-        port = service.port(settings)
+        record = running_record(settings, service) if service.available() else None
+        svc = (
+            recorded.running(settings, service.name)
+            if record is not None
+            else recorded.effective(settings, service.name).settings
+        )
+        port = service.port(svc)
+        keys = {k: recorded.env_value(getattr(svc, k)) or "-" for k in service.key_settings}
         if not service.available():
-            rows.append(ServiceStatus(service.name, None, port, False, "", "not implemented yet"))
+            rows.append(ServiceStatus(service.name, None, port, False, "", "not implemented yet", keys))
             continue
-        record = running_record(settings, service)
-        healthy = record is not None and _probe(settings, service, record)
+        healthy = record is not None and _probe(svc, service, record)
         note = "" if record is not None else "not running"
         if record is not None and service.detail is not None:
             with contextlib.suppress(Exception):
-                note = service.detail(settings)
+                note = service.detail(svc)
         rows.append(
             ServiceStatus(
-                service.name, record.pid if record else None, port, healthy, service.url(settings), note
+                service.name, record.pid if record else None, port, healthy, service.url(svc), note, keys
             )
         )
     return rows
+
+
+def format_settings(rows: list[ServiceStatus]) -> str:
+    """Each service's key settings, one line each (``name  key=value ...``)."""
+    width = max((len(r.name) for r in rows), default=0)
+    return "\n".join(
+        f"{r.name.ljust(width)}  " + " ".join(f"{k}={v}" for k, v in r.settings.items())
+        for r in rows
+        if r.settings
+    )
 
 
 def format_table(rows: list[ServiceStatus]) -> str:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from pydantic import SecretStr
 
 from vigil.influx import InfluxClient, InfluxError, quote_literal
 from vigil.mlflow_ui import home_url
@@ -25,6 +24,7 @@ from vigil.stack import airflow
 from vigil.stack.influxdb import influxdb_command
 from vigil.stack.mlflow_server import mlflow_command, mlflow_env, mlflow_healthy
 from vigil.stack.process import ProcessRecord
+from vigil.stack.recorded import env_name, env_value
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class Service:
     extra_ports: Callable[[Settings], list[int]] = lambda s: []
     after_start: Callable[[Settings], list[str]] | None = None
     detail: Callable[[Settings], str] | None = None
+    #: settings ``vigil status`` shows for this service (intervals, databases, ports)
+    key_settings: tuple[str, ...] = ()
 
     def available(self) -> bool:
         """True when the service's code exists (its ``module`` is importable)."""
@@ -76,16 +78,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """
     env: dict[str, str] = {}
     for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, Path):
-            value = value.resolve()
-        env[f"VIGIL_{name.upper()}"] = str(value)
+        value = env_value(getattr(settings, name))
+        if value is not None:
+            env[env_name(name)] = value
     return env
 
 
@@ -176,6 +171,7 @@ SERVICES: tuple[Service, ...] = (
         timeout_s=30,
         extra_ports=lambda s: [s.influx_rpc_port],
         after_start=_influx_create_databases,
+        key_settings=("influx_port", "influx_rpc_port", "influx_raw_db", "influx_vigil_db"),
     ),
     Service(
         name="mlflow",
@@ -184,6 +180,7 @@ SERVICES: tuple[Service, ...] = (
         port=lambda s: s.mlflow_port,
         url=lambda s: home_url(_local(s, s.mlflow_port)),  # the UI on training runs, not GenAI
         timeout_s=180,
+        key_settings=("mlflow_port", "mlflow_experiment", "model_name"),
     ),
     Service(
         name="airflow",
@@ -194,6 +191,7 @@ SERVICES: tuple[Service, ...] = (
         timeout_s=300,
         after_start=lambda s: [f"admin password file: {airflow.password_file(s)}"],
         detail=lambda s: f"password: {airflow.password_file(s)}",
+        key_settings=("airflow_port", "airflow_parallelism", "feature_interval_s", "collect_interval_s"),
     ),
     Service(
         name="collector",
@@ -205,6 +203,7 @@ SERVICES: tuple[Service, ...] = (
         module="vigil.collector.cli",
         requires=("influxdb",),
         detail=_collector_detail,
+        key_settings=("collect_interval_s", "influx_port", "influx_raw_db", "hostname"),
     ),
     Service(
         name="detector",
@@ -215,6 +214,18 @@ SERVICES: tuple[Service, ...] = (
         timeout_s=120,
         module="detector.cli",
         requires=("influxdb", "mlflow"),
+        # --workers N: worker i serves on detector_port + i (worker 0 answers the health probe)
+        extra_ports=lambda s: [s.detector_port + i for i in range(1, s.detector_workers)],
+        key_settings=(
+            "feature_interval_s",
+            "poll_interval_s",
+            "allowed_lateness_s",
+            "influx_raw_db",
+            "influx_vigil_db",
+            "detector_port",
+            "detector_workers",
+            "model_name",
+        ),
     ),
     Service(
         name="target",
@@ -225,6 +236,7 @@ SERVICES: tuple[Service, ...] = (
         url=lambda s: _local(s, s.target_port),
         timeout_s=60,
         module="stress.target_app",
+        key_settings=("target_port", "target_usual_rps"),
     ),
 )
 
