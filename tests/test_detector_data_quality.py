@@ -214,7 +214,7 @@ def test_the_corpus_is_kept_out_counted_and_never_reaches_a_baseline(
 def test_a_host_with_mostly_bad_data_gets_a_data_quality_incident_not_an_alarm(
     dbs: InfluxClient, settings: Settings, tmp_path: Path
 ) -> None:
-    """Both hosts have 25 h of healthy history (so their own per-series evidence is mature: the
+    """Both hosts have 49 h of healthy history (so their own per-series evidence is mature: the
     detector runs online-only here); at intervals [50, 56) ``spiky`` and ``broken`` both report
     memory at 99 % (from 40), and ``broken`` sends impossible values in every other field.
     ``spiky`` alarms (the control); ``broken`` has a data-quality incident instead, which closes
@@ -223,7 +223,7 @@ def test_a_host_with_mostly_bad_data_gets_a_data_quality_incident_not_an_alarm(
     fleet: list[str] = []
     bad_from, bad_to, n = 50, 56, 75
     lines = []
-    for i in range(-25 * 360, 0, 6):  # one gather a minute for 25 h before START (no counters)
+    for i in range(-49 * 360, 0, 6):  # one gather a minute for 49 h before START (no counters)
         for h in ("spiky", "broken"):
             lines += [ln for ln in good_lines(h, i) if not ln.startswith(("net,", "diskio,"))]
     for i in range(n):
@@ -250,7 +250,7 @@ def test_a_host_with_mostly_bad_data_gets_a_data_quality_incident_not_an_alarm(
         "dq_raw",
         "dq_vigil",
         mlflow_port=free_port(),
-        detector_history_hours=26.0,
+        detector_history_hours=50.0,
         detector_max_catchup_intervals=2,
     )
     det = Detector(s, start=START)

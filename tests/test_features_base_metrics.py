@@ -2,7 +2,8 @@
 
 Why keep the former version here: base metrics feed training, the detector and the scoring API,
 so a faster implementation must not move a single value. The reference below is the pandas code
-that served until 2026-12 (outer merges of the query groups, a groupby per counter), unchanged;
+that served until 2026-12 (outer merges of the query groups, a groupby per counter, the drop
+settling of issue 21's data-quality guard), unchanged;
 the test feeds both the same raw frames (several hosts and devices, counters that reset, missing
 values, groups and fields, one window after another with the counter state carried) and compares
 every value and the carried counter state.
@@ -16,13 +17,20 @@ import pytest
 
 from vigil.features import BASE_METRIC_NAMES, CounterState, base_metrics
 from vigil.features.definitions import BASE_METRICS, BaseMetric, RawField, rate_transform
-from vigil.features.source import QUERY_GROUPS, RawFrames, group_key_name
+from vigil.features.source import MAX_COUNTER_EVENTS, QUERY_GROUPS, RawFrames, _settle_drops, group_key_name
 
 # --- the former implementation (reference) -------------------------------------------------------
 
 
 def _ref_rates(frame: pd.DataFrame, raw: RawField, state: CounterState) -> pd.DataFrame:
-    """Per-device rates of one counter, summed per host and interval (NaN where unknown)."""
+    """Per-device rates of one counter, summed per host and interval (NaN where unknown).
+
+    A counter that goes down is either reset (restart) or read wrong, and only the next reading
+    says which: back at or above the reading before the drop, the drop was wrong
+    (``counter_backwards``: that reading is dropped and the rate spans it); still below, it was a
+    reset (``counter_reset``: its interval has no rate, the next rate counts from the reset). The
+    interval of the drop has no rate either way, never a negative one.
+    """
     tag = raw.per_tag or "__device"
     data = (
         frame[["host", "time", raw.field]].copy()
@@ -46,10 +54,17 @@ def _ref_rates(frame: pd.DataFrame, raw: RawField, state: CounterState) -> pd.Da
     dt = (t_ns - prev_t) / 1e9
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = (v - prev_v) / dt
-    rate[(dt <= 0) | (v < prev_v) | ~np.isfinite(rate)] = np.nan  # reset, out of order or no history
+    drops = v < prev_v
+    rate[(dt <= 0) | drops | ~np.isfinite(rate)] = np.nan  # a drop, out of order or no history
+    held_keys = {k[:2] for k in state.held if k[2] == raw.field}
+    if drops.any() or held_keys:
+        _settle_drops(
+            keys, t_ns, v, rate, first, raw, state, {keys[i] for i in np.flatnonzero(drops)} | held_keys
+        )
     last_rows = np.r_[first[1:], True]
     for i in np.flatnonzero(last_rows):
         state.last[(keys[i][0], keys[i][1], raw.field)] = (int(t_ns[i]), float(v[i]))
+    del state.events[: max(0, len(state.events) - MAX_COUNTER_EVENTS)]
     data[raw.field] = rate
     return data.groupby(["host", "time"], as_index=False)[raw.field].sum(min_count=1)
 
@@ -129,6 +144,8 @@ def raw_frames(seed: int, n: int = 40, hosts: int = 5) -> RawFrames:
                     if f.agg == "last" and per_tag:
                         values = np.cumsum(rng.integers(0, 5_000, n)).astype(float)
                         values[rng.random(n) < 0.05] = 0.0  # a counter reset
+                        if h == 1:  # a restart: the counter stays low and grows again
+                            values[n // 2 :] -= values[n // 2 - 1]
                     elif f.field == "n_cpus":
                         values = rng.choice([0.0, 2.0, 4.0], n)  # 0: no ratio
                     else:
@@ -168,6 +185,7 @@ def test_numpy_base_metrics_equal_the_former_pandas_ones(seed: int) -> None:
         for name in BASE_METRIC_NAMES:
             np.testing.assert_array_equal(new[name].to_numpy(), ref[name].to_numpy(), err_msg=name)
         assert new_state.last == ref_state.last
+        assert new_state.held == ref_state.held and new_state.events == ref_state.events
 
 
 def test_empty_input_gives_the_empty_frame() -> None:
