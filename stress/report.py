@@ -100,6 +100,14 @@ class DetectionReport:
     own_metric_alarms: int = 0  # alarms in the window naming a feature of the scenario's metrics
     rest_before_s: float | None = None  # the suite's rest before this scenario (None: run alone)
     quiet_before: bool | None = None  # whether that rest ended with the host quiet
+    #: 0/1 per interval after the load ended (from the window's end to the end of the view): how
+    #: long an alarm outlived its cause (vigil.decision rule 4 ends it with the cause)
+    after_end: list[int] = field(default_factory=list)
+
+    @property
+    def alarmed_after_end(self) -> int:
+        """Intervals still flagged after the load ended."""
+        return int(sum(self.after_end))
 
     @property
     def outcome(self) -> str:
@@ -118,7 +126,12 @@ class DetectionReport:
         return self.outcome == "quiet" and self.false_alarms == 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "outcome": self.outcome, "passed": self.passed}
+        return {
+            **asdict(self),
+            "outcome": self.outcome,
+            "passed": self.passed,
+            "alarmed_after_end": self.alarmed_after_end,
+        }
 
 
 _PLOTTING_READY = False
@@ -258,6 +271,7 @@ def analyse(
     alarms = in_window[in_window["is_anomaly"] == 1]
     outside = combined[(t_ns + int(interval_s * 1e9) <= window.start_ns) | (t_ns >= window.detect_end_ns)]
     false = outside[outside["is_anomaly"] == 1]
+    after = combined[(t_ns >= window.end_ns) & (t_ns < window.view_end_ns)]
 
     first = alarms["time"].iloc[0] if not alarms.empty else None
     ttd = None
@@ -299,6 +313,7 @@ def analyse(
         own_metric_alarms=own_metric_alarms(alarms, metrics),
         rest_before_s=round(rest_before[0], 1) if rest_before else None,
         quiet_before=rest_before[1] if rest_before else None,
+        after_end=[int(v) for v in after["is_anomaly"].tolist()],
         load=list(load or []),
         load_errors=list(load_errors or []),
         interrupted=interrupted,
@@ -407,6 +422,10 @@ def render_markdown(report: DetectionReport, plot_name: str | None = "report.png
             f"{_fmt(r.peak_score)} ({_fmt(r.threshold_at_peak)}) at {_fmt(r.peak_score_time)}",
         ),
         (f"false alarms ({r.lookback_s:g} s before, and after the grace)", r.false_alarms),
+        (
+            "alarmed intervals after the load ended (in order)",
+            f"{r.alarmed_after_end} of {len(r.after_end)}: {''.join(str(v) for v in r.after_end[:30]) or '—'}",
+        ),
         ("predictions in window / total examined", f"{r.predictions_in_window} / {r.predictions_total}"),
         ("predictions cover until", r.covered_until),
         ("incident bundle", _incident_cell(r.incident)),

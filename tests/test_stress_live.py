@@ -15,6 +15,8 @@ spread for hours, and a later CPU spike looks small next to it (seen: cpu_spike 
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +102,10 @@ def test_suite_against_the_live_stack_detects_every_anomaly_and_stays_quiet_when
     )
     table = format_table(reports)
     print(f"\nsuite took {time.monotonic() - t0:.0f} s\n{table}")
+    if os.environ.get("VIGIL_LIVE_REPORT_JSON"):  # bench/live_suite_bench.py reads every run's reports
+        Path(os.environ["VIGIL_LIVE_REPORT_JSON"]).write_text(
+            json.dumps([r.to_dict() for r in reports], default=str, indent=1)
+        )
     assert [r.scenario for r in reports] == list(SUITE_ORDER)
     for r in reports:
         assert not r.load_errors, (r.scenario, r.load_errors)

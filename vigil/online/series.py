@@ -77,7 +77,8 @@ class SeriesConfig:
     #: history older than this counts half as much in the rarity (the histogram decays)
     rarity_halflife_s: float = 30 * DAY_S
     #: **season**: is the value beyond anything the series did at this hour of the day? Bins of
-    #: the (UTC) day, each with the envelope of its values, which relaxes toward the bin's mean
+    #: the (UTC) day, each with the envelope of its values on earlier days, which shrinks about its
+    #: middle
     #: with ``season_halflife_s`` (a job that stops running stops being "usual" at its hour).
     #: 0 bins = no seasonal member.
     season_bins: int = 24
@@ -85,7 +86,8 @@ class SeriesConfig:
     #: the excess beyond the hour's envelope, as a share of the series' range, that scores 0.5
     #: (a quarter of the range: a burst at an hour it never happens; not the jitter of a busy hour)
     season_excess: float = 0.25
-    #: samples (decayed) a bin needs before it counts; the history the series needs before a value
+    #: samples a bin needs (days of history x samples per bin a day) before it counts; the history
+    #: the series needs before a value
     #: can be *unusual* for its hour (several days: a first Tuesday differs from a Monday) and
     #: before it can be *usual* for its hour (one day: a job seen at 02:00 is usual at 02:00
     #: the next night)
@@ -143,19 +145,19 @@ class SeriesEvidence:
         self.block_len = np.zeros((cap, m))  # seconds; 0 = not set yet
         self.block_end = np.full((cap, m), np.nan)
         self.bpos = np.zeros((cap, m), dtype=np.int64)
-        self.bmax = np.full((cap, m, c.record_blocks), np.nan)
-        self.bmin = np.full((cap, m, c.record_blocks), np.nan)
-        self.hist = np.zeros((cap, m, c.rarity_bins))
+        # float32 for the per-block and per-bin arrays: they dominate the memory (10,000 hosts x
+        # 9 metrics), and their resolution (1e-7 of the value) is far below anything scored
+        self.bmax = np.full((cap, m, c.record_blocks), np.nan, dtype=np.float32)
+        self.bmin = np.full((cap, m, c.record_blocks), np.nan, dtype=np.float32)
+        self.hist = np.zeros((cap, m, c.rarity_bins), dtype=np.float32)
         self.hlo = np.full((cap, m), np.nan)
         self.hhi = np.full((cap, m), np.nan)
         nsb = max(1, c.season_bins)
         self.s_hi = np.full((cap, m, nsb), np.nan, dtype=np.float32)
         self.s_lo = np.full((cap, m, nsb), np.nan, dtype=np.float32)
-        self.s_mean = np.zeros((cap, m, nsb), dtype=np.float32)
-        self.s_n = np.zeros((cap, m, nsb), dtype=np.float32)
-        self.s_thi = np.full((cap, m, nsb), np.nan, dtype=np.float32)  # today's envelope
-        self.s_tlo = np.full((cap, m, nsb), np.nan, dtype=np.float32)
-        self.s_day = np.full((cap, m), np.nan)  # the (UTC) day number "today" is
+        self.s_thi = np.full((cap, m), np.nan, dtype=np.float32)  # the current hour's envelope
+        self.s_tlo = np.full((cap, m), np.nan, dtype=np.float32)
+        self.s_slot = np.full((cap, m), np.nan)  # the current hour (bins since the epoch)
 
     def _grow(self, needed: int) -> None:
         old = len(self.n)
@@ -270,7 +272,16 @@ class SeriesEvidence:
         hi = self.s_hi[rows, :, b].astype(float)  # earlier days' envelope of this hour
         lo = self.s_lo[rows, :, b].astype(float)
         known = (
-            (self.s_n[rows, :, b] >= c.season_min_samples) & np.isfinite(hi) & np.isfinite(rng) & (rng > 0)
+            (
+                age
+                / DAY_S
+                * (DAY_S / c.season_bins)
+                / np.where(np.isfinite(self.dt[rows]), self.dt[rows], DAY_S)
+                >= c.season_min_samples
+            )
+            & np.isfinite(hi)
+            & np.isfinite(rng)
+            & (rng > 0)
         )
         with np.errstate(invalid="ignore", divide="ignore"):
             exc = np.where(x > hi, x - hi, np.where(x < lo, lo - x, 0.0)) / np.where(rng > 0, rng, 1.0)
@@ -372,33 +383,30 @@ class SeriesEvidence:
         np.add.at(self.hist, (rows, m, b), 1.0)
 
     def _learn_season(self, rows: np.ndarray, m: np.ndarray, x: np.ndarray, t: float) -> None:
-        """Today's values go into today's envelope; at the first sample of a new (UTC) day, today's
-        envelope joins the history's (after the history relaxed toward each bin's mean), so the
-        hour's envelope is always what *earlier* days did: an anomaly cannot make itself usual."""
+        """The current hour's values go into an envelope of their own; when the series' hour (its
+        hour-of-day bin, or its day) changes, that envelope joins the bin's history (after the
+        history shrank by one day's relaxation), so a bin's envelope is always what *earlier*
+        days did at that hour: an anomaly cannot make itself usual while it lasts.
+
+        A series that skips days relaxes by one day per visit of a bin, not per day elapsed
+        (it keeps "usual" a little longer: the safe side of a veto)."""
         c = self.config
-        day = float(np.floor(t / DAY_S))
-        last = self.s_day[rows, m]
-        fresh = ~np.isfinite(last)
-        self.s_day[rows[fresh], m[fresh]] = day
-        due = ~fresh & (day > last)
-        if due.any():
-            r, mm = rows[due], m[due]
-            relax = (0.5 ** ((day - last[due]) * DAY_S / c.season_halflife_s)).astype(np.float32)[:, None]
-            mean = self.s_mean[r, mm]
-            hi = mean + (self.s_hi[r, mm] - mean) * relax
-            lo = mean + (self.s_lo[r, mm] - mean) * relax
-            self.s_hi[r, mm] = np.fmax(hi, self.s_thi[r, mm])
-            self.s_lo[r, mm] = np.fmin(lo, self.s_tlo[r, mm])
+        slot = float(np.floor(t / (DAY_S / c.season_bins)))  # hours since the epoch (24 bins)
+        cur = self.s_slot[rows, m]
+        done = np.isfinite(cur) & (slot != cur)
+        if done.any():
+            r, mm = rows[done], m[done]
+            b = (cur[done] % c.season_bins).astype(np.int64)
+            relax = np.float32(0.5 ** (DAY_S / c.season_halflife_s))
+            hi, lo = self.s_hi[r, mm, b], self.s_lo[r, mm, b]
+            mid = (hi + lo) / 2  # the envelope shrinks about its middle
+            self.s_hi[r, mm, b] = np.fmax(mid + (hi - mid) * relax, self.s_thi[r, mm])
+            self.s_lo[r, mm, b] = np.fmin(mid + (lo - mid) * relax, self.s_tlo[r, mm])
             self.s_thi[r, mm] = np.nan
             self.s_tlo[r, mm] = np.nan
-            self.s_n[r, mm] *= relax
-            self.s_day[r, mm] = day
-        b = _season_bin(t, c.season_bins)
-        n = self.s_n[rows, m, b] + 1.0
-        self.s_n[rows, m, b] = n
-        self.s_mean[rows, m, b] += ((x - self.s_mean[rows, m, b]) / n).astype(np.float32)
-        self.s_thi[rows, m, b] = np.fmax(self.s_thi[rows, m, b], x.astype(np.float32))
-        self.s_tlo[rows, m, b] = np.fmin(self.s_tlo[rows, m, b], x.astype(np.float32))
+        self.s_slot[rows, m] = slot
+        self.s_thi[rows, m] = np.fmax(self.s_thi[rows, m], x.astype(np.float32))
+        self.s_tlo[rows, m] = np.fmin(self.s_tlo[rows, m], x.astype(np.float32))
 
     def _widen(self, rows: np.ndarray, ms: np.ndarray, x: np.ndarray) -> None:
         """Widen each series' histogram range to hold ``x``; bins are re-counted onto the wider
@@ -476,11 +484,9 @@ _ARRAYS = (
     "hhi",
     "s_hi",
     "s_lo",
-    "s_mean",
-    "s_n",
     "s_thi",
     "s_tlo",
-    "s_day",
+    "s_slot",
 )
 
 
