@@ -72,10 +72,12 @@ HOST_TAG = "host"
 LABELS = Measurement(
     "vigil_labels",
     tags=("host", "kind", "source", "label_id"),
-    fields={"end_ns": INT, "duration_s": FLOAT, "severity": FLOAT, "description": STR},
+    fields={"end_ns": INT, "duration_s": FLOAT, "severity": FLOAT, "description": STR, "incident_id": STR},
     required_fields=("end_ns",),
-    doc="Ground-truth anomaly windows: time = window start, end_ns = window end. "
-    "source = seed | stress | manual; kind = spike | level_shift | leak | saturation | dropout | <scenario>.",
+    doc="Ground-truth windows: time = window start, end_ns = window end. "
+    "source = seed | stress | operator | manual; kind = spike | level_shift | leak | saturation | dropout | "
+    "<scenario> | <operator's kind>, or false_positive: the window is normal (an operator's verdict on an "
+    "alarm, incident_id names the incident). description holds the seeder's or the operator's note.",
 )
 
 PREDICTIONS = Measurement(
