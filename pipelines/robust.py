@@ -29,8 +29,10 @@ is logged to MLflow (``trimmed_train_fraction``, ``trimmed_val_fraction``) so a 
 large shows.
 
 ``tests/test_robust_training.py`` checks the effect on the threshold: 5 % of the training and
-validation rows contaminated by anomalies move the threshold by less than 5 % (relative), where
-without trimming they move it by several times that.
+validation rows contaminated by unlabelled anomalies (three features 10 sigmas off, in windows)
+move the alarm-budget threshold by less than 5 % (relative) for every family — measured 0.3 %
+(Gaussian mixture), 2.7 % (isolation forest), 0.4 % (LOF) — where without trimming they move it
+by 866 %, 5.3 % and 179 % (a forest's scores are compressed: they move little either way).
 
 >>> import pandas as pd
 >>> t = pd.date_range("2026-01-01", periods=6, freq="10s", tz="UTC")

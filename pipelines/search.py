@@ -158,6 +158,8 @@ class SearchData:
     x_inj: np.ndarray = field(default_factory=lambda: np.zeros((0, len(FEATURE_COLUMNS))))
     inj_host: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     inj_event: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: operator false positives of the training period: they too must stay below every threshold
+    x_fp: np.ndarray = field(default_factory=lambda: np.zeros((0, len(FEATURE_COLUMNS))))
 
     @classmethod
     def from_split(
@@ -217,6 +219,7 @@ class SearchData:
             val_untouched=np.asarray(untouched, dtype=bool),
             val_normal=val_normal,
             val_event=val_event,
+            x_fp=feature_matrix(train[normal]),
         )
         if injected is not None:
             rows, event = injected
@@ -256,23 +259,27 @@ def fit_cell(cell: Cell, x_train: np.ndarray, seed: int) -> Pipeline:
     return pipe.fit(x_train)
 
 
-def cell_metrics(data: SearchData, s_val: np.ndarray, s_inj: np.ndarray) -> tuple[dict[str, float], float]:
+def cell_metrics(
+    data: SearchData, s_val: np.ndarray, s_inj: np.ndarray, s_fp: np.ndarray | None = None
+) -> tuple[dict[str, float], float]:
     """The ``val_*`` metrics of one cell's validation scores, and the threshold its model keeps.
 
     Label-free figures (when there is an injected copy): per-host budget thresholds on the
     untouched rows -> injected event and row recall, real event recall; the fleet budget threshold
     -> ``val_threshold`` and the injected recall at it (``val_fleet_injected_recall``). Labelled
-    figures (point metrics, PR-AUC) whenever validation holds labels.
+    figures (point metrics, PR-AUC) whenever validation holds labels. ``s_fp``: scores of the
+    training period's operator false positives (the fleet threshold stays above them too).
     """
     metrics: dict[str, float] = {}
     fleet = float("nan")
+    s_fp = np.asarray(s_fp if s_fp is not None else np.zeros(0), dtype=float)
     if len(data.val_untouched):
         days = data.val_untouched.sum() * data.interval_s / DAY_S
         fleet = budget_threshold(
             s_val[data.val_untouched],
             days=days,
             budget=data.budget,
-            must_exceed=s_val[data.val_normal],
+            must_exceed=np.r_[s_val[data.val_normal], s_fp],
         )
         per_host = host_thresholds(
             data.val_host,
@@ -313,8 +320,9 @@ def evaluate_cell(cell: Cell, data: SearchData, seed: int, keep_model: bool = Tr
     scorer = SklearnScorer.fit_reference(pipe, data.x_train)
     s_val = scorer.score_scaled(scorer.scaled(data.x_val))
     s_inj = scorer.score_scaled(scorer.scaled(data.x_inj)) if len(data.x_inj) else np.zeros(0)
+    s_fp = scorer.score_scaled(scorer.scaled(data.x_fp)) if len(data.x_fp) else np.zeros(0)
     scored = time.perf_counter()
-    metrics, threshold = cell_metrics(data, s_val, s_inj)
+    metrics, threshold = cell_metrics(data, s_val, s_inj, s_fp)
     metrics.update(
         fit_seconds=fitted - began,
         score_seconds=scored - fitted,

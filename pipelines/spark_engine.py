@@ -265,7 +265,8 @@ def mllib_search(
         scorer = sub.scorer
         s_val = scorer.score_scaled(scorer.scaled(data.x_val))
         s_inj = scorer.score_scaled(scorer.scaled(data.x_inj)) if len(data.x_inj) else np.zeros(0)
-        metrics, threshold = cell_metrics(data, s_val, s_inj)
+        s_fp = scorer.score_scaled(scorer.scaled(data.x_fp)) if len(data.x_fp) else np.zeros(0)
+        metrics, threshold = cell_metrics(data, s_val, s_inj, s_fp)
         metrics.update(
             val_spark_pr_auc=float(spark_metric),
             cell_seconds=seconds_per_cell,

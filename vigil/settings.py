@@ -171,10 +171,10 @@ class Settings(BaseSettings):
         description="Most rows trimming may remove; beyond it only the most extreme go (the rest is normal).",
     )
     served_eval_step_s: float = Field(
-        60.0,
+        300.0,
         gt=0,
         description="evaluate and backtest feed the served decision this much history per update, "
-        "as a detector catching up does (vigil.serving.ServingPath).",
+        "as a detector catching up does (vigil.serving.ServingPath; docs/pipelines.md).",
     )
 
     # --- stress target app -----------------------------------------------------------------
