@@ -59,9 +59,13 @@ def test_the_check_can_fail() -> None:
 def test_every_generated_query_reading_is_anomaly_keeps_to_combined() -> None:
     found = generated()
     reading = [(where, q) for where, q in found if "is_anomaly" in q]
-    assert len(found) > 20 and len(reading) >= 6  # annotations x2, anomaly-rate panel, alert rule, on disk too
+    assert (
+        len(found) > 20 and len(reading) >= 6
+    )  # annotations x2, anomaly-rate panel, alert rule, on disk too
     bad = [(where, q) for where, q in found if offending(q)]
-    assert not bad, "queries reading is_anomaly without source = 'combined':\n" + "\n".join(f"{w}: {q}" for w, q in bad)
+    assert not bad, "queries reading is_anomaly without source = 'combined':\n" + "\n".join(
+        f"{w}: {q}" for w, q in bad
+    )
 
 
 @pytest.mark.parametrize("builder", [predictions_query, model_scores_query])

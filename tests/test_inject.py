@@ -72,7 +72,9 @@ def test_sizes_are_in_the_hosts_own_sigmas_from_before_the_window(history) -> No
                 unclipped = unclipped[dirty.loc[rows, metric].loc[unclipped.index] < 100]
             expected = e.size * spreads.at[e.host, metric]
             if len(unclipped):
-                np.testing.assert_allclose(unclipped.to_numpy(), expected, rtol=1e-6, err_msg=f"{e.event_id} {metric}")
+                np.testing.assert_allclose(
+                    unclipped.to_numpy(), expected, rtol=1e-6, err_msg=f"{e.event_id} {metric}"
+                )
                 checked += 1
     assert checked >= 3
     # sigma is never below the metric's floor, and comes only from the rows before the window
@@ -86,13 +88,17 @@ def test_no_look_ahead_the_window_does_not_size_its_own_events(history) -> None:
     late = louder["mem"]["time"] >= start
     louder["mem"].loc[late, "used_percent"] = louder["mem"].loc[late, "used_percent"] * 0.5 + 40
     a, b = _inject(history).table(), _inject(history, raw=louder).table()
-    pd.testing.assert_frame_equal(a[["event_id", "start", "end", "size"]], b[["event_id", "start", "end", "size"]])
+    pd.testing.assert_frame_equal(
+        a[["event_id", "start", "end", "size"]], b[["event_id", "start", "end", "size"]]
+    )
 
 
 def test_events_keep_clear_of_labelled_windows(history) -> None:
     _, start, end = history
     host = "host-01"
-    avoid = pd.DataFrame({"host": [host], "start": [start + pd.Timedelta(hours=1)], "end": [start + pd.Timedelta(hours=2)]})
+    avoid = pd.DataFrame(
+        {"host": [host], "start": [start + pd.Timedelta(hours=1)], "end": [start + pd.Timedelta(hours=2)]}
+    )
     events = [e for e in _inject(history, avoid=avoid).events if e.host == host]
     assert events
     gap = pd.Timedelta(minutes=30)
@@ -108,7 +114,10 @@ def test_a_window_too_short_is_a_clear_error_and_a_short_host_is_skipped(history
         inject(slice_raw(raw, start, short_end), (start, short_end), before, interval_s=10, seed=1)
     # one host with only a few minutes in the window: skipped with the reason, the others get events
     window = slice_raw(raw, start, history[2])
-    cut = {name: f[(f["host"] != "host-02") | (f["time"] < start + pd.Timedelta(minutes=8))] for name, f in window.items()}
+    cut = {
+        name: f[(f["host"] != "host-02") | (f["time"] < start + pd.Timedelta(minutes=8))]
+        for name, f in window.items()
+    }
     result = inject(cut, (start, history[2]), before, interval_s=10, seed=1)
     assert "host-02" in result.skipped_hosts and "needed" in result.skipped_hosts["host-02"]
     assert {e.host for e in result.events} == {"host-00", "host-01", "host-03"}

@@ -63,16 +63,24 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.mark.parametrize("family", sorted(CELLS))
-def test_five_percent_contamination_moves_the_threshold_by_less_than_five_percent(frames, family: str) -> None:
+def test_five_percent_contamination_moves_the_threshold_by_less_than_five_percent(
+    frames, family: str
+) -> None:
     clean, dirty = frames
     reference = budget_threshold_of(clean, family, trim=True)
     trimmed = budget_threshold_of(dirty, family, trim=True)
     move = abs(trimmed - reference) / abs(reference)
-    untrimmed_move = abs(budget_threshold_of(dirty, family, trim=False) - budget_threshold_of(clean, family, trim=False))
+    untrimmed_move = abs(
+        budget_threshold_of(dirty, family, trim=False) - budget_threshold_of(clean, family, trim=False)
+    )
     untrimmed_move /= abs(budget_threshold_of(clean, family, trim=False))
-    print(f"\n{family}: threshold {reference:.4g} -> {trimmed:.4g} (move {move:.1%}); untrimmed move {untrimmed_move:.1%}")
+    print(
+        f"\n{family}: threshold {reference:.4g} -> {trimmed:.4g} (move {move:.1%}); untrimmed move {untrimmed_move:.1%}"
+    )
     assert move < MAX_MOVE
-    if family != "isolation_forest":  # forests' scores are compressed: contamination moves them little either way
+    if (
+        family != "isolation_forest"
+    ):  # forests' scores are compressed: contamination moves them little either way
         assert untrimmed_move > 4 * MAX_MOVE  # the check can fail: without trimming the threshold runs away
 
 

@@ -18,14 +18,28 @@ def _combined(alarms: dict[str, list[int]], n: int = 60) -> pd.DataFrame:
     rows = []
     for host, flagged in alarms.items():
         for i in range(n):
-            rows.append({"host": host, "time": T0 + pd.Timedelta(seconds=10 * i), "score": 0.5, "threshold": 1.0,
-                         "is_anomaly": int(i in flagged), "warmup": 0})
+            rows.append(
+                {
+                    "host": host,
+                    "time": T0 + pd.Timedelta(seconds=10 * i),
+                    "score": 0.5,
+                    "threshold": 1.0,
+                    "is_anomaly": int(i in flagged),
+                    "warmup": 0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def _w(host: str, a: int, b: int, source: str = "injected") -> dict:
-    return {"event_id": f"{host}-{a}", "host": host, "kind": "k", "source": source,
-            "start": T0 + pd.Timedelta(seconds=10 * a), "end": T0 + pd.Timedelta(seconds=10 * b)}
+    return {
+        "event_id": f"{host}-{a}",
+        "host": host,
+        "kind": "k",
+        "source": source,
+        "start": T0 + pd.Timedelta(seconds=10 * a),
+        "end": T0 + pd.Timedelta(seconds=10 * b),
+    }
 
 
 def test_events_false_alarms_time_to_detect_and_false_positive_windows() -> None:
@@ -53,8 +67,13 @@ def test_warmup_rows_are_not_judged_and_no_event_means_no_recall() -> None:
     assert m["false_alarms"] == 0 and m["rows"] == 55 and math.isnan(m["event_recall"])
 
 
-FIG = {"event_recall": 0.9, "real_event_recall": float("nan"), "false_alarms_per_host_day": 0.5,
-       "median_ttd_s": 20.0, "events": 40.0}
+FIG = {
+    "event_recall": 0.9,
+    "real_event_recall": float("nan"),
+    "false_alarms_per_host_day": 0.5,
+    "median_ttd_s": 20.0,
+    "events": 40.0,
+}
 
 
 @pytest.mark.parametrize(
@@ -75,7 +94,11 @@ def test_the_gate_compares_catching_paging_and_speed(change: dict, passed: bool,
 
 def test_the_gate_lets_a_champion_that_pages_a_lot_be_replaced_by_one_that_pages_less() -> None:
     noisy = {**FIG, "false_alarms_per_host_day": 5.0}
-    assert served_gate({**FIG, "false_alarms_per_host_day": 4.0}, noisy, budget=1.0, margin=0.0, interval_s=10).passed
+    assert served_gate(
+        {**FIG, "false_alarms_per_host_day": 4.0}, noisy, budget=1.0, margin=0.0, interval_s=10
+    ).passed
     assert not served_gate({**FIG, "event_recall": 0.95}, FIG, budget=1.0, margin=0.1, interval_s=10).passed
     labelled = {**FIG, "real_event_recall": 1.0}
-    assert not served_gate({**labelled, "real_event_recall": 0.5}, labelled, budget=1.0, margin=0.0, interval_s=10).passed
+    assert not served_gate(
+        {**labelled, "real_event_recall": 0.5}, labelled, budget=1.0, margin=0.0, interval_s=10
+    ).passed
