@@ -47,7 +47,7 @@ from pipelines.common import (
 from pipelines.evaluate import served_evaluation
 from pipelines.extract import extract, resolve_window
 from pipelines.registry import GateResult, write_event
-from pipelines.served import plot_served, served_gate
+from pipelines.served import concat_windows, plot_served, served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHAMPION
 from vigil.plotting import save_figure
@@ -112,6 +112,7 @@ class BacktestResult:
     scores_path: Path
     seconds: float
     notes: list[str] = field(default_factory=list)
+    events_path: Path | None = None  # the event windows judged: injected and labelled (source column)
 
     def metrics_of(self, version: int) -> dict[str, float]:
         for m in self.models:
@@ -251,6 +252,10 @@ def backtest(
         scores[f"alarm_v{ref.version}"] = aligned["is_anomaly"].to_numpy()
     scores_path = out_dir / "scores.parquet"
     scores.to_parquet(scores_path, index=False)
+    events_path = out_dir / "events.csv"
+    concat_windows(first.windows, first.normal.assign(source="false_positive")).to_csv(
+        events_path, index=False
+    )
     if len(refs) == 1:
         png = plot_served(
             first.combined, first.windows, first.normal, out_dir / "backtest.png", f"backtest {refs[0].label}"
@@ -276,6 +281,7 @@ def backtest(
         scores_path=scores_path,
         seconds=time.perf_counter() - began,
         notes=notes,
+        events_path=events_path,
     )
     write_json(result.json_path, result)
     result.markdown_path.write_text(markdown_report(result))

@@ -11,7 +11,9 @@ of every source, are scored beside them. Only ``source=combined`` decisions are 
 
 Metrics (``holdout_`` + :func:`pipelines.served.served_metrics`): ``injected_event_recall``,
 ``real_event_recall``, ``event_recall`` (pooled, the primary metric), ``median_ttd_s``,
-``false_alarms_per_host_day``, ``fp_window_alarms``, ... The bare model's own figures on the
+``false_alarms_per_host_day``, ``fp_window_alarms``, ...; and over the whole dataset, how many of
+the operators' false-positive windows the model still scores above its threshold
+(``fp_windows_raised`` of ``fp_windows``, :func:`false_positives_raised`). The bare model's own figures on the
 holdout's feature rows (labelled by the injected and real windows) are kept too —
 ``holdout_f1``, ``holdout_pr_auc`` — as the clean reference of the robustness perturbations.
 """
@@ -42,7 +44,15 @@ from pipelines.common import (
 )
 from pipelines.inject import InjectionError
 from pipelines.metrics import event_metrics, point_metrics
-from pipelines.served import events_frame, inject_window, label_windows, plot_served, replay, served_metrics
+from pipelines.served import (
+    concat_windows,
+    events_frame,
+    inject_window,
+    label_windows,
+    plot_served,
+    replay,
+    served_metrics,
+)
 from vigil.model import LoadedModel
 from vigil.plotting import save_figure
 from vigil.settings import Settings
@@ -130,7 +140,7 @@ def served_evaluation(
     notes: list[str] = []
     try:
         raw_used, events = inject_window(
-            settings, raw, start, end, warm_from=warm_from, avoid=pd.concat([real, normal], ignore_index=True)
+            settings, raw, start, end, warm_from=warm_from, avoid=concat_windows(real, normal)
         )
     except InjectionError as exc:
         raw_used, events = slice_raw(raw, None, end), []
@@ -142,7 +152,7 @@ def served_evaluation(
     metrics["replay_seconds"] = rep.seconds
     if metrics["events"] == 0:
         notes.append("no event (injected or labelled) in the window: recall says nothing")
-    windows = pd.concat([injected, real], ignore_index=True)
+    windows = concat_windows(injected, real)
     features = None
     if rep.features is not None and not rep.features.empty:
         features = usable_rows(rep.features).reset_index(drop=True)
@@ -156,6 +166,30 @@ def served_evaluation(
             )
             metrics.update(f1=bare["f1"], pr_auc=bare["pr_auc"], threshold=float(pred["threshold"].iloc[0]))
     return ServedEvaluation(metrics, rep.combined, features, windows, normal, notes, rep.seconds)
+
+
+def false_positives_raised(model: Any, frame: pd.DataFrame) -> dict[str, float]:
+    """Of the operators' false-positive windows anywhere in the dataset, how many the model still
+    scores above its threshold (``fp_windows_raised``, of ``fp_windows``).
+
+    Why the whole dataset and the bare model: an operator's verdict holds wherever it was given,
+    also in the training and validation periods the holdout replay does not cover, and a row the
+    champion scores at or below its threshold cannot alarm in the served decision (the host
+    calibration only raises the threshold, the online model alone never pages beside a champion),
+    so "above the threshold" bounds what the served decision could raise there.
+    """
+    fp = usable_rows(frame)
+    fp = (
+        fp[(fp["label_kind"] == "false_positive") & (fp["label"] == 0)]
+        if "label_kind" in fp
+        else fp.iloc[0:0]
+    )
+    if fp.empty:
+        return {"fp_windows": 0.0, "fp_windows_raised": 0.0}
+    pred = score_holdout(model, fp.reset_index(drop=True))
+    raised = fp.reset_index(drop=True).assign(hit=pred["is_anomaly"].to_numpy().astype(bool))
+    per_window = raised.groupby("label_id")["hit"].any()
+    return {"fp_windows": float(len(per_window)), "fp_windows_raised": float(per_window.sum())}
 
 
 def _inside(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
@@ -258,6 +292,7 @@ def evaluate(
         keep_features=with_robustness,
     )
     metrics = {f"{prefix}holdout_{k}": v for k, v in ev.metrics.items()}
+    metrics.update({f"{prefix}{k}": v for k, v in false_positives_raised(model, frame).items()})
     out_dir = Path(out_dir or default_out_dir(settings) / "evaluate" / (run_id or "adhoc"))
     robust_png = None
     if with_robustness and ev.features is not None and len(ev.features):

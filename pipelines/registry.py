@@ -10,9 +10,9 @@
   per host-day against the alarm budget, median time to detect) — or if there is no champion.
   ``force`` skips the comparison and is recorded as such.
   Two extra gates then apply (only when there is a champion and ``force`` is off):
-  the **robustness gate** refuses a challenger whose ``robustness_f1`` (worst F1 under the
-  perturbations of :mod:`pipelines.robustness`) falls more than ``settings.robustness_tolerance``
-  below the champion's on the same perturbed holdout; the optional **backtest gate**
+  the **robustness gate** refuses a challenger whose ``robustness_drop_f1`` (F1 lost under the
+  worst perturbation of :mod:`pipelines.robustness`) exceeds the champion's on the same perturbed
+  holdout by more than ``settings.robustness_tolerance``; the optional **backtest gate**
   (``backtest_window=``) runs the same served comparison over a window of raw history
   (:func:`pipelines.backtest.backtest_gate`).
 * ``rollback`` moves ``champion`` back to the version it replaced (each champion version carries
@@ -46,7 +46,7 @@ from pipelines.common import (
     mlflow_client,
 )
 from pipelines.evaluate import PRIMARY_METRIC, evaluate
-from pipelines.robustness import ROBUSTNESS_METRIC
+from pipelines.robustness import ROBUSTNESS_DROP
 from pipelines.served import served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHALLENGER, CHAMPION
@@ -233,6 +233,7 @@ def promote(
             prefix="champion_",
         )
         champ_served = _unprefixed(champ_eval.metrics, "champion_holdout_")
+        champ_served["fp_windows_raised"] = champ_eval.metrics.get("champion_fp_windows_raised", 0.0)
         chall_served = _challenger_served(settings, mv, dataset)
         prev_metric = champ_served.get("event_recall", float("nan"))
         metric = chall_served.get("event_recall", float("nan"))
@@ -249,7 +250,7 @@ def promote(
         )
         if promoted:
             challenger_robust = _challenger_robustness(settings, mv, dataset)
-            champion_robust = champ_eval.metrics.get(f"champion_{ROBUSTNESS_METRIC}", float("nan"))
+            champion_robust = champ_eval.metrics.get(f"champion_{ROBUSTNESS_DROP}", float("nan"))
             gates.append(robustness_gate(settings, version, prev_version, challenger_robust, champion_robust))
             promoted = gates[-1].passed
         if promoted and backtest_window is not None:
@@ -312,25 +313,30 @@ def robustness_gate(
     settings: Settings,
     challenger_version: int,
     champion_version: int | None,
-    challenger_robustness: float,
-    champion_robustness: float,
+    challenger_drop: float,
+    champion_drop: float,
     *,
     tolerance: float | None = None,
 ) -> GateResult:
-    """Refuse a challenger whose ``robustness_f1`` is more than ``tolerance`` below the champion's.
+    """Refuse a challenger that is more fragile than the champion: its ``robustness_drop_f1`` (F1
+    lost under the worst perturbation) is more than ``tolerance`` above the champion's.
 
-    Both numbers must come from the same holdout and seed (``promote`` re-scores the champion on
-    the challenger's holdout, so the perturbed frames are identical). A missing (NaN) champion
-    value cannot be judged and passes, saying so.
+    Why the drop and not the perturbed F1 itself: the F1s are measured against the holdout's
+    events — injected ones on a fleet without labels — so their level is the model's sensitivity,
+    which the served gate already judges (and which an operator's false positives may lower on
+    purpose); what this gate adds is how much of it a little noise, a missing field or a shifted
+    baseline takes away. Both numbers come from the same holdout and seed (``promote`` re-scores
+    the champion on the challenger's holdout). A missing (NaN) champion value passes, saying so.
     """
     tol = settings.robustness_tolerance if tolerance is None else tolerance
-    chall, champ = float(challenger_robustness), float(champion_robustness)
+    chall, champ = float(challenger_drop), float(champion_drop)
+    name = ROBUSTNESS_DROP
     if not np.isfinite(champ) or champion_version is None:
         passed, why = True, "no champion robustness to compare with"
-    elif np.isfinite(chall) and chall >= champ - tol:
-        passed, why = True, f"{ROBUSTNESS_METRIC} {chall:.4f} >= champion {champ:.4f} - {tol}"
+    elif np.isfinite(chall) and chall <= champ + tol:
+        passed, why = True, f"{name} {chall:.4f} <= champion {champ:.4f} + {tol}"
     else:
-        passed, why = False, f"{ROBUSTNESS_METRIC} {chall:.4f} < champion {champ:.4f} - {tol} (too fragile)"
+        passed, why = False, f"{name} {chall:.4f} > champion {champ:.4f} + {tol} (too fragile)"
     return GateResult("robustness", passed, why, challenger_version, champion_version, chall, champ, tol)
 
 
@@ -349,6 +355,7 @@ def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict
         ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
         logged = ev.metrics
     out = _unprefixed(logged, "holdout_")
+    out["fp_windows_raised"] = logged.get("fp_windows_raised", 0.0)
     for key in ("event_recall", "real_event_recall", "median_ttd_s", "false_alarms_per_host_day"):
         out.setdefault(key, float("nan"))
     out.setdefault("events", 0.0)
@@ -356,19 +363,19 @@ def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict
 
 
 def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> float:
-    """The challenger's ``robustness_f1``: its version tag, else its run's metric, else computed now.
+    """The challenger's ``robustness_drop_f1``: its version tag, else its run's metric, else computed now.
 
     Computing it (for a run evaluated before robustness existed) goes through ``evaluate`` on the
     challenger's own holdout and logs the numbers to its run, like any evaluation.
     """
-    tag = mv.tags.get(f"metric.{ROBUSTNESS_METRIC}")
+    tag = mv.tags.get(f"metric.{ROBUSTNESS_DROP}")
     if tag is not None:
         return float(tag)
-    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics.get(ROBUSTNESS_METRIC)
+    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics.get(ROBUSTNESS_DROP)
     if logged is not None:
         return float(logged)
     ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
-    return ev.metrics[ROBUSTNESS_METRIC]
+    return ev.metrics.get(ROBUSTNESS_DROP, float("nan"))
 
 
 def rollback(

@@ -150,6 +150,12 @@ def label_windows(frame: pd.DataFrame, interval_s: float) -> tuple[pd.DataFrame,
     return anomalies, normal
 
 
+def concat_windows(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Window frames one after the other (empty ones left out, so dtypes stay those of the rest)."""
+    kept = [f for f in frames if len(f)]
+    return pd.concat(kept, ignore_index=True) if kept else frames[0].iloc[0:0].copy()
+
+
 def events_frame(events: list[InjectedEvent]) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -250,7 +256,7 @@ def served_metrics(
     data = combined[combined["warmup"].astype(int) == 0].sort_values(["host", "time"], kind="stable")
     data = data.reset_index(drop=True)
     alarm = data["is_anomaly"].astype(int).to_numpy() == 1
-    events = pd.concat([injected, real], ignore_index=True) if len(real) else injected
+    events = concat_windows(injected, real)
     in_event = _hits(data, events, grace_s)
     in_fp = _hits(data, normal, 0.0)
     # false alarms: runs of consecutive alarmed intervals of a host touching no event window
@@ -317,10 +323,15 @@ def served_gate(
 ) -> ServedVerdict:
     """Promote the challenger only if, replayed through the served decision on the same window:
 
+    0. it keeps at least as many of the operators' false positives quiet: ``fp_windows_raised``
+       (when both figures are given) is not above the champion's;
     1. it pages no more than both the champion and the budget:
        ``false_alarms_per_host_day <= max(champion's, budget)``;
-    2. it catches at least as many events: pooled ``event_recall >= champion's + margin``, and,
-       where there are real labelled events, ``real_event_recall >= champion's``;
+    2. it catches at least as many events: pooled ``event_recall >= champion's + margin`` — waived
+       when it raises fewer of the operators' false positives than the champion (an operator's
+       verdict on real history outranks synthetic events: silencing what they dismissed costs
+       some sensitivity, and that is their call) — and, where there are real labelled events,
+       ``real_event_recall >= champion's`` always;
     3. it is not much slower: ``median_ttd_s <= TTD_SLACK x champion's + one interval``.
 
     Ties pass: a challenger as good as the champion has seen the newest data.
@@ -333,9 +344,17 @@ def served_gate(
         f"{fa_c:.2f} false alarms per host-day (champion {fa_p:.2f}, budget {budget:g}), "
         f"median time to detect {_secs(challenger['median_ttd_s'])} (champion {_secs(champion['median_ttd_s'])})"
     )
+    fp_c, fp_p = challenger.get("fp_windows_raised"), champion.get("fp_windows_raised")
+    heeds_operators = fp_c is not None and fp_p is not None and fp_c < fp_p
+    if heeds_operators:
+        summary += f"; raises {fp_c:.0f} of the operators' false positives (champion {fp_p:.0f})"
+    if fp_c is not None and fp_p is not None and fp_c > fp_p:
+        return ServedVerdict(
+            False, f"raises more of the operators' false positives ({fp_c:.0f} > {fp_p:.0f}): {summary}"
+        )
     if not np.isfinite(fa_c) or fa_c > limit + 1e-9:
         return ServedVerdict(False, f"pages more: {summary}")
-    if np.isfinite(rp) and (not np.isfinite(rc) or rc + 1e-9 < rp + margin):
+    if not heeds_operators and np.isfinite(rp) and (not np.isfinite(rc) or rc + 1e-9 < rp + margin):
         return ServedVerdict(False, f"catches fewer (margin {margin:g}): {summary}")
     real_c, real_p = challenger.get("real_event_recall", np.nan), champion.get("real_event_recall", np.nan)
     if np.isfinite(real_p) and (not np.isfinite(real_c) or real_c + 1e-9 < real_p):

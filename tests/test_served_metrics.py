@@ -102,3 +102,18 @@ def test_the_gate_lets_a_champion_that_pages_a_lot_be_replaced_by_one_that_pages
     assert not served_gate(
         {**labelled, "real_event_recall": 0.5}, labelled, budget=1.0, margin=0.0, interval_s=10
     ).passed
+
+
+def test_operators_false_positives_outrank_injected_events_in_the_gate() -> None:
+    champion = {**FIG, "fp_windows_raised": 3.0}
+    quieter = {**FIG, "event_recall": 0.5, "fp_windows_raised": 0.0}  # deafer, but heeds the operators
+    verdict = served_gate(quieter, champion, budget=1.0, margin=0.0, interval_s=10)
+    assert verdict.passed and "operators' false positives" in verdict.reason
+    louder = {**FIG, "fp_windows_raised": 4.0}
+    assert served_gate(louder, champion, budget=1.0, margin=0.0, interval_s=10).reason.startswith(
+        "raises more"
+    )
+    labelled = {**quieter, "real_event_recall": 0.0}
+    assert not served_gate(
+        labelled, {**champion, "real_event_recall": 1.0}, budget=1.0, margin=0.0, interval_s=10
+    ).passed
