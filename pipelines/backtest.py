@@ -422,6 +422,7 @@ def backtest_gate(
         budget=settings.alarm_budget_per_host_day,
         margin=-tol,
         interval_s=settings.feature_interval_s,
+        ttd_slack=settings.promotion_ttd_slack,
     )
     passed, why = verdict.passed, f"backtest {verdict.reason}"
     chall, champ = chall[GATE_METRIC], champ[GATE_METRIC]

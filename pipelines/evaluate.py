@@ -13,7 +13,7 @@ Metrics (``holdout_`` + :func:`pipelines.served.served_metrics`): ``injected_eve
 ``real_event_recall``, ``event_recall`` (pooled, the primary metric), ``median_ttd_s``,
 ``false_alarms_per_host_day``, ``fp_window_alarms``, ...; and over the whole dataset, how many of
 the operators' false-positive windows the model still scores above its threshold
-(``fp_windows_raised`` of ``fp_windows``, :func:`false_positives_raised`). The bare model's own figures on the
+(``dataset_fp_windows_raised`` of ``dataset_fp_windows``, :func:`false_positives_raised`). The bare model's own figures on the
 holdout's feature rows (labelled by the injected and real windows) are kept too —
 ``holdout_f1``, ``holdout_pr_auc`` — as the clean reference of the robustness perturbations.
 """
@@ -292,7 +292,7 @@ def evaluate(
         keep_features=with_robustness,
     )
     metrics = {f"{prefix}holdout_{k}": v for k, v in ev.metrics.items()}
-    metrics.update({f"{prefix}{k}": v for k, v in false_positives_raised(model, frame).items()})
+    metrics.update({f"{prefix}dataset_{k}": v for k, v in false_positives_raised(model, frame).items()})
     out_dir = Path(out_dir or default_out_dir(settings) / "evaluate" / (run_id or "adhoc"))
     robust_png = None
     if with_robustness and ev.features is not None and len(ev.features):
@@ -327,4 +327,4 @@ def evaluate(
         ),
         "".join(f" ({n})" for n in ev.notes),
     )
-    return EvaluationResult(model_uri, metrics, png, json_path, len(ev.combined), robust_png, ev.notes)
+    return EvaluationResult(model_uri, metrics, png, json_path, int(ev.metrics["rows"]), robust_png, ev.notes)

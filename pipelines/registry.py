@@ -233,7 +233,7 @@ def promote(
             prefix="champion_",
         )
         champ_served = _unprefixed(champ_eval.metrics, "champion_holdout_")
-        champ_served["fp_windows_raised"] = champ_eval.metrics.get("champion_fp_windows_raised", 0.0)
+        champ_served["fp_windows_raised"] = champ_eval.metrics.get("champion_dataset_fp_windows_raised", 0.0)
         chall_served = _challenger_served(settings, mv, dataset)
         prev_metric = champ_served.get("event_recall", float("nan"))
         metric = chall_served.get("event_recall", float("nan"))
@@ -243,6 +243,7 @@ def promote(
             budget=settings.alarm_budget_per_host_day,
             margin=settings.promotion_margin,
             interval_s=settings.feature_interval_s,
+            ttd_slack=settings.promotion_ttd_slack,
         )
         promoted, reason = verdict.passed, verdict.reason
         gates.append(
@@ -355,7 +356,7 @@ def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict
         ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
         logged = ev.metrics
     out = _unprefixed(logged, "holdout_")
-    out["fp_windows_raised"] = logged.get("fp_windows_raised", 0.0)
+    out["fp_windows_raised"] = logged.get("dataset_fp_windows_raised", 0.0)
     for key in ("event_recall", "real_event_recall", "median_ttd_s", "false_alarms_per_host_day"):
         out.setdefault(key, float("nan"))
     out.setdefault("events", 0.0)

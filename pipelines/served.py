@@ -21,7 +21,8 @@ score). Figures (:func:`served_metrics`):
 
 * ``injected_event_recall`` / ``real_event_recall`` / ``event_recall`` (both pooled): share of
   events with at least one combined alarm in ``[start, end + CATCH_GRACE_S)``;
-* ``median_ttd_s`` (and per kind of event): first alarm minus event start, over caught events;
+* ``median_ttd_s`` (and per kind of event): end of the first alarmed interval minus the event's
+  start (data time: the earliest the alarm can exist), over caught events;
 * ``false_alarms_per_host_day``: runs of consecutive alarmed intervals of a host that touch no
   event window (nor its grace), per host-day of such untouched time; alarms inside an operator's
   false-positive window count as false, and are also counted apart (``fp_window_alarms``).
@@ -50,7 +51,8 @@ from vigil.settings import Settings
 log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
-#: A challenger may detect this much slower (median) than the champion, plus one interval, and pass.
+#: A challenger may detect this much slower (median) than the champion, plus one interval, and pass
+#: (the default of ``settings.promotion_ttd_slack``).
 TTD_SLACK = 1.5
 #: Columns of the combined frame the judgement reads (the public surface of ``Scored.combined``).
 JUDGED = ["host", "time", "score", "threshold", "is_anomaly", "warmup"]
@@ -225,8 +227,11 @@ def _hits(combined: pd.DataFrame, windows: pd.DataFrame, grace_s: float) -> np.n
     return inside
 
 
-def _detections(combined: pd.DataFrame, windows: pd.DataFrame, grace_s: float) -> tuple[int, list[float]]:
-    """(events caught, time to detect of each caught one in seconds)."""
+def _detections(
+    combined: pd.DataFrame, windows: pd.DataFrame, grace_s: float, interval_s: float
+) -> tuple[int, list[float]]:
+    """(events caught, time to detect of each caught one in seconds: from the event's start to the
+    end of its first alarmed interval, the earliest moment that interval can be judged)."""
     if windows.empty:
         return 0, []
     alarms = combined[combined["is_anomaly"].astype(int) == 1]
@@ -240,7 +245,7 @@ def _detections(combined: pd.DataFrame, windows: pd.DataFrame, grace_s: float) -
         hit = t[(t >= start) & (t < pd.Timestamp(row.end) + pd.Timedelta(seconds=grace_s))]
         if len(hit):
             caught += 1
-            ttd.append((hit.min() - start).total_seconds())
+            ttd.append((hit.min() - start).total_seconds() + interval_s)
     return caught, ttd
 
 
@@ -273,8 +278,8 @@ def served_metrics(
     runs = pd.DataFrame({"run": run_id[alarm], "event": in_event[alarm]})
     false_runs = int((~runs.groupby("run")["event"].any()).sum()) if len(runs) else 0
     untouched_days = float((~in_event).sum()) * interval_s / DAY_S
-    inj_caught, inj_ttd = _detections(data, injected, grace_s)
-    real_caught, real_ttd = _detections(data, real, grace_s)
+    inj_caught, inj_ttd = _detections(data, injected, grace_s, interval_s)
+    real_caught, real_ttd = _detections(data, real, grace_s, interval_s)
     n_inj, n_real = len(injected), len(real)
 
     def ratio(a: int, b: int) -> float:
@@ -320,6 +325,7 @@ def served_gate(
     budget: float,
     margin: float,
     interval_s: float,
+    ttd_slack: float = TTD_SLACK,
 ) -> ServedVerdict:
     """Promote the challenger only if, replayed through the served decision on the same window:
 
@@ -331,8 +337,9 @@ def served_gate(
        when it raises fewer of the operators' false positives than the champion (an operator's
        verdict on real history outranks synthetic events: silencing what they dismissed costs
        some sensitivity, and that is their call) — and, where there are real labelled events,
-       ``real_event_recall >= champion's`` always;
-    3. it is not much slower: ``median_ttd_s <= TTD_SLACK x champion's + one interval``.
+       ``real_event_recall >= champion's`` always (a negative margin loosens this too);
+    3. it is not much slower: ``median_ttd_s <= ttd_slack x champion's + one interval``
+       (``settings.promotion_ttd_slack``, 1.5).
 
     Ties pass: a challenger as good as the champion has seen the newest data.
     """
@@ -357,12 +364,12 @@ def served_gate(
     if not heeds_operators and np.isfinite(rp) and (not np.isfinite(rc) or rc + 1e-9 < rp + margin):
         return ServedVerdict(False, f"catches fewer (margin {margin:g}): {summary}")
     real_c, real_p = challenger.get("real_event_recall", np.nan), champion.get("real_event_recall", np.nan)
-    if np.isfinite(real_p) and (not np.isfinite(real_c) or real_c + 1e-9 < real_p):
+    if np.isfinite(real_p) and (not np.isfinite(real_c) or real_c + 1e-9 < real_p + min(margin, 0.0)):
         return ServedVerdict(
             False, f"catches fewer labelled events ({_pct(real_c)} < {_pct(real_p)}): {summary}"
         )
     ttd_c, ttd_p = challenger["median_ttd_s"], champion["median_ttd_s"]
-    if np.isfinite(ttd_c) and np.isfinite(ttd_p) and ttd_c > TTD_SLACK * ttd_p + interval_s:
+    if np.isfinite(ttd_c) and np.isfinite(ttd_p) and ttd_c > ttd_slack * ttd_p + interval_s:
         return ServedVerdict(False, f"detects slower: {summary}")
     return ServedVerdict(True, summary)
 

@@ -51,7 +51,7 @@ def test_events_false_alarms_time_to_detect_and_false_positive_windows() -> None
     assert m["injected_events"] == 2 and m["injected_event_recall"] == 0.5  # a caught at 12, b missed
     assert m["real_events"] == 1 and m["real_event_recall"] == 1.0
     assert m["event_recall"] == pytest.approx(2 / 3)
-    assert m["median_ttd_s"] == pytest.approx(20.0)  # 20 s (a) and 20 s (b's real one)
+    assert m["median_ttd_s"] == pytest.approx(30.0)  # 20 s to (a)'s and (b)'s first alarm + its interval
     assert m["false_alarms"] == 2  # a's run 40-42, and b at 5 (inside a false-positive window: still false)
     assert m["fp_window_alarms"] == 1
     untouched = 120 - (10 + 3) - (5 + 3) - (4 + 3)  # rows outside event windows and their grace

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     spark_master: str = "local[*]"
     random_seed: int = 42
     promotion_margin: float = Field(0.0, description="How much the challenger must beat the champion by.")
+    promotion_ttd_slack: float = Field(
+        1.5,
+        gt=0,
+        description="Promotion refuses a challenger whose served median time to detect exceeds the "
+        "champion's times this, plus one interval.",
+    )
     robustness_tolerance: float = Field(
         0.05,
         description="Promotion refuses a challenger whose robustness_f1 is more than this below the champion's.",
