@@ -10,9 +10,9 @@
   per host-day against the alarm budget, median time to detect) — or if there is no champion.
   ``force`` skips the comparison and is recorded as such.
   Two extra gates then apply (only when there is a champion and ``force`` is off):
-  the **robustness gate** refuses a challenger whose ``robustness_drop_f1`` (F1 lost under the
-  worst perturbation of :mod:`pipelines.robustness`) exceeds the champion's on the same perturbed
-  holdout by more than ``settings.robustness_tolerance``; the optional **backtest gate**
+  the **robustness gate** refuses a challenger that, under one of the perturbations of
+  :mod:`pipelines.robustness`, loses more than ``settings.robustness_tolerance`` F1 beyond what the
+  champion loses under the same one (same perturbed holdout); the optional **backtest gate**
   (``backtest_window=``) runs the same served comparison over a window of raw history
   (:func:`pipelines.backtest.backtest_gate`).
 * ``rollback`` moves ``champion`` back to the version it replaced (each champion version carries
@@ -46,7 +46,7 @@ from pipelines.common import (
     mlflow_client,
 )
 from pipelines.evaluate import PRIMARY_METRIC, evaluate
-from pipelines.robustness import ROBUSTNESS_DROP
+from pipelines.robustness import PERTURBATIONS, ROBUSTNESS_DROP
 from pipelines.served import served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHALLENGER, CHAMPION
@@ -251,7 +251,7 @@ def promote(
         )
         if promoted:
             challenger_robust = _challenger_robustness(settings, mv, dataset)
-            champion_robust = champ_eval.metrics.get(f"champion_{ROBUSTNESS_DROP}", float("nan"))
+            champion_robust = perturbation_drops(champ_eval.metrics, "champion_")
             gates.append(robustness_gate(settings, version, prev_version, challenger_robust, champion_robust))
             promoted = gates[-1].passed
         if promoted and backtest_window is not None:
@@ -310,35 +310,55 @@ def promote(
     return PromotionDecision(promoted, version, prev_version, metric, prev_metric, force, reason, gates)
 
 
+def perturbation_drops(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
+    """F1 lost under each perturbation: ``holdout_f1 - robust_<p>_f1`` (NaN where not measured)."""
+    clean = metrics.get(f"{prefix}holdout_f1", float("nan"))
+    return {p: clean - metrics.get(f"{prefix}robust_{p}_f1", float("nan")) for p in PERTURBATIONS}
+
+
 def robustness_gate(
     settings: Settings,
     challenger_version: int,
     champion_version: int | None,
-    challenger_drop: float,
-    champion_drop: float,
+    challenger_drops: dict[str, float],
+    champion_drops: dict[str, float],
     *,
     tolerance: float | None = None,
 ) -> GateResult:
-    """Refuse a challenger that is more fragile than the champion: its ``robustness_drop_f1`` (F1
-    lost under the worst perturbation) is more than ``tolerance`` above the champion's.
+    """Refuse a challenger that is more fragile than the champion: under some perturbation it loses
+    more than ``tolerance`` F1 beyond what the champion loses under the same one
+    (:func:`perturbation_drops` of each, same holdout and seed).
 
-    Why the drop and not the perturbed F1 itself: the F1s are measured against the holdout's
-    events — injected ones on a fleet without labels — so their level is the model's sensitivity,
-    which the served gate already judges (and which an operator's false positives may lower on
-    purpose); what this gate adds is how much of it a little noise, a missing field or a shifted
-    baseline takes away. Both numbers come from the same holdout and seed (``promote`` re-scores
-    the champion on the challenger's holdout). A missing (NaN) champion value passes, saying so.
+    Why drops, per perturbation, and not the perturbed F1 itself: the F1s are measured against the
+    holdout's events — injected ones on a fleet without labels — so their level is the model's
+    sensitivity, which the served gate already judges (and which an operator's false positives may
+    lower on purpose), and a model that pages on everything keeps the F1 of "everything flagged"
+    under every perturbation. What this gate adds is how much of its own clean F1 a little noise, a
+    missing field, an outlier or a shifted baseline takes away, compared perturbation by
+    perturbation. Missing (NaN) champion figures cannot be judged and pass, saying so.
     """
     tol = settings.robustness_tolerance if tolerance is None else tolerance
-    chall, champ = float(challenger_drop), float(champion_drop)
-    name = ROBUSTNESS_DROP
-    if not np.isfinite(champ) or champion_version is None:
-        passed, why = True, "no champion robustness to compare with"
-    elif np.isfinite(chall) and chall <= champ + tol:
-        passed, why = True, f"{name} {chall:.4f} <= champion {champ:.4f} + {tol}"
+    excess = {
+        p: challenger_drops.get(p, float("nan")) - champion_drops[p]
+        for p in champion_drops
+        if np.isfinite(champion_drops[p])
+    }
+    if champion_version is None or not excess:
+        return GateResult(
+            "robustness", True, "no champion robustness to compare with", challenger_version, champion_version
+        )
+    worst = max(excess, key=lambda p: excess[p] if np.isfinite(excess[p]) else np.inf)
+    chall, champ = float(challenger_drops.get(worst, float("nan"))), float(champion_drops[worst])
+    if np.isfinite(excess[worst]) and excess[worst] <= tol:
+        passed, why = True, f"robust_{worst}_f1 drops {chall:.4f} <= champion's {champ:.4f} + {tol}"
     else:
-        passed, why = False, f"{name} {chall:.4f} > champion {champ:.4f} + {tol} (too fragile)"
-    return GateResult("robustness", passed, why, challenger_version, champion_version, chall, champ, tol)
+        passed, why = (
+            False,
+            f"robust_{worst}_f1 drops {chall:.4f} > champion's {champ:.4f} + {tol} (too fragile)",
+        )
+    return GateResult(
+        "robustness", passed, why, challenger_version, champion_version, chall, champ, tol, {"excess": excess}
+    )
 
 
 def _unprefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
@@ -363,20 +383,13 @@ def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict
     return out
 
 
-def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> float:
-    """The challenger's ``robustness_drop_f1``: its version tag, else its run's metric, else computed now.
-
-    Computing it (for a run evaluated before robustness existed) goes through ``evaluate`` on the
-    challenger's own holdout and logs the numbers to its run, like any evaluation.
-    """
-    tag = mv.tags.get(f"metric.{ROBUSTNESS_DROP}")
-    if tag is not None:
-        return float(tag)
-    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics.get(ROBUSTNESS_DROP)
-    if logged is not None:
-        return float(logged)
-    ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
-    return ev.metrics.get(ROBUSTNESS_DROP, float("nan"))
+def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> dict[str, float]:
+    """The challenger's F1 drop per perturbation: from its run's metrics, else computed now through
+    ``evaluate`` on its own holdout (a run evaluated before robustness existed; logged like any)."""
+    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics if mv.run_id else {}
+    if ROBUSTNESS_DROP not in logged:
+        logged = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id).metrics
+    return perturbation_drops(logged)
 
 
 def rollback(
