@@ -94,8 +94,8 @@ PARAMS = {
         minimum=0,
         maximum=1,
         title="Promotion margin",
-        description="How much more of the holdout's events (injected and labelled) the challenger's served "
-        "decision must catch than the champion's to be promoted (0: at least as many).",
+        description="How much the challenger's served decision must beat the champion's by in events caught "
+        "(injected and labelled) on the same holdout (0: at least as many).",
     ),
     "backtest_hours": Param(
         6,
