@@ -234,8 +234,8 @@ def _plot(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     keys = [
-        ("real_event_recall", "seeded events caught"),
-        ("injected_event_recall", "injected events caught"),
+        ("real_event_recall", "seeded"),
+        ("injected_event_recall", "injected"),
     ]
     windows = list(results)
     width = 0.35
@@ -256,11 +256,12 @@ def _plot(results: dict, path: Path) -> None:
     axes[0].set_xticklabels([f"{w}\n{n}" for w in windows for _, n in keys], fontsize=7)
     axes[0].axhline(0.9, color="black", ls="--", lw=0.8)
     axes[0].set_ylim(0, 1.05)
-    axes[0].set_title("events caught (served decision)", fontsize=9)
+    axes[0].set_title("events caught by the served decision (dashed: 90 %)", fontsize=9)
     axes[1].set_xticks([j + width / 2 for j in range(len(windows))])
     axes[1].set_xticklabels(windows, fontsize=8)
     axes[1].axhline(1.0, color="black", ls="--", lw=0.8)
-    axes[1].set_title("false alarms per host-day", fontsize=9)
+    axes[1].set_title("false alarms per host-day (dashed: budget 1)", fontsize=9)
+    axes[1].set_ylim(0, max(1.2, axes[1].get_ylim()[1]))
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

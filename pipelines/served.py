@@ -102,7 +102,12 @@ def replay(
     if any(not f.empty for f in history.values()):
         path.teach_online(path.absorb(history))
     combined, features = [], []
-    for chunk in _chunks(slice_raw(raw, start, end), start, settings.served_eval_step_s):
+    chunks = _chunks(slice_raw(raw, start, end), start, settings.served_eval_step_s)
+    every = max(1, len(chunks) // 10)
+    for i, chunk in enumerate(chunks):
+        if i % every == 0 and len(chunks) > 20:  # long replays show progress
+            log.info("replay: %d/%d updates of %g s (%.0f s so far)", i, len(chunks), settings.served_eval_step_s,
+                     time.perf_counter() - began)  # fmt: skip
         served = path.update(chunk, champion)
         if served.scored is None:
             continue

@@ -97,7 +97,8 @@ PREDICTIONS = Measurement(
     },
     required_fields=("score", "threshold", "is_anomaly"),
     doc="One point per host-interval and source (batch | online | combined); time = interval start. "
-    "is_anomaly and warmup are 0/1 integers so Grafana can sum and average them.",
+    "is_anomaly and warmup are 0/1 integers so Grafana can sum and average them. Only source=combined "
+    "is the decision that pages: alert rules, panels, annotations and reports read is_anomaly of it alone.",
 )
 
 DRIFT = Measurement(
