@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from vigil.influx import InfluxClient, InfluxError
 from vigil.labels import FALSE_POSITIVE, OPERATOR, Label, LabelError, add_labels
@@ -121,7 +122,8 @@ def labels_router(settings: Settings, client: InfluxClient | None = None) -> API
             return JSONResponse({"detail": errors}, status_code=422)
         label = Label(body.host, body.start, body.end, body.kind, OPERATOR, body.note, body.incident_id)
         try:
-            (stored,) = add_labels(influx, settings, [label])
+            # InfluxDB I/O off the event loop: the scoring endpoints share it
+            (stored,) = await run_in_threadpool(add_labels, influx, settings, [label])
         except LabelError as exc:
             return _invalid(exc.field, str(exc))
         except InfluxError as exc:
