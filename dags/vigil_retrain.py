@@ -232,8 +232,10 @@ def vigil_retrain() -> None:
         return result
 
     @task(
-        doc_md="scikit-learn grid search (every cell an MLflow child run); logs the best as a pyfunc model."
+        doc_md="scikit-learn grid search (every cell an MLflow child run); logs the best as a pyfunc model. "
+        "A window too short to inject anomalies into fails at once, without retry."
     )
+    @no_retry_on_bad_data
     def train_sklearn(dataset: dict[str, Any]) -> dict[str, Any]:
         return _train("sklearn", dataset)
 
@@ -241,6 +243,7 @@ def vigil_retrain() -> None:
         doc_md="The same grid distributed over Spark executors plus a tuned MLlib KMeans "
         "(master: `VIGIL_SPARK_MASTER`); logs the best as a pyfunc model."
     )
+    @no_retry_on_bad_data
     def train_spark(dataset: dict[str, Any]) -> dict[str, Any]:
         return _train("spark", dataset)
 

@@ -59,7 +59,7 @@ from pipelines.common import (
     usable_rows,
     write_json,
 )
-from pipelines.inject import CATCH_GRACE_S, event_rows, inject
+from pipelines.inject import CATCH_GRACE_S, InjectionError, event_rows, inject
 from pipelines.robust import trim_mask
 from pipelines.search import (
     OBJECTIVES,
@@ -153,8 +153,13 @@ def train(
     trim_args = {"sigmas": settings.train_trim_sigmas, "max_fraction": settings.train_trim_max_fraction}
     trim_train, trim_val = trim_mask(split.train, **trim_args), trim_mask(split.validation, **trim_args)
     injection = None
-    if objective == "injected" or raw_path_of(dataset_path).exists():
+    if objective == "injected":
         injection = inject_validation(settings, dataset_path, split, seed, frame)
+    elif raw_path_of(dataset_path).exists():  # labelled objective: injected figures reported when possible
+        try:
+            injection = inject_validation(settings, dataset_path, split, seed, frame)
+        except InjectionError as exc:
+            log.warning("train: no injected figures beside the labelled objective: %s", exc)
     data = SearchData.from_split(
         split,
         max_train_rows,
