@@ -24,8 +24,10 @@ score). Figures (:func:`served_metrics`):
 * ``median_ttd_s`` (and per kind of event): end of the first alarmed interval minus the event's
   start (data time: the earliest the alarm can exist), over caught events;
 * ``false_alarms_per_host_day``: runs of consecutive alarmed intervals of a host that touch no
-  event window (nor its grace), per host-day of such untouched time; alarms inside an operator's
-  false-positive window count as false, and are also counted apart (``fp_window_alarms``).
+  event window (nor its grace), per host-day of such untouched time — or, when the path says which
+  rows page (an ``alarm`` column: incidents grouped, one page each), the pages outside event
+  windows; alarms inside an operator's false-positive window count as false, and are also counted
+  apart (``fp_window_alarms``).
 
 The promotion gate (:func:`served_gate`) compares a challenger and the champion on those
 figures, both replayed over the same window, data and injected events.
@@ -56,6 +58,9 @@ DAY_S = 86_400.0
 TTD_SLACK = 1.5
 #: Columns of the combined frame the judgement reads (the public surface of ``Scored.combined``).
 JUDGED = ["host", "time", "score", "threshold", "is_anomaly", "warmup"]
+#: Read when the path provides it: ``alarm`` = the row pages (a decision path that groups flagged
+#: rows into incidents pages once per incident; then a false alarm is a page, not a run of flags).
+OPTIONAL = ["alarm"]
 
 
 @dataclass
@@ -111,7 +116,8 @@ def replay(
         served = path.update(chunk, champion)
         if served.scored is None:
             continue
-        combined.append(served.scored.combined[JUDGED])
+        frame = served.scored.combined
+        combined.append(frame[[*JUDGED, *(c for c in OPTIONAL if c in frame.columns)]])
         if keep_features:
             features.append(served.features)
     out = (
@@ -282,6 +288,9 @@ def served_metrics(
     run_id[~alarm] = 0
     runs = pd.DataFrame({"run": run_id[alarm], "event": in_event[alarm]})
     false_runs = int((~runs.groupby("run")["event"].any()).sum()) if len(runs) else 0
+    if "alarm" in data.columns:  # the path says which rows page: a false alarm is a page outside events
+        pages = data["alarm"].fillna(0).astype(int).to_numpy() == 1
+        false_runs = int((pages & ~in_event).sum())
     untouched_days = float((~in_event).sum()) * interval_s / DAY_S
     inj_caught, inj_ttd = _detections(data, injected, grace_s, interval_s)
     real_caught, real_ttd = _detections(data, real, grace_s, interval_s)

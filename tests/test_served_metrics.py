@@ -117,3 +117,12 @@ def test_operators_false_positives_outrank_injected_events_in_the_gate() -> None
     assert not served_gate(
         labelled, {**champion, "real_event_recall": 1.0}, budget=1.0, margin=0.0, interval_s=10
     ).passed
+
+
+def test_when_the_path_says_which_rows_page_a_false_alarm_is_a_page() -> None:
+    combined = _combined({"a": [40, 41, 42, 50, 51]})
+    empty = pd.DataFrame(columns=["event_id", "host", "kind", "source", "start", "end"])
+    assert served_metrics(combined, empty, empty, empty, 10)["false_alarms"] == 2  # two runs of flags
+    combined["alarm"] = 0
+    combined.loc[(combined["host"] == "a") & (combined["time"] == T0 + pd.Timedelta(seconds=400)), "alarm"] = 1
+    assert served_metrics(combined, empty, empty, empty, 10)["false_alarms"] == 1  # one incident, one page
