@@ -124,5 +124,7 @@ def test_when_the_path_says_which_rows_page_a_false_alarm_is_a_page() -> None:
     empty = pd.DataFrame(columns=["event_id", "host", "kind", "source", "start", "end"])
     assert served_metrics(combined, empty, empty, empty, 10)["false_alarms"] == 2  # two runs of flags
     combined["alarm"] = 0
-    combined.loc[(combined["host"] == "a") & (combined["time"] == T0 + pd.Timedelta(seconds=400)), "alarm"] = 1
+    combined.loc[
+        (combined["host"] == "a") & (combined["time"] == T0 + pd.Timedelta(seconds=400)), "alarm"
+    ] = 1
     assert served_metrics(combined, empty, empty, empty, 10)["false_alarms"] == 1  # one incident, one page
