@@ -115,6 +115,14 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def feature_pipeline(settings: Settings | None = None):
+    """The feature pipeline every batch step builds features with (extract, the injected copy of
+    validation), one place so they agree with each other and with the detector's."""
+    from vigil.features import FeaturePipeline
+
+    return FeaturePipeline()
+
+
 def raw_path_of(dataset_path: str | Path) -> Path:
     """Where ``extract`` keeps the raw per-interval frames a dataset was built from.
 

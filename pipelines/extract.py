@@ -39,12 +39,13 @@ from pipelines.common import (
     confirmed_normal,
     dataset_hash,
     default_out_dir,
+    feature_pipeline,
     parse_time,
     raw_path_of,
     write_json,
     write_raw,
 )
-from vigil.features import FeaturePipeline, fetch_raw
+from vigil.features import fetch_raw
 from vigil.influx import InfluxClient
 from vigil.labels import FALSE_POSITIVE, OPERATOR, load_labels
 from vigil.settings import Settings
@@ -157,7 +158,7 @@ def extract(
     db = raw_db or settings.influx_raw_db
     log.info("extract: reading %s .. %s from %r", start_ts, end_ts, db)
     raw = fetch_raw(client, db, start_ts, end_ts, settings.feature_interval_s)
-    _, features = FeaturePipeline().update(raw)
+    _, features = feature_pipeline(settings).update(raw)
     if features.empty:
         raise PipelineError(f"no raw metrics in {db!r} between {start_ts} and {end_ts}")
     log.info(

@@ -50,6 +50,7 @@ from pipelines.common import (
     code_version,
     configure_mlflow,
     dataset_hash,
+    feature_pipeline,
     label_sources_in,
     raw_path_of,
     read_dataset,
@@ -70,7 +71,6 @@ from pipelines.search import (
     local_search,
     pick_best,
 )
-from vigil.features import FeaturePipeline
 from vigil.labels import training_sources
 from vigil.pyfunc import log_anomaly_model
 from vigil.settings import Settings
@@ -315,7 +315,7 @@ def inject_validation(
     clear of injected events."""
     raw = read_raw(dataset_path)
     start, end = split.validation_start, split.holdout_start
-    pipe = FeaturePipeline()
+    pipe = feature_pipeline(settings)
     before, _ = pipe.update(slice_raw(raw, None, start))
     labelled = frame[(frame["label_id"] != "") & (frame["time"] >= start) & (frame["time"] < end)]
     avoid = (
