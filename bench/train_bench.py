@@ -77,7 +77,7 @@ def main() -> None:
             print(f"   local and distributed metrics identical: {same}", flush=True)
 
             t = time.perf_counter()
-            km = mllib_search(spark, split.train, split.validation, args.seed, {"k": [2, 4], "maxIter": [20]})
+            km = mllib_search(spark, data, args.seed, {"k": [2, 4], "maxIter": [20]})
             print(line("spark mllib kmeans", len(frame), len(km), time.perf_counter() - t), flush=True)
     finally:
         spark.stop()

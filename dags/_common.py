@@ -35,8 +35,9 @@ START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 #: Emitted by vigil_drift_monitor when the latest window drifted; vigil_retrain is scheduled on it.
 DRIFT_ASSET = Asset(name="vigil_drift_detected", uri="vigil://drift/detected", group="vigil")
 
-#: Exception class names (from ``pipelines``) that mean "the data is bad": retrying cannot help.
-NO_RETRY_ERRORS = ("ValidationFailed", "ValidationError", "DataValidationError")
+#: Exception class names (from ``pipelines``) that mean "the data is bad": retrying cannot help
+#: (``InjectionError``: a window too short to inject anomalies into).
+NO_RETRY_ERRORS = ("ValidationFailed", "ValidationError", "DataValidationError", "InjectionError")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,6 +11,11 @@ champion, or on a scheduled / drift-triggered run; otherwise it goes to `skip_tr
 which records why. Each task calls one function of `pipelines/`; artifacts (dataset path
 and hash, MLflow run ids, model version) travel between tasks as XCom.
 
+Labels are optional: on a fleet without any, the grid is judged on anomalies injected into a copy
+of the validation period at an alarm budget (`VIGIL_ALARM_BUDGET_PER_HOST_DAY`), and `evaluate`
+and `promote` judge the decision the detector would serve (champion, online model, host
+calibration, combined rule) on the holdout: events caught, false alarms per host-day, time to detect.
+
 A validation failure fails the run at `validate` with the failed expectations and is
 **not retried**; infrastructure errors (InfluxDB, MLflow, Spark unreachable) are retried
 with exponential backoff. `summary` returns champion version, metrics and MLflow run URL.
@@ -89,7 +94,8 @@ PARAMS = {
         minimum=0,
         maximum=1,
         title="Promotion margin",
-        description="How much the challenger's holdout metric must beat the champion's by to be promoted.",
+        description="How much the challenger's served decision must beat the champion's by in events caught "
+        "(injected and labelled) on the same holdout (0: at least as many).",
     ),
     "backtest_hours": Param(
         6,
@@ -97,9 +103,10 @@ PARAMS = {
         minimum=0,
         maximum=24 * 30,
         title="Backtest gate (hours)",
-        description="Before promoting over an existing champion, back-test challenger and champion on the "
-        "last N hours of labelled history and refuse a challenger whose F1 there falls more than "
-        "VIGIL_BACKTEST_TOLERANCE below the champion's. 0 turns the gate off.",
+        description="Before promoting over an existing champion, replay the last N hours of history through "
+        "the served decision with challenger and champion (injected anomalies, labels where there are any) and "
+        "refuse a challenger that pages more than both the champion and the alarm budget, or catches more than "
+        "VIGIL_BACKTEST_TOLERANCE fewer events. 0 turns the gate off.",
     ),
     "force_promote": Param(
         False,
@@ -225,8 +232,10 @@ def vigil_retrain() -> None:
         return result
 
     @task(
-        doc_md="scikit-learn grid search (every cell an MLflow child run); logs the best as a pyfunc model."
+        doc_md="scikit-learn grid search (every cell an MLflow child run); logs the best as a pyfunc model. "
+        "A window too short to inject anomalies into fails at once, without retry."
     )
+    @no_retry_on_bad_data
     def train_sklearn(dataset: dict[str, Any]) -> dict[str, Any]:
         return _train("sklearn", dataset)
 
@@ -234,12 +243,15 @@ def vigil_retrain() -> None:
         doc_md="The same grid distributed over Spark executors plus a tuned MLlib KMeans "
         "(master: `VIGIL_SPARK_MASTER`); logs the best as a pyfunc model."
     )
+    @no_retry_on_bad_data
     def train_spark(dataset: dict[str, Any]) -> dict[str, Any]:
         return _train("spark", dataset)
 
     @task(
-        doc_md="Holdout metrics (precision, recall, F1, PR-AUC, event recall, time to detect, false alarms/day) "
-        "of each trained candidate, logged to its MLflow run with a PNG; keeps the best by holdout F1.",
+        doc_md="Replay the holdout through the decision the detector would serve with each trained candidate "
+        "(injected anomalies, labels where there are any): events caught, false alarms per host-day, median "
+        "time to detect, logged to its MLflow run with a PNG; keeps the best (within the alarm budget first, "
+        "then most events caught, then fewest false alarms).",
         trigger_rule="none_failed_min_one_success",
     )
     def evaluate(sk: dict[str, Any] | None, sp: dict[str, Any] | None) -> dict[str, Any]:
@@ -247,6 +259,7 @@ def vigil_retrain() -> None:
         # exactly when at least one trainer ran and none failed.
         from pipelines.evaluate import PRIMARY_METRIC
         from pipelines.evaluate import evaluate as run_evaluate
+        from pipelines.served import rank_key
 
         cfg = settings()
         candidates = []
@@ -255,10 +268,22 @@ def vigil_retrain() -> None:
                 run_evaluate(cfg, trained["model_uri"], trained["dataset_path"], run_id=trained["run_id"])
             )
             candidates.append({**trained, "holdout": ev["metrics"], "png_path": ev["png_path"]})
+            m = ev["metrics"]
             print(
-                f"{trained['engine']}: {trained['best_cell']} {PRIMARY_METRIC}={ev['metrics'][PRIMARY_METRIC]:.4f}"
+                f"{trained['engine']}: {trained['best_cell']} served decision: events caught "
+                f"{m.get('holdout_event_recall')} (injected {m.get('holdout_injected_event_recall')}, labelled "
+                f"{m.get('holdout_real_event_recall')}), false alarms per host-day "
+                f"{m.get('holdout_false_alarms_per_host_day')}, median time to detect {m.get('holdout_median_ttd_s')} s"
             )
-        best = max(candidates, key=lambda c: c["holdout"][PRIMARY_METRIC])
+
+        def key(c: dict[str, Any]) -> tuple[float, float, float]:
+            served = {
+                k.removeprefix("holdout_"): (v if v is not None else float("nan"))
+                for k, v in c["holdout"].items()
+            }
+            return rank_key(served, cfg.alarm_budget_per_host_day)
+
+        best = max(candidates, key=key)
         return {
             "best": best,
             "primary_metric": PRIMARY_METRIC,
@@ -277,9 +302,10 @@ def vigil_retrain() -> None:
         return to_xcom(run_register(settings(), evaluation["best"]["run_id"], validation_passed=True))
 
     @task(
-        doc_md="Move alias `champion` to the challenger if its holdout F1 beats the champion's (re-scored on the "
-        "same holdout) by `promotion_margin` and it passes the robustness gate and the backtest gate over the "
-        "last `backtest_hours` — or with `force_promote`; writes a model event to InfluxDB."
+        doc_md="Move alias `champion` to the challenger if the decision served with it beats the champion's "
+        "replayed on the same holdout (no more false alarms per host-day than both the champion and the budget, "
+        "at least as many events caught + `promotion_margin`, not much slower) and it passes the robustness gate "
+        "and the backtest gate over the last `backtest_hours` — or with `force_promote`; writes a model event."
     )
     def promote(registered: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
         from pipelines.registry import promote as run_promote

@@ -9,6 +9,7 @@ Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``):
 * ``POST /predict`` (one row) and ``POST /predict/batch`` (``{"rows": [...]}``) — score rows with
   the champion and the online model and return the combined decision (``vigil.decision``), the
   scores of both and their top contributing features.
+* ``POST /labels`` — an operator's verdict on a window (bearer token; ``detector/labels_api.py``).
 
 Two kinds of rows (``kind`` may be omitted: a row holding any feature column is a feature row):
 
@@ -735,9 +736,12 @@ class DetectorHttpServer:
 
 def serve_detector(detector: Detector) -> DetectorHttpServer:
     """Start the HTTP server (health, metrics, scoring API) of a detector."""
+    from detector.labels_api import labels_router
+
     s = detector.settings
     view = ScoringView(detector)
     app = build_app(view, detector.metrics, detector.health, s.api_max_batch_rows)
+    app.include_router(labels_router(s))  # POST /labels (bearer token): operators' verdicts
     return DetectorHttpServer(s.bind_host, s.detector_port, app, on_stop=view.close).start()
 
 

@@ -17,25 +17,62 @@ def incidents() -> None:
 @incidents.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per incident.")
 def list_cmd(as_json: bool) -> None:
-    """Every incident, newest first: id, status, first alarm, hosts, raw points; damaged ones flagged."""
+    """Every incident, newest first: id, status, first alarm, hosts, raw points, verdict (from
+    operators' labels: unreviewed, false positive, confirmed: <kind>); damaged ones flagged."""
     from detector.incidents import incidents_root, list_incidents
 
-    root = incidents_root(get_settings())
+    settings = get_settings()
+    root = incidents_root(settings)
     found = list_incidents(root)
     if not found:
         click.echo(f"no incidents in {root}")
         return
+    verdicts = _verdicts(settings, [meta for _, meta, _ in found if meta is not None])
     for folder, meta, error in found:
         if as_json:
-            click.echo(json.dumps({"id": folder.name, "error": error} if meta is None else _summary(meta)))
+            click.echo(
+                json.dumps(
+                    {"id": folder.name, "error": error}
+                    if meta is None
+                    else {**_summary(meta), "verdict": verdicts.get(meta["id"], "unreviewed")}
+                )
+            )
         elif meta is None:
             click.echo(f"{folder.name:28}  DAMAGED  {error}")
         else:
             s = _summary(meta)
             click.echo(
                 f"{s['id']:28}  {s['status']:8}  {s['first_alarm']}  {len(s['hosts'])} host(s): "
-                f"{', '.join(s['hosts'][:5])}{' …' if len(s['hosts']) > 5 else ''}  {s['events']} raw points"
+                f"{', '.join(s['hosts'][:5])}{' …' if len(s['hosts']) > 5 else ''}  {s['events']} raw points  "
+                f"[{verdicts.get(meta['id'], 'unreviewed')}]"
             )
+
+
+def _verdicts(settings, metas: list[dict]) -> dict[str, str]:
+    """Incident id -> verdict from the labels around it (``vigil.labels.verdicts``): operators'
+    ``vigil label`` / ``POST /labels``, stress ground truth. InfluxDB unreachable: said per incident."""
+    from vigil.influx import InfluxClient, InfluxError
+    from vigil.labels import load_labels, verdicts
+
+    spans = {}
+    for meta in metas:
+        step = int(meta.get("interval_s", settings.feature_interval_s)) * 1_000_000_000
+        spans[meta["id"]] = {
+            host: (int(ep["first_alarm_ns"]), int(ep["last_alarm_ns"]) + step)
+            for host, ep in (meta.get("hosts") or {}).items()
+        }
+    windows = [w for s in spans.values() for w in s.values()]
+    if not windows:
+        return {}
+    lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
+    try:
+        labels = load_labels(
+            InfluxClient(settings=settings, retries=0, timeout_s=5), settings, lo, hi, details=True
+        )
+    except InfluxError as exc:
+        click.echo(f"warning: verdicts unknown, InfluxDB unreachable ({exc})", err=True)
+        return {i: "verdict unknown (InfluxDB unreachable)" for i in spans}
+    return {i: verdicts(labels, hosts, i) for i, hosts in spans.items()}
 
 
 def _summary(meta: dict) -> dict:

@@ -1,17 +1,19 @@
-"""backtest: score a window of history with any registered model version, judged like ``evaluate``.
+"""backtest: how would a registered version have done over a window of history, as the detector serves it?
 
-``vigil backtest --model NAME@ALIAS|NAME/VERSION|VERSION --from T --to T`` answers "how would
-this version have done over that period?"; ``--compare A B`` puts two versions side by side on
-the very same rows. It is batch and offline: the window's features are extracted once with
-:func:`pipelines.extract.extract` (the detector's own feature code, labels joined the same way)
-and each model's pyfunc is called once on the whole frame; the metrics are
-:func:`pipelines.evaluate.window_metrics`, the definition ``evaluate`` reports on the holdout.
+``vigil backtest --model NAME@ALIAS|NAME/VERSION|VERSION --from T --to T`` answers it; ``--compare
+A B`` puts two versions side by side on the very same data. The window's raw metrics are read once
+with :func:`pipelines.extract.extract` (the detector's feature code, labels joined the same way,
+raw frames kept), anomalies are injected into a copy of the window's raw metrics
+(:mod:`pipelines.inject`, the same seed for every version), and each version is made the champion
+of :class:`vigil.serving.ServingPath` — the detector's own path: features, online model, champion,
+per-host calibration, combined rule — replayed over the window (:func:`pipelines.evaluate.served_evaluation`).
+Only the combined decision is judged (:func:`pipelines.served.served_metrics`): events caught
+(injected and labelled, apart and pooled), false alarms per host-day, median time to detect.
 
-Warm-up: features are host-relative (per-host baselines), so the extraction starts ``warmup``
-before ``--from`` (default ``settings.detector_history_hours``, the history the detector reads
-to warm-start a host) and only rows at or after ``--from`` that are past the baseline warm-up are
-judged. With the window and warm-up of a dataset's holdout, the backtest scores exactly the rows
-``evaluate`` scored and reports the same numbers (tested).
+Warm-up: the path absorbs ``warmup`` of history before ``--from`` (default
+``settings.detector_history_hours``, the history the detector reads to warm-start a host); only
+rows at or after ``--from`` are judged. With the window and warm-up of a dataset's holdout, the
+backtest replays exactly what ``evaluate`` replayed and reports the same numbers (tested).
 
 :func:`backtest_gate` turns a comparison into a promotion check (see ``docs/backtest_and_robustness.md``).
 """
@@ -38,12 +40,14 @@ from pipelines.common import (
     default_out_dir,
     mlflow_client,
     read_dataset,
+    read_raw,
     usable_rows,
     write_json,
 )
-from pipelines.evaluate import plot_scores, score_holdout, window_metrics
+from pipelines.evaluate import served_evaluation
 from pipelines.extract import extract, resolve_window
 from pipelines.registry import GateResult, write_event
+from pipelines.served import concat_windows, plot_served, served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHAMPION
 from vigil.plotting import save_figure
@@ -51,10 +55,17 @@ from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The metric the backtest gate compares (F1 at each model's own threshold, as ``promote``).
-GATE_METRIC = "f1"
-#: Metrics shown first in the Markdown table (the rest follow in ``window_metrics`` order).
-TABLE_ORDER = ("f1", "precision", "recall", "pr_auc", "roc_auc", "event_recall")
+#: The headline figure of a backtest (events caught by the served decision, pooled).
+GATE_METRIC = "event_recall"
+#: Metrics shown first in the Markdown table (the rest follow in ``served_metrics`` order).
+TABLE_ORDER = (
+    "event_recall",
+    "injected_event_recall",
+    "real_event_recall",
+    "false_alarms_per_host_day",
+    "median_ttd_s",
+    "fp_window_alarms",
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ class BacktestResult:
     scores_path: Path
     seconds: float
     notes: list[str] = field(default_factory=list)
+    events_path: Path | None = None  # the event windows judged: injected and labelled (source column)
 
     def metrics_of(self, version: int) -> dict[str, float]:
         for m in self.models:
@@ -152,14 +164,6 @@ def resolve_model(settings: Settings, spec: str) -> ModelRef:
 # --- the backtest ------------------------------------------------------------------------------------
 
 
-def window_rows(frame: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
-    """The rows a backtest judges: usable (past baseline warm-up), at or after ``start``, in
-    ``time_split``'s order (time, host) — the order ``evaluate`` scores its holdout in."""
-    rows = usable_rows(frame)
-    rows = rows[rows["time"] >= start]
-    return rows.sort_values(["time", "host"], kind="stable").reset_index(drop=True)
-
-
 def backtest(
     settings: Settings,
     models: Sequence[str],
@@ -171,8 +175,9 @@ def backtest(
     client: InfluxClient | None = None,
     raw_db: str | None = None,
 ) -> BacktestResult:
-    """Score ``[start, end)`` with each of ``models`` (specs, see :func:`resolve_model`); write
-    ``backtest.json``, ``backtest.md``, ``backtest.png`` and ``scores.parquet`` under ``out_dir``.
+    """Replay ``[start, end)`` through the served decision with each of ``models`` (specs, see
+    :func:`resolve_model`); write ``backtest.json``, ``backtest.md``, ``backtest.png`` and
+    ``scores.parquet`` (the combined decision per version) under ``out_dir``.
     """
     import mlflow
 
@@ -200,53 +205,75 @@ def backtest(
         client=client,
         raw_db=raw_db,
     )
-    rows = window_rows(read_dataset(ds.path), start_ts)
-    if rows.empty:
+    frame = read_dataset(ds.path)
+    judged = usable_rows(frame)
+    judged = judged[judged["time"] >= start_ts]
+    if judged.empty:
         raise PipelineError(
             f"no scorable rows between {start_ts} and {end_ts}: every host is still in baseline "
             f"warm-up (warm-up {lead}; give a longer --warmup or a later --from)"
         )
-    notes = []
-    if int(rows["label"].sum()) == 0:
-        notes.append("no labelled anomaly in the window: recall, F1 and event recall say nothing")
-    results, predictions = [], {}
+    raw = read_raw(ds.path)
+    results, served = [], {}
+    notes: list[str] = []
     for ref in refs:
-        log.info("backtest: scoring %d rows with %s", len(rows), ref.label)
-        t0 = time.perf_counter()
+        log.info("backtest: replaying %s .. %s with %s as champion", start_ts, end_ts, ref.label)
         try:
             model = mlflow.pyfunc.load_model(ref.uri)
         except Exception as exc:
             raise PipelineError(f"cannot load {ref.uri}: {exc}") from exc
-        pred = score_holdout(model, rows)
-        seconds = time.perf_counter() - t0
-        metrics = window_metrics(rows, pred, settings.feature_interval_s)
-        results.append(ModelBacktest(ref, metrics, seconds))
-        predictions[ref] = pred
-        log.info(
-            "backtest: %s f1=%.3f pr_auc=%.3f (%.1fs)", ref.label, metrics["f1"], metrics["pr_auc"], seconds
+        ev = served_evaluation(
+            settings,
+            model,
+            raw,
+            frame[frame["time"] >= start_ts],
+            start_ts,
+            end_ts,
+            name=ref.name,
+            version=ref.version,
+            run_id=ref.run_id,
+            keep_features=False,
         )
-    scores = rows[["host", "time", "label", "label_id"]].copy()
-    for ref, pred in predictions.items():
-        scores[f"score_v{ref.version}"] = pred["score"].to_numpy()
-        scores[f"alarm_v{ref.version}"] = pred["is_anomaly"].to_numpy()
+        results.append(ModelBacktest(ref, ev.metrics, ev.seconds))
+        served[ref] = ev
+        notes += [n for n in ev.notes if n not in notes]
+        log.info(
+            "backtest: %s events caught %s, %.2f false alarms per host-day (%.1fs)",
+            ref.label,
+            _fmt(ev.metrics["event_recall"]),
+            ev.metrics["false_alarms_per_host_day"],
+            ev.seconds,
+        )
+    first = served[refs[0]]
+    scores = first.combined[["host", "time"]].copy()
+    for ref, ev in served.items():
+        aligned = ev.combined.set_index(["host", "time"]).reindex(pd.MultiIndex.from_frame(scores))
+        scores[f"score_v{ref.version}"] = aligned["score"].to_numpy()
+        scores[f"alarm_v{ref.version}"] = aligned["is_anomaly"].to_numpy()
     scores_path = out_dir / "scores.parquet"
     scores.to_parquet(scores_path, index=False)
+    events_path = out_dir / "events.csv"
+    concat_windows(first.windows, first.normal.assign(source="false_positive")).to_csv(
+        events_path, index=False
+    )
     if len(refs) == 1:
-        png = plot_scores(
-            rows, predictions[refs[0]], out_dir / "backtest.png", title=f"backtest {refs[0].label}"
+        png = plot_served(
+            first.combined, first.windows, first.normal, out_dir / "backtest.png", f"backtest {refs[0].label}"
         )
     else:
-        png = plot_compare(rows, [(r.label, predictions[r]) for r in refs], out_dir / "backtest.png")
+        png = plot_compare(
+            [(r.label, served[r].combined) for r in refs], first.windows, out_dir / "backtest.png"
+        )
     result = BacktestResult(
         start=start_ts,
         end=end_ts,
         warmup_start=start_ts - lead,
         dataset_path=ds.path,
         dataset_hash=ds.dataset_hash,
-        rows=len(rows),
-        hosts=int(rows["host"].nunique()),
-        labelled_rows=int(rows["label"].sum()),
-        events=int(rows.loc[rows["label"] == 1, "label_id"].nunique()),
+        rows=int(first.metrics["rows"]),
+        hosts=int(first.combined["host"].nunique()),
+        labelled_rows=int(judged["label"].sum()),
+        events=int(first.metrics["events"]),
         models=results,
         json_path=out_dir / "backtest.json",
         markdown_path=out_dir / "backtest.md",
@@ -254,6 +281,7 @@ def backtest(
         scores_path=scores_path,
         seconds=time.perf_counter() - began,
         notes=notes,
+        events_path=events_path,
     )
     write_json(result.json_path, result)
     result.markdown_path.write_text(markdown_report(result))
@@ -266,11 +294,11 @@ def markdown_report(result: BacktestResult) -> str:
     keys = list(TABLE_ORDER) + [k for k in result.models[0].metrics if k not in TABLE_ORDER]
     head = "| metric | " + " | ".join(m.model.label for m in result.models) + " |"
     lines = [
-        f"# Backtest {result.start:%Y-%m-%d %H:%M:%S} .. {result.end:%Y-%m-%d %H:%M:%S} UTC",
+        f"# Backtest {result.start:%Y-%m-%d %H:%M:%S} .. {result.end:%Y-%m-%d %H:%M:%S} UTC (served decision)",
         "",
-        f"{result.rows} host-intervals of {result.hosts} hosts, {result.labelled_rows} labelled in "
-        f"{result.events} windows; features from {result.warmup_start:%Y-%m-%d %H:%M:%S} (warm-up), "
-        f"dataset `{result.dataset_hash[:16]}`.",
+        f"{result.rows} host-intervals of {result.hosts} hosts judged on `source=combined`; "
+        f"{result.events} events (injected and labelled), {result.labelled_rows} labelled rows; "
+        f"history from {result.warmup_start:%Y-%m-%d %H:%M:%S} (warm-up), dataset `{result.dataset_hash[:16]}`.",
         *(f"\n> note: {n}" for n in result.notes),
         "",
         head,
@@ -279,7 +307,9 @@ def markdown_report(result: BacktestResult) -> str:
     for key in keys:
         cells = [_fmt(m.metrics.get(key, float("nan"))) for m in result.models]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    lines.append("| score_seconds | " + " | ".join(f"{m.score_seconds:.2f}" for m in result.models) + " |")
+    lines.append(
+        "| replay_seconds_total | " + " | ".join(f"{m.score_seconds:.2f}" for m in result.models) + " |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -288,43 +318,35 @@ def _fmt(value: float) -> str:
 
 
 def plot_compare(
-    rows: pd.DataFrame, series: list[tuple[str, pd.DataFrame]], path: Path, max_hosts: int = 6
+    series: list[tuple[str, pd.DataFrame]], windows: pd.DataFrame, path: Path, max_hosts: int = 6
 ) -> Path:
-    """One PNG: per host, every model's score on a common scale, labelled windows shaded red.
-
-    Models score on different scales (a forest's path length, a mixture's log-likelihood), so each
-    is drawn as its margin over its own threshold divided by its score spread over the window
-    (IQR): 0 is each model's decision line, above 0 is an alarm — comparable at a glance. The axis
-    is symlog so a model whose anomalies score 50 IQRs out does not flatten the other one.
-    """
+    """One PNG: per host, every version's combined score (threshold 1 for all: the combined rule
+    puts every model on one scale), event windows shaded (cyan injected, red labelled); symlog so a
+    score 50 times the threshold does not flatten the rest."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = rows.reset_index(drop=True)
-    hosts = sorted(data["host"].unique())[:max_hosts]
-    fig, axes = plt.subplots(len(hosts), 1, figsize=(12, 1.9 * len(hosts) + 0.9), sharex=True, squeeze=False)
+    hosts = sorted(series[0][1]["host"].astype(str).unique())[:max_hosts]
+    fig, axes = plt.subplots(
+        max(1, len(hosts)), 1, figsize=(12, 1.9 * max(1, len(hosts)) + 0.9), sharex=True, squeeze=False
+    )
     colors = ["tab:blue", "tab:green", "tab:purple", "tab:brown"]
-    normalised = []
-    for label, pred in series:
-        score = pred["score"].to_numpy(dtype=float)
-        q1, q3 = np.nanpercentile(score, [25, 75]) if len(score) else (0.0, 1.0)
-        spread = (q3 - q1) or 1.0
-        normalised.append((label, (score - float(pred["threshold"].iloc[0])) / spread))
-    for ax, host in zip(axes[:, 0], hosts, strict=True):
-        mask = (data["host"] == host).to_numpy()
-        times = data.loc[mask, "time"]
-        for (label, values), color in zip(normalised, colors, strict=False):
-            ax.plot(times, values[mask], lw=0.7, color=color, label=label)
-        for _, win in data[mask & (data["label"] == 1).to_numpy()].groupby("label_id"):
-            ax.axvspan(win["time"].min(), win["time"].max(), color="tab:red", alpha=0.2)
-        ax.axhline(0.0, color="black", ls="--", lw=0.8)
-        ax.set_yscale("symlog", linthresh=1.0)  # linear near the decision line, log for big excursions
+    for ax, host in zip(axes[:, 0], hosts, strict=False):
+        for (label, combined), color in zip(series, colors, strict=False):
+            rows = combined[combined["host"].astype(str) == host].sort_values("time")
+            ax.plot(rows["time"], rows["score"], lw=0.7, color=color, label=label)
+        for row in windows[windows["host"].astype(str) == host].itertuples(index=False):
+            ax.axvspan(
+                row.start, row.end, color="tab:cyan" if row.source == "injected" else "tab:red", alpha=0.2
+            )
+        ax.axhline(1.0, color="black", ls="--", lw=0.8)
+        ax.set_yscale("symlog", linthresh=2.0)
         ax.set_ylabel(host, fontsize=8)
     axes[0, 0].legend(loc="upper right", fontsize=7)
     axes[0, 0].set_title(
-        "backtest — (score - threshold) / IQR per model, symlog (dashed: decision line; red: labelled windows)",
+        "backtest — combined score per version (dashed: threshold 1; cyan: injected, red: labelled)",
         fontsize=9,
     )
     return save_figure(fig, path, dpi=90)
@@ -346,15 +368,18 @@ def backtest_gate(
     influx: InfluxClient | None = None,
     raw_db: str | None = None,
 ) -> GateResult:
-    """Back-test challenger and champion on ``window`` = (start, end); pass when the challenger's F1
-    is at least the champion's minus ``tolerance`` (default ``settings.backtest_tolerance``).
+    """Back-test challenger and champion on ``window`` = (start, end) through the served decision;
+    pass when :func:`pipelines.served.served_gate` passes with the challenger allowed ``tolerance``
+    (default ``settings.backtest_tolerance``) fewer events caught than the champion: it must not
+    page more than both the champion and the alarm budget, nor detect much slower.
 
     ``champion_version=None`` means the current ``champion`` alias; with no champion at all the
-    gate passes (nothing to compare). A window without labelled anomalies cannot judge and passes,
-    saying so. With ``record`` (the default, for a DAG task calling the gate on its own), the
-    outcome is tagged on the challenger version (``vigil.gate.backtest``), the F1s are logged to
-    its run (``backtest_f1``, ``backtest_champion_f1``), and a failure is written as a ``reject``
-    model event with the reason — exactly what ``promote`` records for its own refusals.
+    gate passes (nothing to compare). A window without events (too short to inject into, nothing
+    labelled) is judged on false alarms alone. With ``record`` (the default, for a DAG task calling
+    the gate on its own), the outcome is tagged on the challenger version (``vigil.gate.backtest``),
+    the event recalls are logged to its run (``backtest_event_recall``,
+    ``backtest_champion_event_recall``), and a failure is written as a ``reject`` model event with
+    the reason — exactly what ``promote`` records for its own refusals.
     ``promote(backtest_window=...)`` calls it with ``record=False`` and records the decision itself.
     """
     name = settings.model_name
@@ -382,8 +407,8 @@ def backtest_gate(
         client=influx,
         raw_db=raw_db,
     )
-    chall = result.metrics_of(challenger.version)[GATE_METRIC]
-    champ = result.metrics_of(int(champion_version))[GATE_METRIC]
+    chall = result.metrics_of(challenger.version)
+    champ = result.metrics_of(int(champion_version))
     details = {
         "window": [str(result.start), str(result.end)],
         "rows": result.rows,
@@ -391,12 +416,16 @@ def backtest_gate(
         "markdown": str(result.markdown_path),
         "png": str(result.png_path),
     }
-    if result.labelled_rows == 0:
-        passed, why = True, "backtest window has no labelled anomaly: not judged"
-    elif chall >= champ - tol:
-        passed, why = True, f"backtest {GATE_METRIC} {chall:.4f} >= champion {champ:.4f} - {tol}"
-    else:
-        passed, why = False, f"backtest {GATE_METRIC} {chall:.4f} < champion {champ:.4f} - {tol}"
+    verdict = served_gate(
+        chall,
+        champ,
+        budget=settings.alarm_budget_per_host_day,
+        margin=-tol,
+        interval_s=settings.feature_interval_s,
+        ttd_slack=settings.promotion_ttd_slack,
+    )
+    passed, why = verdict.passed, f"backtest {verdict.reason}"
+    chall, champ = chall[GATE_METRIC], champ[GATE_METRIC]
     gate = GateResult(
         "backtest", passed, why, challenger.version, int(champion_version), chall, champ, tol, details
     )
@@ -417,10 +446,10 @@ def _record(
     client = mlflow_client(settings)
     verdict = ("passed: " if gate.passed else "failed: ") + gate.reason
     client.set_model_version_tag(challenger.name, str(challenger.version), "vigil.gate.backtest", verdict)
-    if challenger.run_id and gate.challenger_metric is not None:
-        client.log_metric(challenger.run_id, "backtest_f1", gate.challenger_metric)
-        if gate.champion_metric is not None:
-            client.log_metric(challenger.run_id, "backtest_champion_f1", gate.champion_metric)
+    if challenger.run_id and gate.challenger_metric is not None and np.isfinite(gate.challenger_metric):
+        client.log_metric(challenger.run_id, "backtest_event_recall", gate.challenger_metric)
+        if gate.champion_metric is not None and np.isfinite(gate.champion_metric):
+            client.log_metric(challenger.run_id, "backtest_champion_event_recall", gate.champion_metric)
     if not gate.passed:
         client.set_model_version_tag(challenger.name, str(challenger.version), "vigil.promotion", "rejected")
         client.set_model_version_tag(

@@ -73,7 +73,13 @@ def drift(current: Path, reference: Path | None, alpha: float) -> None:
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
 @click.option("--engine", type=click.Choice(["sklearn", "spark"]), default="sklearn", show_default=True)
 @click.option("--family", "families", multiple=True, help="Restrict the scikit-learn families.")
-@click.option("--objective", type=click.Choice(["pr_auc", "f1"]), default="pr_auc", show_default=True)
+@click.option(
+    "--objective",
+    type=click.Choice(["injected", "pr_auc", "f1"]),
+    default="injected",
+    show_default=True,
+    help="injected: label-free (injected events caught at the alarm budget); pr_auc/f1 need labels.",
+)
 def train(dataset: Path, engine: str, families: tuple[str, ...], objective: str) -> None:
     """Grid search; every cell an MLflow child run; the best model logged as the contract pyfunc."""
     from pipelines.search import SKLEARN_FAMILIES
@@ -98,7 +104,7 @@ def train(dataset: Path, engine: str, families: tuple[str, ...], objective: str)
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
 @click.option("--run-id", help="Run receiving the metrics (default: the run of a runs:/ URI).")
 def evaluate(model_uri: str, dataset: Path, run_id: str | None) -> None:
-    """Holdout metrics + scores-over-time PNG, logged to the training run."""
+    """The served decision on the holdout (events caught, false alarms per host-day), logged to the run."""
     from pipelines.evaluate import evaluate as run
 
     _emit(_run(run, get_settings(), model_uri, dataset, run_id=run_id))

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 LABEL_COLUMN = "label"
 LABEL_ID_COLUMN = "label_id"
 LABEL_KIND_COLUMN = "label_kind"
+#: Where a row's label came from (``vigil_labels``' source tag: seed, stress, operator, manual; "" = none).
+LABEL_SOURCE_COLUMN = "label_source"
 DATASET_COLUMNS: tuple[str, ...] = (
     "host",
     "time",
@@ -34,6 +36,7 @@ DATASET_COLUMNS: tuple[str, ...] = (
     LABEL_COLUMN,
     LABEL_ID_COLUMN,
     LABEL_KIND_COLUMN,
+    LABEL_SOURCE_COLUMN,
 )
 
 #: MLflow tag keys (runs and model versions share them so the registry can point back at data).
@@ -113,6 +116,90 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise PipelineError(f"dataset {path} does not exist (run `vigil pipeline extract` first)")
     return pd.read_parquet(path)
+
+
+def feature_pipeline(settings: Settings | None = None):
+    """The feature pipeline every batch step builds features with (extract, the injected copy of
+    validation), one place so they agree with each other and with the detector's."""
+    from vigil.features import FeaturePipeline
+
+    return FeaturePipeline(interval_s=(settings.feature_interval_s if settings is not None else 10.0))
+
+
+def raw_path_of(dataset_path: str | Path) -> Path:
+    """Where ``extract`` keeps the raw per-interval frames a dataset was built from.
+
+    Why keep them: anomalies are injected into a copy of a host's *raw* metrics and the served
+    decision (:class:`vigil.serving.ServingPath`) starts from raw frames, so the search and the
+    evaluation need them, not only the features.
+    """
+    path = Path(dataset_path)
+    return path.with_name(path.stem + ".raw.parquet")
+
+
+def write_raw(raw: dict[str, pd.DataFrame], path: Path) -> Path:
+    """One parquet file for every query group's frame (long format, a ``group`` column)."""
+    parts = [frame.assign(group=name) for name, frame in raw.items() if frame is not None and not frame.empty]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"group": [], "time": []})
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def read_raw(dataset_path: str | Path) -> dict[str, pd.DataFrame]:
+    """The raw frames :func:`write_raw` stored beside ``dataset_path``; a clear error if absent."""
+    from vigil.features.source import GROUP_KEYS, QUERY_GROUPS, group_series_tags
+
+    path = raw_path_of(dataset_path)
+    if not path.exists():
+        raise PipelineError(
+            f"{path} is missing: the dataset {Path(dataset_path).name} has no raw frames beside it "
+            "(extract it again with `vigil pipeline extract`; datasets made before raw frames were kept "
+            "can only be trained with a labelled objective, --objective pr_auc)"
+        )
+    frame = pd.read_parquet(path)
+    out: dict[str, pd.DataFrame] = {}
+    for name, key in GROUP_KEYS.items():
+        cols = ["time", *group_series_tags(key), *[f.field for f in QUERY_GROUPS[key]]]
+        part = frame[frame["group"] == name]
+        out[name] = part.reindex(columns=cols).reset_index(drop=True)
+    return out
+
+
+def slice_raw(raw: dict[str, pd.DataFrame], start: Any = None, end: Any = None) -> dict[str, pd.DataFrame]:
+    """The rows of every raw frame with ``start <= time < end`` (either bound may be None)."""
+    out = {}
+    for name, frame in raw.items():
+        keep = np.ones(len(frame), dtype=bool)
+        if start is not None:
+            keep &= (frame["time"] >= start).to_numpy()
+        if end is not None:
+            keep &= (frame["time"] < end).to_numpy()
+        out[name] = frame[keep]
+    return out
+
+
+def label_sources_in(frame: pd.DataFrame, sources: tuple[str, ...] | None) -> pd.DataFrame:
+    """``frame`` with only the labels of ``sources`` kept (None: all); the others read as unlabelled.
+
+    Why: a retrain learns from operator and stress verdicts, while the seeder's ground truth only
+    scores the result (``settings.train_label_sources``): hidden labels must not leak into training.
+    """
+    if sources is None or LABEL_SOURCE_COLUMN not in frame.columns:
+        return frame
+    hide = ~frame[LABEL_SOURCE_COLUMN].isin(list(sources)).to_numpy()
+    if not hide.any():
+        return frame
+    out = frame.copy()
+    out.loc[hide, LABEL_COLUMN] = 0
+    out.loc[hide, [LABEL_ID_COLUMN, LABEL_KIND_COLUMN, LABEL_SOURCE_COLUMN]] = ""
+    return out
+
+
+def confirmed_normal(frame: pd.DataFrame) -> np.ndarray:
+    """Rows inside an operator's false-positive window (label 0, kind ``false_positive``)."""
+    if LABEL_KIND_COLUMN not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return ((frame[LABEL_KIND_COLUMN] == "false_positive") & (frame[LABEL_COLUMN] == 0)).to_numpy()
 
 
 def usable_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,9 +1,21 @@
 """extract: a time window of raw metrics in InfluxDB -> labelled feature dataset (parquet + content hash).
 
 Features come only from :class:`vigil.features.FeaturePipeline` (the detector runs the same
-code); ground-truth windows come from ``vigil_labels`` through :func:`vigil.seed.load_labels`.
-A row (host, interval ``[time, time + interval)``) is labelled 1 when it overlaps one of its
-host's label windows; ``label_id``/``label_kind`` name the window, for event-level metrics.
+code); label windows come from ``vigil_labels`` through :func:`vigil.labels.load_labels`, every
+source (which of them a retrain may *learn* from is decided later, by ``train``). A row (host,
+interval ``[time, time + interval)``) that overlaps one of its host's windows gets that window's
+``label_id``, ``label_kind`` and ``label_source``, and ``label=1`` unless the window is an
+operator's false positive (``kind=false_positive``: a confirmed *normal* window, ``label=0``).
+
+Zero labels is the ordinary case (a real fleet): every row is ``label=0`` with empty ids.
+
+When windows overlap, an operator's verdict wins over the others (the operator looked at that
+interval), otherwise the earliest window does; a window whose end is not after its start cannot
+cover anything and is skipped with a warning (``skipped_labels`` in the result).
+
+The raw per-interval frames the features were built from are kept beside the dataset
+(``features-<hash>.raw.parquet``): the search injects anomalies into copies of them and the
+evaluation replays them through the served decision.
 """
 
 from __future__ import annotations
@@ -22,14 +34,20 @@ from pipelines.common import (
     LABEL_COLUMN,
     LABEL_ID_COLUMN,
     LABEL_KIND_COLUMN,
+    LABEL_SOURCE_COLUMN,
     PipelineError,
+    confirmed_normal,
     dataset_hash,
     default_out_dir,
+    feature_pipeline,
     parse_time,
+    raw_path_of,
     write_json,
+    write_raw,
 )
-from vigil.features import FeaturePipeline
+from vigil.features import fetch_raw
 from vigil.influx import InfluxClient
+from vigil.labels import FALSE_POSITIVE, OPERATOR, load_labels
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +64,9 @@ class ExtractResult:
     labelled_rows: int
     label_windows: int
     seconds: float
+    raw_path: Path | None = None
+    normal_rows: int = 0  # rows inside an operator's false-positive window
+    skipped_labels: int = 0
 
     @property
     def meta_path(self) -> Path:
@@ -69,29 +90,50 @@ def resolve_window(
 
 
 def join_labels(features: pd.DataFrame, labels: pd.DataFrame, interval_s: int) -> pd.DataFrame:
-    """Add label / label_id / label_kind: a row is anomalous when its interval overlaps a window."""
+    """Add label / label_id / label_kind / label_source (see the module doc for the rules)."""
     out = features.copy()
     out[LABEL_COLUMN] = np.zeros(len(out), dtype=np.int64)
     out[LABEL_ID_COLUMN] = ""
     out[LABEL_KIND_COLUMN] = ""
+    out[LABEL_SOURCE_COLUMN] = ""
     if labels.empty or out.empty:
         return out
+    labels = usable_labels(labels)
     width = pd.Timedelta(seconds=interval_s)
     by_host = {h: idx for h, idx in out.groupby("host").groups.items()}
-    label_col = out.columns.get_loc(LABEL_COLUMN)
-    id_col, kind_col = out.columns.get_loc(LABEL_ID_COLUMN), out.columns.get_loc(LABEL_KIND_COLUMN)
-    for row in labels.sort_values("start").itertuples(index=False):
+    cols = [
+        out.columns.get_loc(c)
+        for c in (LABEL_COLUMN, LABEL_ID_COLUMN, LABEL_KIND_COLUMN, LABEL_SOURCE_COLUMN)
+    ]
+    source = labels["source"] if "source" in labels.columns else pd.Series("", index=labels.index)
+    order = labels.assign(_first=(source != OPERATOR).astype(int), source=source.fillna(""))
+    for row in order.sort_values(["_first", "start"], kind="stable").itertuples(index=False):
         idx = by_host.get(row.host)
         if idx is None:
             continue
         times = out.loc[idx, "time"]
         hit = (times < row.end) & (times + width > row.start)
         positions = out.index.get_indexer(times.index[hit.to_numpy()])
-        fresh = positions[out.iloc[positions, label_col].to_numpy() == 0]  # first window wins
-        out.iloc[fresh, label_col] = 1
-        out.iloc[fresh, id_col] = str(row.label_id)
-        out.iloc[fresh, kind_col] = str(row.kind)
+        fresh = positions[out.iloc[positions, cols[1]].to_numpy() == ""]  # the first verdict wins
+        out.iloc[fresh, cols[0]] = 0 if row.kind == FALSE_POSITIVE else 1
+        out.iloc[fresh, cols[1]] = str(row.label_id)
+        out.iloc[fresh, cols[2]] = str(row.kind)
+        out.iloc[fresh, cols[3]] = str(row.source)
     return out
+
+
+def usable_labels(labels: pd.DataFrame) -> pd.DataFrame:
+    """Windows that can cover something (end after start); the others are logged and dropped."""
+    if labels.empty:
+        return labels
+    bad = ~(labels["end"] > labels["start"]).to_numpy()
+    if bad.any():
+        log.warning(
+            "extract: skipping %d label(s) whose end is not after their start: %s",
+            int(bad.sum()),
+            ", ".join(map(str, labels.loc[bad, "label_id"].head(5))),
+        )
+    return labels[~bad]
 
 
 def extract(
@@ -110,22 +152,20 @@ def extract(
     and a JSON sidecar records the window and counts. Raises :class:`PipelineError` if the
     window holds no metrics.
     """
-    from vigil.seed import load_labels  # the seeder owns the label schema reader
-
     began = time.perf_counter()
     start_ts, end_ts = resolve_window(start, end, lookback)
     client = client or InfluxClient(settings=settings)
     db = raw_db or settings.influx_raw_db
     log.info("extract: reading %s .. %s from %r", start_ts, end_ts, db)
-    _, features = FeaturePipeline(interval_s=settings.feature_interval_s).update_from_influx(
-        client, db, start_ts, end_ts, settings.feature_interval_s
-    )
+    raw = fetch_raw(client, db, start_ts, end_ts, settings.feature_interval_s)
+    _, features = feature_pipeline(settings).update(raw)
     if features.empty:
         raise PipelineError(f"no raw metrics in {db!r} between {start_ts} and {end_ts}")
     log.info(
         "extract: %d feature rows for %d hosts; joining labels", len(features), features["host"].nunique()
     )
     labels = load_labels(client, settings, start_ts, end_ts)
+    skipped = len(labels) - len(usable_labels(labels))
     data = join_labels(features, labels, settings.feature_interval_s)
     data["time"] = pd.to_datetime(data["time"], utc=True).astype("datetime64[ns, UTC]")
     data["warmup"] = data["warmup"].astype(np.int64)
@@ -135,6 +175,7 @@ def extract(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"features-{digest[:16]}.parquet"
     data.to_parquet(path, index=False)
+    raw_path = write_raw(raw, raw_path_of(path))
     result = ExtractResult(
         path=path,
         dataset_hash=digest,
@@ -145,6 +186,9 @@ def extract(
         labelled_rows=int(data[LABEL_COLUMN].sum()),
         label_windows=len(labels),
         seconds=time.perf_counter() - began,
+        raw_path=raw_path,
+        normal_rows=int(confirmed_normal(data).sum()),
+        skipped_labels=skipped,
     )
     write_json(result.meta_path, result)
     log.info(

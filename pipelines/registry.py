@@ -3,16 +3,18 @@
 * ``register`` creates a version of ``settings.model_name`` from a training run's model, tagged
   with the dataset hash and path, holdout metrics, engine, family, code version and validation
   status, and points the ``challenger`` alias at it.
-* ``promote`` moves ``champion`` to the challenger only if validation passed and its primary
-  holdout metric beats the current champion's *on the same holdout* (the champion is re-scored
-  on the challenger's dataset) by ``settings.promotion_margin`` — or if there is no champion.
+* ``promote`` moves ``champion`` to the challenger only if validation passed and **the decision
+  the detector would serve with it** beats the current one's on the same holdout
+  (:func:`pipelines.served.served_gate`: both replayed through ``vigil.serving.ServingPath`` over
+  the challenger's holdout with the same injected events and labels; events caught, false alarms
+  per host-day against the alarm budget, median time to detect) — or if there is no champion.
   ``force`` skips the comparison and is recorded as such.
   Two extra gates then apply (only when there is a champion and ``force`` is off):
-  the **robustness gate** refuses a challenger whose ``robustness_f1`` (worst F1 under the
-  perturbations of :mod:`pipelines.robustness`) falls more than ``settings.robustness_tolerance``
-  below the champion's on the same perturbed holdout; the optional **backtest gate**
-  (``backtest_window=``) refuses one whose F1 over a past window falls more than
-  ``settings.backtest_tolerance`` below the champion's (:func:`pipelines.backtest.backtest_gate`).
+  the **robustness gate** refuses a challenger that, under one of the perturbations of
+  :mod:`pipelines.robustness`, loses more than ``settings.robustness_tolerance`` F1 beyond what the
+  champion loses under the same one (same perturbed holdout); the optional **backtest gate**
+  (``backtest_window=``) runs the same served comparison over a window of raw history
+  (:func:`pipelines.backtest.backtest_gate`).
 * ``rollback`` moves ``champion`` back to the version it replaced (each champion version carries
   a ``vigil.previous_champion`` tag written when it was promoted: the history is a chain).
 
@@ -44,13 +46,17 @@ from pipelines.common import (
     mlflow_client,
 )
 from pipelines.evaluate import PRIMARY_METRIC, evaluate
-from pipelines.robustness import ROBUSTNESS_METRIC
+from pipelines.robustness import PERTURBATIONS, ROBUSTNESS_DROP
+from pipelines.served import served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHALLENGER, CHAMPION
 from vigil.schema import MODEL_EVENTS
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: The metric every served evaluation logs (its presence says ``evaluate`` ran on the run).
+SERVED_MARKER = "holdout_false_alarms_per_host_day"
 
 
 @dataclass
@@ -146,8 +152,8 @@ def register(
         raise PipelineError(f"run {run_id} is not a training run (no {TAG_DATASET_HASH} tag)")
     holdout = {k: v for k, v in metrics.items() if k.startswith("holdout_")}
     robust = {k: v for k, v in metrics.items() if k.startswith(("robust_", "robustness_"))}
-    if PRIMARY_METRIC not in holdout:
-        raise PipelineError(f"run {run_id} has no {PRIMARY_METRIC}: run `vigil pipeline evaluate` first")
+    if SERVED_MARKER not in holdout:
+        raise PipelineError(f"run {run_id} has no {SERVED_MARKER}: run `vigil pipeline evaluate` first")
     tags = {
         TAG_DATASET_HASH: run_tags[TAG_DATASET_HASH],
         TAG_DATASET_PATH: run_tags.get(TAG_DATASET_PATH, ""),
@@ -165,7 +171,7 @@ def register(
         settings,
         "register",
         int(version.version),
-        metric=holdout[PRIMARY_METRIC],
+        metric=holdout.get(PRIMARY_METRIC),
         reason=f"run {run_id}",
         influx=influx,
     )
@@ -217,7 +223,7 @@ def promote(
         dataset = dataset_path or tags.get(TAG_DATASET_PATH)
         if not dataset or not Path(dataset).exists():
             raise PipelineError(f"cannot compare on the challenger's holdout: dataset {dataset!r} not found")
-        # the champion, re-scored on the challenger's holdout (same rows, same labels)
+        # the champion, replayed through the served decision on the challenger's holdout
         champ_eval = evaluate(
             settings,
             f"models:/{name}/{prev_version}",
@@ -226,20 +232,29 @@ def promote(
             holdout_fraction=None,
             prefix="champion_",
         )
-        prev_metric = champ_eval.metrics[f"champion_{PRIMARY_METRIC}"]
-        margin = settings.promotion_margin
-        if np.isfinite(metric) and metric > prev_metric + margin:
-            promoted, reason = True, f"{PRIMARY_METRIC} {metric:.4f} > champion {prev_metric:.4f} + {margin}"
-        else:
-            promoted, reason = (
-                False,
-                f"{PRIMARY_METRIC} {metric:.4f} <= champion {prev_metric:.4f} + {margin}",
-            )
+        champ_served = _unprefixed(champ_eval.metrics, "champion_holdout_")
+        champ_served["fp_windows_raised"] = champ_eval.metrics.get("champion_dataset_fp_windows_raised", 0.0)
+        chall_served = _challenger_served(settings, mv, dataset)
+        prev_metric = champ_served.get("event_recall", float("nan"))
+        metric = chall_served.get("event_recall", float("nan"))
+        verdict = served_gate(
+            chall_served,
+            champ_served,
+            budget=settings.alarm_budget_per_host_day,
+            margin=settings.promotion_margin,
+            interval_s=settings.feature_interval_s,
+            ttd_slack=settings.promotion_ttd_slack,
+        )
+        promoted, reason = verdict.passed, verdict.reason
+        gates.append(
+            GateResult("served", verdict.passed, verdict.reason, version, prev_version, metric, prev_metric)
+        )
         if promoted:
             challenger_robust = _challenger_robustness(settings, mv, dataset)
-            champion_robust = champ_eval.metrics.get(f"champion_{ROBUSTNESS_METRIC}", float("nan"))
+            champion_robust = perturbation_drops(champ_eval.metrics, "champion_")
             gates.append(robustness_gate(settings, version, prev_version, challenger_robust, champion_robust))
-        if promoted and gates[-1].passed and backtest_window is not None:
+            promoted = gates[-1].passed
+        if promoted and backtest_window is not None:
             from pipelines.backtest import backtest_gate
 
             gates.append(
@@ -295,46 +310,86 @@ def promote(
     return PromotionDecision(promoted, version, prev_version, metric, prev_metric, force, reason, gates)
 
 
+def perturbation_drops(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
+    """F1 lost under each perturbation: ``holdout_f1 - robust_<p>_f1`` (NaN where not measured)."""
+    clean = metrics.get(f"{prefix}holdout_f1", float("nan"))
+    return {p: clean - metrics.get(f"{prefix}robust_{p}_f1", float("nan")) for p in PERTURBATIONS}
+
+
 def robustness_gate(
     settings: Settings,
     challenger_version: int,
     champion_version: int | None,
-    challenger_robustness: float,
-    champion_robustness: float,
+    challenger_drops: dict[str, float],
+    champion_drops: dict[str, float],
     *,
     tolerance: float | None = None,
 ) -> GateResult:
-    """Refuse a challenger whose ``robustness_f1`` is more than ``tolerance`` below the champion's.
+    """Refuse a challenger that is more fragile than the champion: under some perturbation it loses
+    more than ``tolerance`` F1 beyond what the champion loses under the same one
+    (:func:`perturbation_drops` of each, same holdout and seed).
 
-    Both numbers must come from the same holdout and seed (``promote`` re-scores the champion on
-    the challenger's holdout, so the perturbed frames are identical). A missing (NaN) champion
-    value cannot be judged and passes, saying so.
+    Why drops, per perturbation, and not the perturbed F1 itself: the F1s are measured against the
+    holdout's events — injected ones on a fleet without labels — so their level is the model's
+    sensitivity, which the served gate already judges (and which an operator's false positives may
+    lower on purpose), and a model that pages on everything keeps the F1 of "everything flagged"
+    under every perturbation. What this gate adds is how much of its own clean F1 a little noise, a
+    missing field, an outlier or a shifted baseline takes away, compared perturbation by
+    perturbation. Missing (NaN) champion figures cannot be judged and pass, saying so.
     """
     tol = settings.robustness_tolerance if tolerance is None else tolerance
-    chall, champ = float(challenger_robustness), float(champion_robustness)
-    if not np.isfinite(champ) or champion_version is None:
-        passed, why = True, "no champion robustness to compare with"
-    elif np.isfinite(chall) and chall >= champ - tol:
-        passed, why = True, f"{ROBUSTNESS_METRIC} {chall:.4f} >= champion {champ:.4f} - {tol}"
+    excess = {
+        p: challenger_drops.get(p, float("nan")) - champion_drops[p]
+        for p in champion_drops
+        if np.isfinite(champion_drops[p])
+    }
+    if champion_version is None or not excess:
+        return GateResult(
+            "robustness", True, "no champion robustness to compare with", challenger_version, champion_version
+        )
+    worst = max(excess, key=lambda p: excess[p] if np.isfinite(excess[p]) else np.inf)
+    chall, champ = float(challenger_drops.get(worst, float("nan"))), float(champion_drops[worst])
+    if np.isfinite(excess[worst]) and excess[worst] <= tol:
+        passed, why = True, f"robust_{worst}_f1 drops {chall:.4f} <= champion's {champ:.4f} + {tol}"
     else:
-        passed, why = False, f"{ROBUSTNESS_METRIC} {chall:.4f} < champion {champ:.4f} - {tol} (too fragile)"
-    return GateResult("robustness", passed, why, challenger_version, champion_version, chall, champ, tol)
+        passed, why = (
+            False,
+            f"robust_{worst}_f1 drops {chall:.4f} > champion's {champ:.4f} + {tol} (too fragile)",
+        )
+    return GateResult(
+        "robustness", passed, why, challenger_version, champion_version, chall, champ, tol, {"excess": excess}
+    )
 
 
-def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> float:
-    """The challenger's ``robustness_f1``: its version tag, else its run's metric, else computed now.
+def _unprefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
 
-    Computing it (for a run evaluated before robustness existed) goes through ``evaluate`` on the
-    challenger's own holdout and logs the numbers to its run, like any evaluation.
+
+def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict[str, float]:
+    """The challenger's served figures on its holdout: its run's ``holdout_*`` metrics, or computed
+    now (a run evaluated before the served evaluation existed) through ``evaluate``.
+
+    NaN is not logged to MLflow (a holdout without events has no recall): missing keys read as NaN.
     """
-    tag = mv.tags.get(f"metric.{ROBUSTNESS_METRIC}")
-    if tag is not None:
-        return float(tag)
-    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics.get(ROBUSTNESS_METRIC)
-    if logged is not None:
-        return float(logged)
-    ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
-    return ev.metrics[ROBUSTNESS_METRIC]
+    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics if mv.run_id else {}
+    if SERVED_MARKER not in logged:
+        ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
+        logged = ev.metrics
+    out = _unprefixed(logged, "holdout_")
+    out["fp_windows_raised"] = logged.get("dataset_fp_windows_raised", 0.0)
+    for key in ("event_recall", "real_event_recall", "median_ttd_s", "false_alarms_per_host_day"):
+        out.setdefault(key, float("nan"))
+    out.setdefault("events", 0.0)
+    return out
+
+
+def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> dict[str, float]:
+    """The challenger's F1 drop per perturbation: from its run's metrics, else computed now through
+    ``evaluate`` on its own holdout (a run evaluated before robustness existed; logged like any)."""
+    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics if mv.run_id else {}
+    if ROBUSTNESS_DROP not in logged:
+        logged = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id).metrics
+    return perturbation_drops(logged)
 
 
 def rollback(

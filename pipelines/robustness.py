@@ -52,8 +52,10 @@ from vigil.plotting import save_figure
 
 log = logging.getLogger(__name__)
 
-#: The summary metric the promotion gate compares.
+#: The worst-case F1 under the perturbations.
 ROBUSTNESS_METRIC = "robustness_f1"
+#: What the promotion gate compares: F1 lost under the worst perturbation (fragility, not sensitivity).
+ROBUSTNESS_DROP = "robustness_drop_f1"
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def robustness(
         metrics[f"robust_{name}_pr_auc"] = m["pr_auc"]
     worst = min(metrics[f"robust_{n}_f1"] for n in PERTURBATIONS)
     metrics[ROBUSTNESS_METRIC] = worst
-    metrics["robustness_drop_f1"] = float(clean_f1) - worst
+    metrics[ROBUSTNESS_DROP] = float(clean_f1) - worst
     log.info(
         "robustness: clean f1=%.3f, %s",
         clean_f1,

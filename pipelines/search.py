@@ -4,12 +4,25 @@ One function, :func:`evaluate_cell`, fits and scores a cell; the local search lo
 and the Spark search ships it to executors (``applyInPandas``), so both engines compute the
 same numbers on the same data and seed — and agree on the best configuration.
 
-Protocol (semi-supervised, time-ordered):
-* fit on the *normal* rows (label 0) of the training period, at most ``max_train_rows`` of them
-  sampled with the seed (the detectors model normal behaviour; more rows cost time, not accuracy);
-* score every row of the later validation period; objective = PR-AUC (average precision) of
-  the scores against the labels, with the threshold at the conservative end of the validation F1
-  plateau (``pipelines.metrics.best_f1_threshold``) kept as the model's threshold.
+Protocol (time-ordered, labels optional — ``docs/pipelines.md#labels-optional``):
+
+* fit on the training period's rows that are neither labelled anomalies nor trimmed as probable
+  unlabelled ones (:mod:`pipelines.robust`), at most ``max_train_rows`` of them sampled with the
+  seed (the detectors model normal behaviour; more rows cost time, not accuracy);
+* score the later validation period twice: its real rows, and a copy of them with anomalies
+  injected (:mod:`pipelines.inject`);
+* objective ``injected`` (the default): each host's threshold is the score that raises at most
+  ``VIGIL_ALARM_BUDGET_PER_HOST_DAY`` alarms per day on that host's untouched validation rows
+  (not trimmed, not labelled anomalies) and stays above its operator false positives
+  (:mod:`pipelines.budget`); the cell's objective is the share of injected events caught at
+  those thresholds (``val_injected_recall``; ties: the share of injected rows caught). The model
+  keeps the fleet-wide budget threshold (the same rule over all hosts' untouched rows:
+  ``val_threshold``), the one the detector serves. Real labels of the sources a retrain learns
+  from (``VIGIL_TRAIN_LABEL_SOURCES``), where there are any, are scored at the same thresholds and
+  reported apart (``val_real_event_recall``);
+* objectives ``pr_auc`` / ``f1`` (labelled, for comparison): PR-AUC or F1 of the real validation
+  rows against their labels, with the threshold at the conservative end of the validation F1
+  plateau (``pipelines.metrics.best_f1_threshold``). They need labelled anomalies in validation.
 
 Grid (why these values): IsolationForest ``n_estimators`` {100, 200} x ``max_samples`` {256, 1024}
 (tree count vs. sub-sample size, the two knobs the paper finds matter); LOF ``n_neighbors``
@@ -30,14 +43,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.ensemble import IsolationForest
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipelines.common import PipelineError, TimeSplit, feature_matrix
+from pipelines.budget import DAY_S, budget_threshold, event_recall, host_thresholds
+from pipelines.common import PipelineError, TimeSplit, confirmed_normal, feature_matrix
 from pipelines.metrics import best_f1_threshold, point_metrics
+from vigil.features import FEATURE_COLUMNS
 from vigil.model import AnomalyModel, SklearnScorer
 
 
@@ -66,7 +82,9 @@ FAMILIES: dict[str, Family] = {
     ),
 }
 SKLEARN_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
-OBJECTIVES = ("pr_auc", "f1")
+#: ``injected``: label-free (injected events caught at the alarm budget); the others need labels.
+OBJECTIVES = ("injected", "pr_auc", "f1")
+LABELLED_OBJECTIVES = ("pr_auc", "f1")
 
 
 def small_grid(families: list[str] | tuple[str, ...]) -> dict[str, dict[str, list[Any]]]:
@@ -118,30 +136,103 @@ def build_grid(
 
 @dataclass
 class SearchData:
-    """What every cell sees: normal training rows, validation rows and labels (numpy, broadcastable)."""
+    """What every cell sees (numpy only, so it broadcasts to Spark executors).
+
+    ``x_val``/``y_val``: the real validation rows and their labels (training sources only);
+    ``val_host``: each row's host (integer code); ``val_untouched``: rows a threshold is set on;
+    ``val_normal``: operator false positives (must stay below); ``val_event``: real labelled event
+    index per row (-1: none). ``x_inj``/``inj_host``/``inj_event``: the injected copy's rows inside
+    an event (or its catch grace), with the event index. Empty ``x_inj``: no injection.
+    """
 
     x_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    objective: str = "injected"
+    interval_s: float = 10.0
+    budget: float = 1.0
+    val_host: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    val_untouched: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    val_normal: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    val_event: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    x_inj: np.ndarray = field(default_factory=lambda: np.zeros((0, len(FEATURE_COLUMNS))))
+    inj_host: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    inj_event: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: operator false positives of the training period: they too must stay below every threshold
+    x_fp: np.ndarray = field(default_factory=lambda: np.zeros((0, len(FEATURE_COLUMNS))))
 
     @classmethod
-    def from_split(cls, split: TimeSplit, max_train_rows: int, seed: int) -> SearchData:
-        normal = split.train[split.train["label"] == 0]
-        if len(normal) < 50:
-            raise PipelineError(f"only {len(normal)} normal training rows; need at least 50")
-        if len(split.validation) == 0:
+    def from_split(
+        cls,
+        split: TimeSplit,
+        max_train_rows: int,
+        seed: int,
+        *,
+        objective: str = "pr_auc",
+        trimmed_train: np.ndarray | None = None,
+        trimmed_val: np.ndarray | None = None,
+        interval_s: float = 10.0,
+        budget: float = 1.0,
+        injected: tuple[pd.DataFrame, np.ndarray] | None = None,
+    ) -> SearchData:
+        """Arrays of a time split. ``trimmed_*``: rows :mod:`pipelines.robust` left out (aligned with
+        the split's frames); ``injected``: (feature rows of the injected copy, their event index)."""
+        train = split.train
+        keep = (train["label"] == 0).to_numpy()
+        normal = confirmed_normal(train)
+        if trimmed_train is not None:
+            keep &= ~trimmed_train | normal  # an operator's false positive is normal, however odd
+        fit_rows = train[keep]
+        if len(fit_rows) < 50:
+            raise PipelineError(f"only {len(fit_rows)} normal training rows; need at least 50")
+        val = split.validation
+        if len(val) == 0:
             raise PipelineError("the validation period is empty")
-        y_val = split.validation["label"].to_numpy(dtype=np.int64)
-        if y_val.sum() == 0:
+        y_val = val["label"].to_numpy(dtype=np.int64)
+        if objective in LABELLED_OBJECTIVES and y_val.sum() == 0:
             raise PipelineError(
-                "the validation period has no labelled anomalies: the objective is undefined "
-                "(extract a longer window or one with labelled incidents)"
+                f"objective {objective!r} needs labelled anomalies and the validation period has none "
+                "(use the label-free objective 'injected', or extract a window with labelled incidents)"
             )
-        x = feature_matrix(normal)
+        if objective == "injected" and injected is None:
+            raise PipelineError("objective 'injected' needs the injected copy of the validation rows")
+        x = feature_matrix(fit_rows)
         if len(x) > max_train_rows:
             rng = np.random.default_rng(seed)
             x = x[np.sort(rng.choice(len(x), size=max_train_rows, replace=False))]
-        return cls(x, feature_matrix(split.validation), y_val)
+        codes = {h: i for i, h in enumerate(sorted(val["host"].astype(str).unique()))}
+        val_host = val["host"].astype(str).map(codes).to_numpy(dtype=np.int64)
+        val_normal = confirmed_normal(val)
+        untouched = (y_val == 0) & (~trimmed_val if trimmed_val is not None else True)
+        untouched = untouched | val_normal
+        events = val["label_id"].where(y_val == 1, "").astype(str).to_numpy()
+        ids = {e: i for i, e in enumerate(sorted(set(events) - {""}))}
+        val_event = np.array([ids.get(e, -1) for e in events], dtype=np.int64)
+        data = cls(
+            x,
+            feature_matrix(val),
+            y_val,
+            objective=objective,
+            interval_s=float(interval_s),
+            budget=float(budget),
+            val_host=val_host,
+            val_untouched=np.asarray(untouched, dtype=bool),
+            val_normal=val_normal,
+            val_event=val_event,
+            x_fp=feature_matrix(train[normal]),
+        )
+        if injected is not None:
+            rows, event = injected
+            inside = event >= 0
+            rows = rows[inside]
+            data.x_inj = feature_matrix(rows)
+            data.inj_host = rows["host"].astype(str).map(codes).fillna(-1).to_numpy(dtype=np.int64)
+            data.inj_event = event[inside].astype(np.int64)
+        return data
+
+    @property
+    def injected_events(self) -> int:
+        return len(np.unique(self.inj_event)) if len(self.inj_event) else 0
 
 
 @dataclass
@@ -150,9 +241,16 @@ class CellResult:
     metrics: dict[str, float]
     model: AnomalyModel | None = field(default=None, repr=False)
 
-    def objective(self, name: str) -> float:
-        value = self.metrics.get(f"val_{name}", float("nan"))
-        return value if np.isfinite(value) else -np.inf
+    def objective(self, name: str) -> tuple[float, ...]:
+        """The value a search maximises (``injected``: event recall, then row recall)."""
+        keys = (
+            ("val_injected_recall", "val_injected_point_recall") if name == "injected" else (f"val_{name}",)
+        )
+        out = []
+        for key in keys:
+            value = self.metrics.get(key, float("nan"))
+            out.append(value if np.isfinite(value) else -np.inf)
+        return tuple(out)
 
 
 def fit_cell(cell: Cell, x_train: np.ndarray, seed: int) -> Pipeline:
@@ -161,18 +259,71 @@ def fit_cell(cell: Cell, x_train: np.ndarray, seed: int) -> Pipeline:
     return pipe.fit(x_train)
 
 
+def cell_metrics(
+    data: SearchData, s_val: np.ndarray, s_inj: np.ndarray, s_fp: np.ndarray | None = None
+) -> tuple[dict[str, float], float]:
+    """The ``val_*`` metrics of one cell's validation scores, and the threshold its model keeps.
+
+    Label-free figures (when there is an injected copy): per-host budget thresholds on the
+    untouched rows -> injected event and row recall, real event recall; the fleet budget threshold
+    -> ``val_threshold`` and the injected recall at it (``val_fleet_injected_recall``). Labelled
+    figures (point metrics, PR-AUC) whenever validation holds labels. ``s_fp``: scores of the
+    training period's operator false positives (the fleet threshold stays above them too).
+    """
+    metrics: dict[str, float] = {}
+    fleet = float("nan")
+    s_fp = np.asarray(s_fp if s_fp is not None else np.zeros(0), dtype=float)
+    if len(data.val_untouched):
+        days = data.val_untouched.sum() * data.interval_s / DAY_S
+        fleet = budget_threshold(
+            s_val[data.val_untouched],
+            days=days,
+            budget=data.budget,
+            must_exceed=np.r_[s_val[data.val_normal], s_fp],
+        )
+        per_host = host_thresholds(
+            data.val_host,
+            s_val,
+            data.val_untouched,
+            data.val_normal,
+            interval_s=data.interval_s,
+            budget=data.budget,
+        )
+        if len(data.x_inj):
+            recall, rows, n = event_recall(data.inj_event, data.inj_host, s_inj, per_host)
+            metrics.update(
+                val_injected_recall=recall,
+                val_injected_point_recall=rows,
+                val_injected_events=float(n),
+                val_fleet_injected_recall=event_recall(data.inj_event, data.inj_host, s_inj, fleet)[0],
+            )
+        real, _, n_real = event_recall(data.val_event, data.val_host, s_val, per_host)
+        metrics.update(val_real_event_recall=real, val_real_events=float(n_real))
+        metrics["val_untouched_share"] = float(data.val_untouched.mean())
+    labelled = data.y_val.sum() > 0
+    if data.objective in LABELLED_OBJECTIVES:
+        threshold = best_f1_threshold(data.y_val, s_val)
+    else:
+        threshold = fleet
+    if labelled:
+        metrics.update({f"val_{k}": v for k, v in point_metrics(data.y_val, s_val, threshold).items()})
+    metrics["val_threshold"] = threshold
+    return metrics, threshold
+
+
 def evaluate_cell(cell: Cell, data: SearchData, seed: int, keep_model: bool = True) -> CellResult:
-    """Fit one cell on the training rows, score the validation rows, compute val_* metrics."""
+    """Fit one cell on the training rows, score the validation rows (and the injected copy),
+    compute the val_* metrics and the model's threshold (:func:`cell_metrics`)."""
     began = time.perf_counter()
     pipe = fit_cell(cell, data.x_train, seed)
     fitted = time.perf_counter()
     scorer = SklearnScorer.fit_reference(pipe, data.x_train)
-    scores = scorer.score_scaled(scorer.scaled(data.x_val))
+    s_val = scorer.score_scaled(scorer.scaled(data.x_val))
+    s_inj = scorer.score_scaled(scorer.scaled(data.x_inj)) if len(data.x_inj) else np.zeros(0)
+    s_fp = scorer.score_scaled(scorer.scaled(data.x_fp)) if len(data.x_fp) else np.zeros(0)
     scored = time.perf_counter()
-    threshold = best_f1_threshold(data.y_val, scores)
-    metrics = {f"val_{k}": v for k, v in point_metrics(data.y_val, scores, threshold).items()}
+    metrics, threshold = cell_metrics(data, s_val, s_inj, s_fp)
     metrics.update(
-        val_threshold=threshold,
         fit_seconds=fitted - began,
         score_seconds=scored - fitted,
         cell_seconds=time.perf_counter() - began,

@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.common import PipelineError
-from pipelines.metrics import best_f1_threshold, point_metrics
-from pipelines.search import Cell, CellResult, SearchData, evaluate_cell
+from pipelines.search import Cell, CellResult, SearchData, cell_metrics, evaluate_cell
 from vigil.features import FEATURE_COLUMNS
 from vigil.model import AnomalyModel, CentroidScorer
 from vigil.settings import Settings
@@ -208,35 +207,39 @@ def _mllib_classes():
 
 def mllib_search(
     spark,
-    train: pd.DataFrame,
-    validation: pd.DataFrame,
+    data: SearchData,
     seed: int,
     grid: dict[str, list[Any]] | None = None,
     max_train_rows: int = 20_000,
 ) -> list[CellResult]:
     """Tune KMeansAnomaly over ``grid`` with ParamGridBuilder + time-ordered TrainValidationSplit.
 
-    Each cell's model is exported and scored with the same metric code as the scikit-learn cells,
-    so the MLflow runs compare like with like; Spark's own areaUnderPR is kept as ``val_spark_pr_auc``.
+    The training side is the search's fit rows (``data.x_train``: not labelled, not trimmed); the
+    validation side is the real validation rows (label = their real label) plus, when there is an
+    injected copy, its event rows (label 1) — so Spark's own areaUnderPR judges how well a cell
+    separates known anomalies from the real rows, labels or not. Each cell's model is exported and
+    scored with :func:`pipelines.search.cell_metrics`, the code the scikit-learn cells use, so the
+    MLflow runs compare like with like; Spark's areaUnderPR is kept as ``val_spark_pr_auc``.
     """
     import time
 
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
+    from pyspark.ml.feature import VectorAssembler
     from pyspark.ml.tuning import ParamGridBuilder
 
     KMeansAnomaly, TimeOrderedTVS, vector_to_array = _mllib_classes()
     grid = grid or KMEANS_GRID
-    normal_train = train[train["label"] == 0]
-    if len(normal_train) > max_train_rows:
-        normal_train = normal_train.sample(n=max_train_rows, random_state=seed).sort_values("time")
-    frame = pd.concat([normal_train, validation], ignore_index=True)
+    x_train = data.x_train
+    if len(x_train) > max_train_rows:
+        rng = np.random.default_rng(seed)
+        x_train = x_train[np.sort(rng.choice(len(x_train), size=max_train_rows, replace=False))]
+    x_val = np.vstack([data.x_val, data.x_inj]) if len(data.x_inj) else data.x_val
+    y_val = np.r_[data.y_val, np.ones(len(data.x_inj), dtype=np.int64)]
     cols = list(FEATURE_COLUMNS)
-    pdf = frame[cols].astype(float).fillna(0.0)
-    pdf["label"] = frame["label"].astype(float).to_numpy()
-    pdf["t"] = frame["time"].astype("int64").to_numpy() / 1e9
+    pdf = pd.DataFrame(np.vstack([x_train, x_val]), columns=cols)
+    pdf["label"] = np.r_[np.zeros(len(x_train)), y_val].astype(float)
+    pdf["t"] = np.r_[np.zeros(len(x_train)), np.ones(len(x_val))]  # the time cut: train before validation
     sdf = spark.createDataFrame(pdf).repartition(4)
-    from pyspark.ml.feature import VectorAssembler
-
     sdf = VectorAssembler(inputCols=cols, outputCol="features").transform(sdf)
     sdf = sdf.withColumn("features_array", vector_to_array("features")).drop("features")
 
@@ -251,27 +254,24 @@ def mllib_search(
     tvs = TimeOrderedTVS(
         estimator=estimator, estimatorParamMaps=param_maps, evaluator=evaluator, parallelism=1
     )
-    tvs.validation_start = float(validation["time"].min().value / 1e9)
+    tvs.validation_start = 0.5
     began = time.perf_counter()
     fitted = tvs.fit(sdf)
     seconds_per_cell = (time.perf_counter() - began) / len(param_maps)
 
-    x_val = validation[cols].to_numpy(dtype=float)
-    x_val[~np.isfinite(x_val)] = 0.0
-    y_val = validation["label"].to_numpy(dtype=np.int64)
     results = []
     for pm, spark_metric, sub in zip(param_maps, fitted.validationMetrics, fitted.subModels, strict=True):
         params = {p.name: pm[p] for p in sorted(pm, key=lambda p: p.name)}
         scorer = sub.scorer
-        scores = scorer.score_scaled(scorer.scaled(x_val))
-        threshold = best_f1_threshold(y_val, scores)
-        metrics = {f"val_{k}": v for k, v in point_metrics(y_val, scores, threshold).items()}
+        s_val = scorer.score_scaled(scorer.scaled(data.x_val))
+        s_inj = scorer.score_scaled(scorer.scaled(data.x_inj)) if len(data.x_inj) else np.zeros(0)
+        s_fp = scorer.score_scaled(scorer.scaled(data.x_fp)) if len(data.x_fp) else np.zeros(0)
+        metrics, threshold = cell_metrics(data, s_val, s_inj, s_fp)
         metrics.update(
-            val_threshold=threshold,
             val_spark_pr_auc=float(spark_metric),
             cell_seconds=seconds_per_cell,
-            train_rows=float(len(normal_train)),
-            val_rows=float(len(validation)),
+            train_rows=float(len(x_train)),
+            val_rows=float(len(data.x_val)),
         )
         model = AnomalyModel(scorer, threshold, family="mllib_kmeans", engine="spark", params=params)
         results.append(CellResult(Cell("mllib_kmeans", tuple(params.items())), metrics, model))

@@ -16,6 +16,13 @@ Run layout in MLflow (experiment ``settings.mlflow_experiment``), so the UI comp
 
 engine ``sklearn`` searches locally; engine ``spark`` runs the same scikit-learn grid on the
 executors *and* tunes the native MLlib KMeans model, and keeps the best of both.
+
+Labels are optional (``docs/pipelines.md#labels-optional``): the default objective ``injected``
+judges every cell by the anomalies injected into a copy of the validation period's raw metrics
+(:mod:`pipelines.inject`) at the alarm budget (:mod:`pipelines.budget`), on rows trimmed of
+probable unlabelled anomalies (:mod:`pipelines.robust`). Only labels of
+``settings.train_label_sources`` are seen here (by default operator and stress verdicts; the
+seeder's ground truth is hidden and only scores the result in ``evaluate``).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pipelines.common import (
     DEFAULT_HOLDOUT_FRACTION,
@@ -40,14 +48,23 @@ from pipelines.common import (
     TAG_HOLDOUT_FRACTION,
     TAG_STEP,
     PipelineError,
+    TimeSplit,
     code_version,
     configure_mlflow,
     dataset_hash,
+    feature_pipeline,
+    label_sources_in,
+    raw_path_of,
     read_dataset,
+    read_raw,
+    slice_raw,
     time_split,
+    usable_rows,
     write_json,
 )
+from pipelines.inject import CATCH_GRACE_S, InjectionError, event_rows, inject
 from pipelines.mlflow_logging import log_grid, log_training_dataset, training_dataset
+from pipelines.robust import trim_mask
 from pipelines.search import (
     OBJECTIVES,
     SKLEARN_FAMILIES,
@@ -57,6 +74,7 @@ from pipelines.search import (
     local_search,
     pick_best,
 )
+from vigil.labels import training_sources
 from vigil.mlflow_ui import run_url
 from vigil.pyfunc import log_anomaly_model
 from vigil.settings import Settings
@@ -88,7 +106,7 @@ def train(
     families: tuple[str, ...] = SKLEARN_FAMILIES,
     grid_overrides: dict[str, dict[str, list[Any]]] | None = None,
     mllib_grid: dict[str, list[Any]] | None = None,
-    objective: str = "pr_auc",
+    objective: str = "injected",
     max_train_rows: int = 5000,
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
@@ -96,11 +114,14 @@ def train(
     spark: Any = None,
     label_column_override: np.ndarray | None = None,
     run_name: str | None = None,
+    label_sources: tuple[str, ...] | None = None,
 ) -> TrainResult:
     """Grid-search ``dataset_path`` on ``engine``; log runs to MLflow; return the parent run's result.
 
     ``label_column_override`` replaces the labels (used to train a deliberately bad challenger,
     e.g. with shuffled labels); it is recorded as a tag so such a run can never pass for a real one.
+    ``label_sources``: the label sources to learn from (default ``settings.train_label_sources``;
+    with ``label_column_override`` every overridden label counts).
     """
     if engine not in ENGINES:
         raise PipelineError(f"unknown engine {engine!r}; choose one of {ENGINES}")
@@ -113,19 +134,48 @@ def train(
     frame = read_dataset(dataset_path)
     digest = dataset_hash(frame)
     dataset = training_dataset(frame, dataset_path, digest)  # what MLflow shows as the run's input
+    sources = training_sources(settings) if label_sources is None else tuple(label_sources)
     if label_column_override is not None:
         frame = frame.copy()
         frame["label"] = np.asarray(label_column_override, dtype=np.int64)
+        frame["label_source"] = np.where(frame["label"] == 1, "override", "")
+        sources = (*sources, "override")
+    frame = label_sources_in(frame, sources)
     split = time_split(frame, holdout_fraction, validation_fraction)
-    data = SearchData.from_split(split, max_train_rows, seed)
+    trim_args = {"sigmas": settings.train_trim_sigmas, "max_fraction": settings.train_trim_max_fraction}
+    trim_train, trim_val = trim_mask(split.train, **trim_args), trim_mask(split.validation, **trim_args)
+    injection = None
+    if objective == "injected":
+        injection = inject_validation(settings, dataset_path, split, seed, frame)
+    elif raw_path_of(dataset_path).exists():  # labelled objective: injected figures reported when possible
+        try:
+            injection = inject_validation(settings, dataset_path, split, seed, frame)
+        except InjectionError as exc:
+            log.warning("train: no injected figures beside the labelled objective: %s", exc)
+    data = SearchData.from_split(
+        split,
+        max_train_rows,
+        seed,
+        objective=objective,
+        trimmed_train=trim_train.mask,
+        trimmed_val=trim_val.mask,
+        interval_s=settings.feature_interval_s,
+        budget=settings.alarm_budget_per_host_day,
+        injected=(injection.rows, injection.event_of_row) if injection else None,
+    )
     cells = build_grid(families, grid_overrides)
     log.info(
-        "train[%s]: %d cells; %d training rows, %d validation rows (%d labelled)",
+        "train[%s]: %d cells, objective %s; %d training rows (%.1f %% trimmed), %d validation rows "
+        "(%d labelled, %.1f %% trimmed), %d injected events",
         engine,
         len(cells),
+        objective,
         len(data.x_train),
+        100 * trim_train.fraction,
         len(data.x_val),
         int(data.y_val.sum()),
+        100 * trim_val.fraction,
+        data.injected_events,
     )
     configure_mlflow(settings)
     name = run_name or f"train-{engine}-{digest[:8]}"
@@ -140,6 +190,8 @@ def train(
                 TAG_CODE_VERSION: code_version(),
                 TAG_HOLDOUT_FRACTION: str(holdout_fraction),
                 "vigil.labels_overridden": str(label_column_override is not None).lower(),
+                "vigil.objective": objective,
+                "vigil.label_sources": ",".join(sources) or "none",
             }
         )
         mlflow.log_params(
@@ -153,6 +205,17 @@ def train(
                 "n_cells": len(cells),
                 "validation_start": split.validation_start.isoformat(),
                 "holdout_start": split.holdout_start.isoformat(),
+                "alarm_budget_per_host_day": settings.alarm_budget_per_host_day,
+                "train_trim_sigmas": settings.train_trim_sigmas,
+                "train_label_sources": ",".join(sources) or "none",
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "trimmed_train_fraction": trim_train.fraction,
+                "trimmed_val_fraction": trim_val.fraction,
+                "labelled_val_rows": float(data.y_val.sum()),
+                "injected_val_events": float(data.injected_events),
             }
         )
         log_training_dataset(dataset)
@@ -162,7 +225,7 @@ def train(
                 cells, data, seed, progress=lambda r: log.info("  %s: %s", r.cell.name, _fmt(r.metrics))
             )
         else:
-            results = _spark_search(settings, spark, cells, data, split, seed, mllib_grid)
+            results = _spark_search(settings, spark, cells, data, seed, mllib_grid)
         search_seconds = time.perf_counter() - search_began
         log_grid(results, engine, {TAG_ENGINE: engine}, dataset)
         best = pick_best(results, objective)
@@ -183,6 +246,10 @@ def train(
         results_path = write_json(out_dir / "search_results.json", summary)
         mlflow.log_artifact(str(grid_path))
         mlflow.log_artifact(str(results_path))
+        if injection is not None:
+            events_path = out_dir / "injected_validation_events.csv"
+            injection.table.to_csv(events_path, index=False)
+            mlflow.log_artifact(str(events_path))
         log.info("train: best %s (%s); logging the model", best.cell.name, _fmt(best.metrics))
         info = log_anomaly_model(best.model)
         mlflow.set_tag("vigil.logged_model_uri", info.model_uri)
@@ -204,7 +271,7 @@ def train(
     )
 
 
-def _spark_search(settings, spark, cells, data, split, seed, mllib_grid) -> list[CellResult]:
+def _spark_search(settings, spark, cells, data, seed, mllib_grid) -> list[CellResult]:
     from pipelines.spark_engine import distributed_search, mllib_search, spark_session
 
     owned = spark is None
@@ -213,7 +280,7 @@ def _spark_search(settings, spark, cells, data, split, seed, mllib_grid) -> list
         results = distributed_search(spark, cells, data, seed)
         for r in results:
             log.info("  spark %s: %s", r.cell.name, _fmt(r.metrics))
-        kmeans = mllib_search(spark, split.train, split.validation, seed, mllib_grid)
+        kmeans = mllib_search(spark, data, seed, mllib_grid)
         for r in kmeans:
             log.info("  mllib %s: %s", r.cell.name, _fmt(r.metrics))
         return results + kmeans
@@ -222,8 +289,52 @@ def _spark_search(settings, spark, cells, data, split, seed, mllib_grid) -> list
             spark.stop()
 
 
+@dataclass
+class InjectedValidation:
+    """The injected copy of the validation period: its feature rows, each row's event index (-1:
+    none; an event's catch grace included) and the events planted."""
+
+    rows: pd.DataFrame
+    event_of_row: np.ndarray
+    table: pd.DataFrame
+
+
+def inject_validation(
+    settings: Settings, dataset_path: str | Path, split: TimeSplit, seed: int, frame: pd.DataFrame
+) -> InjectedValidation:
+    """Inject anomalies into a copy of the validation period's raw metrics and build its features
+    with the feature pipeline warmed on everything before it (no look-ahead: host spreads and
+    baselines come from the training period only). Labelled windows the retrain may see are kept
+    clear of injected events."""
+    raw = read_raw(dataset_path)
+    start, end = split.validation_start, split.holdout_start
+    pipe = feature_pipeline(settings)
+    before, _ = pipe.update(slice_raw(raw, None, start))
+    labelled = frame[(frame["label_id"] != "") & (frame["time"] >= start) & (frame["time"] < end)]
+    avoid = (
+        labelled.groupby("label_id")
+        .agg(host=("host", "first"), start=("time", "min"), end=("time", "max"))
+        .reset_index(drop=True)
+    )
+    avoid["end"] = avoid["end"] + pd.Timedelta(seconds=settings.feature_interval_s)
+    injection = inject(
+        slice_raw(raw, start, end),
+        (start, end),
+        before,
+        interval_s=settings.feature_interval_s,
+        seed=seed,
+        avoid=avoid,
+        prefix="val",
+    )
+    _, features = pipe.update(injection.raw)
+    rows = usable_rows(features).reset_index(drop=True)
+    return InjectedValidation(
+        rows, event_rows(rows, injection.events, grace_s=CATCH_GRACE_S), injection.table()
+    )
+
+
 def _fmt(metrics: dict[str, float]) -> str:
-    keys = ("val_pr_auc", "val_f1", "cell_seconds")
+    keys = ("val_injected_recall", "val_pr_auc", "val_f1", "cell_seconds")
     return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics)
 
 

@@ -9,8 +9,10 @@ Checks (each one expectation, so a failure names exactly what is wrong):
   (±``BaselineConfig.z_cap``), label and warmup in {0, 1};
 * row count between ``min_rows`` and ``max_rows``;
 * freshness: newest row no older than ``max_age`` before ``now``;
-* label rate (mean of label) within ``label_rate_bounds`` — too few labels and the objective is
-  undefined, too many and the "anomalies" are the normal;
+* label rate (mean of label) within ``label_rate_bounds`` — **only where there are labels**: a
+  window without any labelled anomaly is what a real fleet looks like and trains label-free
+  (``docs/pipelines.md#labels-optional``), so the check is skipped and the report says so; where
+  labels exist, too many of them means the "anomalies" are the normal and is still an error;
 * no duplicated (host, time).
 
 A failure raises :class:`DataValidationError` listing each failed expectation with its observed
@@ -31,6 +33,7 @@ import pandas as pd
 from pipelines.common import (
     DATASET_COLUMNS,
     LABEL_COLUMN,
+    LABEL_SOURCE_COLUMN,
     PipelineError,
     default_out_dir,
     parse_time,
@@ -72,6 +75,7 @@ class ValidationReport:
     evaluated: int
     failures: list[FailedExpectation]
     json_path: Path
+    skipped: list[str] = field(default_factory=list)  # expectations left out, and why
 
 
 class DataValidationError(PipelineError):
@@ -86,8 +90,11 @@ class DataValidationError(PipelineError):
         self.report = report
 
 
-def build_expectations(config: ValidationConfig, now: pd.Timestamp) -> list[Any]:
-    """The suite's expectations (built in code: reviewed like code, versioned with it)."""
+def build_expectations(config: ValidationConfig, now: pd.Timestamp, labelled: bool = True) -> list[Any]:
+    """The suite's expectations (built in code: reviewed like code, versioned with it).
+
+    ``labelled=False`` (no row has ``label=1``) leaves out the label-rate expectation.
+    """
     import great_expectations as gx
 
     E = gx.expectations
@@ -105,10 +112,16 @@ def build_expectations(config: ValidationConfig, now: pd.Timestamp) -> list[Any]
         E.ExpectColumnValuesToBeInSet(column=LABEL_COLUMN, value_set=[0, 1]),
         E.ExpectColumnValuesToBeOfType(column="warmup", type_="int64"),
         E.ExpectColumnValuesToBeInSet(column="warmup", value_set=[0, 1]),
-        E.ExpectColumnMeanToBeBetween(
-            column=LABEL_COLUMN, min_value=config.label_rate_bounds[0], max_value=config.label_rate_bounds[1]
-        ),
+        E.ExpectColumnValuesToBeOfType(column=LABEL_SOURCE_COLUMN, type_="str"),
     ]
+    if labelled:
+        exps.append(
+            E.ExpectColumnMeanToBeBetween(
+                column=LABEL_COLUMN,
+                min_value=config.label_rate_bounds[0],
+                max_value=config.label_rate_bounds[1],
+            )
+        )
     for col in FEATURE_COLUMNS:
         exps += [
             E.ExpectColumnValuesToBeOfType(column=col, type_="float64"),
@@ -162,7 +175,13 @@ def validate(
     asset = ctx.data_sources.add_pandas("vigil").add_dataframe_asset("features")
     batch = asset.add_batch_definition_whole_dataframe("all")
     suite = ctx.suites.add(gx.ExpectationSuite(name="vigil_features"))
-    for exp in build_expectations(config, now_ts):
+    labelled = LABEL_COLUMN in frame.columns and bool(
+        (pd.to_numeric(frame[LABEL_COLUMN], errors="coerce") == 1).any()
+    )
+    skipped = (
+        [] if labelled else ["expect_column_mean_to_be_between on 'label': no labelled anomaly (label-free)"]
+    )
+    for exp in build_expectations(config, now_ts, labelled):
         suite.add_expectation(exp)
     definition = ctx.validation_definitions.add(
         gx.ValidationDefinition(name="vigil_features", data=batch, suite=suite)
@@ -173,8 +192,10 @@ def validate(
     json_path = Path(out_path or default_out_dir(settings) / "validation" / f"{Path(dataset_path).stem}.json")
     write_json(json_path, result.to_json_dict())
     report = ValidationReport(
-        bool(result.success), str(dataset_path), len(result.results), failures, json_path
+        bool(result.success), str(dataset_path), len(result.results), failures, json_path, skipped
     )
+    for why in skipped:
+        log.info("validate: skipped %s", why)
     _log_to_mlflow(settings, report, run_id)
     if not report.success:
         log.warning("validate: %d failed expectation(s)", len(failures))

@@ -4,9 +4,13 @@ Steps (each prints its progress and its time):
 
 1. preflight — the run folder and ``influxd`` are there;
 2. ``vigil up`` — InfluxDB, MLflow, Airflow, detector, target app (all but the collector);
-3. seed 24 h of labelled history (skipped when it is already there);
+3. seed 24 h of history (skipped when it is already there); the seeder's ground truth goes to
+   ``vigil_labels`` with ``source=seed``;
 4. trigger ``vigil_retrain`` through Airflow's REST API and wait for a champion
-   (skipped when a champion exists, unless ``--retrain``);
+   (skipped when a champion exists, unless ``--retrain``). The retrain is **label-free**: it
+   learns only from operator and stress labels (``VIGIL_TRAIN_LABEL_SOURCES``), so the seeded
+   labels are hidden from it and only score the champion afterwards — the demo prints how many of
+   the holdout's seeded events its served decision caught;
 5. start the collector (``vigil up`` for the last service), so this machine's baseline is
    learnt on its ordinary state rather than on the platform's own setup work;
 6. wait until the detector serves that champion and this host is out of warm-up;
@@ -215,7 +219,32 @@ def retrain(settings: Settings, force: bool, echo: Echo, timeout_s: float = 900.
             raise DemoError(f"{RETRAIN_DAG} succeeded but no champion alias on {settings.model_name}")
         time.sleep(2)
     echo(f"champion: {settings.model_name} v{version}")
+    figures = champion_figures(settings, version)
+    if figures:
+        echo(figures)
     return version
+
+
+def champion_figures(settings: Settings, version: str) -> str:
+    """One line of the champion's served holdout figures (its version tags), "" if it has none."""
+    from mlflow import MlflowClient
+
+    tags = MlflowClient(tracking_uri=settings.mlflow_uri).get_model_version(settings.model_name, version).tags
+
+    def tag(name: str) -> float:
+        try:
+            return float(tags.get(f"metric.holdout_{name}", "nan"))
+        except ValueError:
+            return float("nan")
+
+    if "metric.holdout_false_alarms_per_host_day" not in tags:
+        return ""
+    return (
+        f"label-free champion on its holdout (served decision; seeded labels hidden from training): "
+        f"{tag('real_event_recall'):.0%} of {tag('real_events'):.0f} seeded events caught, "
+        f"{tag('injected_event_recall'):.0%} of {tag('injected_events'):.0f} injected ones, "
+        f"{tag('false_alarms_per_host_day'):.2f} false alarms per host-day"
+    )
 
 
 def detector_health(settings: Settings) -> dict[str, Any] | None:

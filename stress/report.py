@@ -170,16 +170,41 @@ def preload_plotting() -> bool:
 # --- reading InfluxDB ----------------------------------------------------------------------------------
 
 
-def fetch_predictions(client: InfluxClient, db: str, host: str, start_ns: int, end_ns: int) -> pd.DataFrame:
-    """Every prediction (all sources) of ``host`` in ``[start, end)``, with the tags as columns."""
-    q = (
+def predictions_query(host: str, start_ns: int, end_ns: int) -> str:
+    """The combined decisions of ``host`` in ``[start, end)``: the only predictions a report judges
+    (``source = 'combined'``: one model's solo flag never pages, see ``vigil.decision``)."""
+    return (
         f"SELECT * FROM {quote_ident(schema.PREDICTIONS.name)} "
-        f"WHERE {quote_ident('host')} = {quote_literal(host)} AND {time_range(start_ns, end_ns)} "
+        f"WHERE {quote_ident('host')} = {quote_literal(host)} AND {quote_ident('source')} = {quote_literal(COMBINED)} "
+        f"AND {time_range(start_ns, end_ns)} "
         f'GROUP BY "source", "model", "version"'
     )
-    frame = client.query_df(db, q)
-    if frame.empty:
+
+
+def model_scores_query(host: str, start_ns: int, end_ns: int) -> str:
+    """The two models' own scores and thresholds (no decision) of ``host``, for the report's plot."""
+    return (
+        f"SELECT {quote_ident('score')}, {quote_ident('threshold')} FROM {quote_ident(schema.PREDICTIONS.name)} "
+        f"WHERE {quote_ident('host')} = {quote_literal(host)} "
+        f"AND ({quote_ident('source')} = 'batch' OR {quote_ident('source')} = 'online') "
+        f"AND {time_range(start_ns, end_ns)} "
+        f'GROUP BY "source", "model", "version"'
+    )
+
+
+def fetch_predictions(
+    client: InfluxClient, db: str, host: str, start_ns: int, end_ns: int, *, with_model_scores: bool = False
+) -> pd.DataFrame:
+    """The combined predictions of ``host`` in ``[start, end)`` with the tags as columns; with
+    ``with_model_scores`` also the batch and online models' score and threshold rows (no
+    ``is_anomaly``: they are drawn, never judged)."""
+    frames = [client.query_df(db, predictions_query(host, start_ns, end_ns))]
+    if with_model_scores:
+        frames.append(client.query_df(db, model_scores_query(host, start_ns, end_ns)))
+    frames = [f for f in frames if not f.empty]
+    if not frames:
         return pd.DataFrame(columns=["time", "source", "score", "threshold", "is_anomaly"])
+    frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values("time", kind="stable").reset_index(drop=True)
 
 

@@ -269,7 +269,12 @@ def build_report(
     client = client or InfluxClient(settings=settings)
     interval_ns = int(settings.feature_interval_s * 1e9)
     predictions = fetch_predictions(
-        client, settings.influx_vigil_db, host, window.view_start_ns, window.view_end_ns
+        client,
+        settings.influx_vigil_db,
+        host,
+        window.view_start_ns,
+        window.view_end_ns,
+        with_model_scores=True,
     )
     metrics = fetch_metrics(
         client,

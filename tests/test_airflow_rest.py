@@ -46,12 +46,55 @@ def champion(settings: Settings) -> Any:
         return None
 
 
+def test_a_fleet_without_labels_retrains_through_the_rest_api(
+    airflow_stack: tuple[Settings, AirflowClient],
+) -> None:
+    """Seed 24 h x 10 hosts, drop ``vigil_labels`` (a real Telegraf fleet), trigger vigil_retrain through
+    the REST API: a champion is promoted, trained on a dataset without a single label, and MLflow holds
+    its injected-event recall and false alarms per host-day (the served decision on its holdout)."""
+    import pandas as pd
+
+    from vigil.influx import InfluxClient
+    from vigil.schema import LABELS
+    from vigil.seed import seed_history
+
+    settings, client = airflow_stack
+    assert client.import_errors() == []
+    assert champion(settings) is None
+    influx = InfluxClient(settings=settings)
+    seed_history(influx, settings, hours=24, hosts=10, seed=24, progress=False)
+    influx.query(settings.influx_vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
+    client.unpause("vigil_retrain")
+    run_id = client.trigger("vigil_retrain", {"lookback_hours": 24, "backtest_hours": 0})
+    outcome = client.follow("vigil_retrain", run_id, timeout_s=1500)
+    print("label-free retrain, per task seconds:", {k: round(v, 1) for k, v in outcome.durations.items()})
+    assert outcome.state == "success", outcome.tasks
+    found = champion(settings)
+    assert found is not None, "no champion after the label-free retrain"
+    from pipelines.common import mlflow_client
+
+    run = mlflow_client(settings).get_run(found.run_id)
+    metrics, params = run.data.metrics, run.data.params
+    for key in ("holdout_injected_event_recall", "holdout_false_alarms_per_host_day", "val_injected_recall"):
+        assert key in metrics, key
+    assert metrics["holdout_injected_events"] >= 20 and metrics["holdout_real_events"] == 0
+    assert params["objective"] == "injected"
+    dataset = pd.read_parquet(run.data.tags["vigil.dataset_path"])
+    assert dataset["label"].sum() == 0 and (dataset["label_id"] == "").all()  # not one label to learn from
+    assert dataset["host"].nunique() == 10
+    print(
+        f"label-free champion v{found.version}: injected events caught "
+        f"{metrics['holdout_injected_event_recall']:.2f}, "
+        f"{metrics['holdout_false_alarms_per_host_day']:.2f} false alarms per host-day"
+    )
+
+
 def test_rest_trigger_with_form_conf_trains_and_promotes_a_champion(
     airflow_stack: tuple[Settings, AirflowClient],
 ) -> None:
     settings, client = airflow_stack
     assert client.import_errors() == []
-    assert champion(settings) is None
+    before = champion(settings)
     client.unpause("vigil_retrain")
     run_id = client.trigger("vigil_retrain", UI_FORM_CONF)
     assert run_id in client.active_runs("vigil_retrain")  # queued or running: what the demo joins
@@ -69,6 +112,7 @@ def test_rest_trigger_with_form_conf_trains_and_promotes_a_champion(
     summary = client.xcom("vigil_retrain", run_id, "summary")
     found = champion(settings)
     assert found is not None and summary["champion_version"] == int(found.version)
+    assert int(found.version) > int(before.version if before else 0)
     assert summary["promoted"] is True and summary["mlflow_run_url"].startswith(settings.mlflow_uri)
     run = client.get_run("vigil_retrain", run_id)
     assert run["conf"]["lookback_hours"] == 6 and run["run_type"] == "manual"

@@ -20,6 +20,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from detector.api import build_app, serve_detector
+from detector.labels_api import labels_router
 from detector.observability import DetectorMetrics
 from detector.service import NS, Detector
 from stress.replay_source import read_influx_window
@@ -27,6 +28,7 @@ from vigil.features import FEATURE_COLUMNS, FeaturePipeline
 from vigil.influx import InfluxClient
 from vigil.model import LoadedModel
 from vigil.seed import seed_history
+from vigil.settings import Settings
 
 START = pd.Timestamp("2026-03-03T00:00:00Z")
 MINUTES = 12
@@ -222,7 +224,9 @@ def test_non_json_nan_and_oversized_bodies_are_rejected_cleanly(served):
 #: The API's OpenAPI document, built without a detector (handlers are never called here) and
 #: loaded eagerly: schemathesis' lazy ``from_fixture`` loader does not run under pytest 9
 #: (it reads ``node._nodeid``). The test checks the served /openapi.json is this document.
-OPENAPI = build_app(object(), DetectorMetrics(), dict).openapi()
+_APP = build_app(object(), DetectorMetrics(), dict)
+_APP.include_router(labels_router(Settings(_env_file=None)))  # what serve_detector adds: POST /labels
+OPENAPI = _APP.openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI).exclude(path="/health")
 
 

@@ -94,6 +94,23 @@ def test_validate_rejects_each_kind_of_bad_data(case, clean, settings: Settings,
     assert (tmp_path / "v.json").exists()  # the full result is kept even when it fails
 
 
+@pytest.mark.parametrize("labels", ["none", "false positives only"])
+def test_validate_checks_the_label_rate_only_where_there_are_labels(
+    labels: str, clean, settings: Settings, tmp_path: Path
+) -> None:
+    frame = clean.copy()
+    frame["label"], frame["label_id"], frame["label_kind"], frame["label_source"] = 0, "", "", ""
+    if labels == "false positives only":  # an operator's verdicts: normal rows, label 0
+        frame.loc[frame.index[:50], ["label_id", "label_kind", "label_source"]] = [
+            "op-1",
+            "false_positive",
+            "operator",
+        ]
+    report = validate(settings, _save(frame, tmp_path), now=NOW, out_path=tmp_path / "v.json")
+    assert report.success and report.skipped and "label" in report.skipped[0]
+    assert "expect_column_mean_to_be_between" not in (tmp_path / "v.json").read_text()
+
+
 def test_validate_rejects_stale_data(clean, settings: Settings, tmp_path: Path) -> None:
     later = NOW + pd.Timedelta(days=3)
     report = validate(settings, _save(clean, tmp_path), now=later, raise_on_failure=False)

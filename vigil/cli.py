@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "vigil.dashboard.cli:dashboard",
     "evaluate": "pipelines.nab.cli:evaluate",
     "incidents": "detector.incidents_cli:incidents",
+    "label": "detector.labels_cli:label",
     "replay": "stress.replay:replay",
     "backtest": "pipelines.backtest:backtest_command",
 }

@@ -72,10 +72,12 @@ HOST_TAG = "host"
 LABELS = Measurement(
     "vigil_labels",
     tags=("host", "kind", "source", "label_id"),
-    fields={"end_ns": INT, "duration_s": FLOAT, "severity": FLOAT, "description": STR},
+    fields={"end_ns": INT, "duration_s": FLOAT, "severity": FLOAT, "description": STR, "incident_id": STR},
     required_fields=("end_ns",),
-    doc="Ground-truth anomaly windows: time = window start, end_ns = window end. "
-    "source = seed | stress | manual; kind = spike | level_shift | leak | saturation | dropout | <scenario>.",
+    doc="Ground-truth windows: time = window start, end_ns = window end. "
+    "source = seed | stress | operator | manual; kind = spike | level_shift | leak | saturation | dropout | "
+    "<scenario> | <operator's kind>, or false_positive: the window is normal (an operator's verdict on an "
+    "alarm, incident_id names the incident). description holds the seeder's or the operator's note.",
 )
 
 PREDICTIONS = Measurement(
@@ -96,9 +98,11 @@ PREDICTIONS = Measurement(
     },
     required_fields=("score", "threshold", "is_anomaly"),
     doc="One point per host-interval and source (batch | online | combined); time = interval start. "
-    "is_anomaly and warmup are 0/1 integers so Grafana can sum and average them. alarm (combined "
-    "only) is 1 on the interval that pages: flagged, and the host has not paged within "
-    "detector_alarm_group_s (the rest of an incident is flagged but does not page again).",
+    "is_anomaly and warmup are 0/1 integers so Grafana can sum and average them. Only source=combined "
+    "is the decision that pages: alert rules, panels, annotations and reports read is_anomaly of it alone. "
+    "alarm (combined only) is 1 on the interval that pages: the first flagged interval of an incident, "
+    "unless the host paged within detector_alarm_group_s (the rest of an incident is flagged but "
+    "does not page again).",
 )
 
 DRIFT = Measurement(

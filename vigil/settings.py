@@ -142,6 +142,11 @@ class Settings(BaseSettings):
 
     # --- scoring API and incident bundles (detector) ----------------------------------------
     api_max_batch_rows: int = Field(10_000, description="Most rows one POST /predict/batch may carry.")
+    detector_api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the detector API asks of requests that change state (POST /labels); "
+        "unset = those requests are refused (401).",
+    )
     incident_before_min: float = Field(
         10.0, description="Minutes of raw points kept in an incident bundle before the first alarm."
     )
@@ -159,6 +164,12 @@ class Settings(BaseSettings):
     spark_master: str = "local[*]"
     random_seed: int = 42
     promotion_margin: float = Field(0.0, description="How much the challenger must beat the champion by.")
+    promotion_ttd_slack: float = Field(
+        1.5,
+        gt=0,
+        description="Promotion refuses a challenger whose served median time to detect exceeds the "
+        "champion's times this, plus one interval.",
+    )
     robustness_tolerance: float = Field(
         0.05,
         description="Promotion refuses a challenger whose robustness_f1 is more than this below the champion's.",
@@ -166,6 +177,35 @@ class Settings(BaseSettings):
     backtest_tolerance: float = Field(
         0.02,
         description="The backtest gate refuses a challenger whose backtest F1 is more than this below the champion's.",
+    )
+    alarm_budget_per_host_day: float = Field(
+        1.0,
+        gt=0,
+        description="Alarms per host and day the retrain may spend on normal rows: each model's threshold "
+        "is the score quantile that raises at most this many on the untouched validation rows.",
+    )
+    train_label_sources: str = Field(
+        "operator,stress",
+        description="Comma-separated vigil_labels sources a retrain learns from (excluded from fitting, "
+        "false positives kept below the threshold); other sources (seed) only score the result.",
+    )
+    train_trim_sigmas: float = Field(
+        5.0,
+        gt=0,
+        description="A training or validation row is trimmed as a probable unlabelled anomaly when one of "
+        "its host-relative features is beyond this many sigmas (pipelines/robust.py).",
+    )
+    train_trim_max_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Most rows trimming may remove; beyond it only the most extreme go (the rest is normal).",
+    )
+    served_eval_step_s: float = Field(
+        300.0,
+        gt=0,
+        description="evaluate and backtest feed the served decision this much history per update, "
+        "as a detector catching up does (vigil.serving.ServingPath; docs/pipelines.md).",
     )
 
     # --- stress target app -----------------------------------------------------------------

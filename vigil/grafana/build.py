@@ -42,6 +42,11 @@ def q(name: str) -> str:
 
 
 HOST_FILTER = f"{q(s.HOST_TAG)} =~ /^$host$/"
+#: What pages is the combined decision (vigil.decision): every query that reads ``is_anomaly`` keeps
+#: to ``source = 'combined'``, so one model's solo flag never alerts, annotates or counts as an
+#: anomaly (tests/test_grafana_combined_only.py reads every generated query for it).
+COMBINED_SOURCE = "combined"
+COMBINED_FILTER = f"{q('source')} = '{COMBINED_SOURCE}'"
 
 
 def _ds(uid: str) -> dict[str, str]:
@@ -163,7 +168,7 @@ def _anomaly_annotation() -> dict[str, Any]:
         "Anomalies",
         "red",
         f"SELECT {q('score')}, {q('top1_feature')}, {q(s.HOST_TAG)} FROM {q(p.name)} "
-        f"WHERE {q('is_anomaly')} = 1 AND {HOST_FILTER} AND $timeFilter",
+        f"WHERE {q('is_anomaly')} = 1 AND {COMBINED_FILTER} AND {HOST_FILTER} AND $timeFilter",
         "top1_feature",
         s.HOST_TAG,
     )
@@ -282,7 +287,8 @@ def infrastructure_dashboard() -> dict[str, Any]:
                 )
             ],
             width=24,
-            description="Red annotations: intervals the detector flagged (vigil_predictions.is_anomaly = 1).",
+            description="Red annotations: intervals the detector flagged (vigil_predictions.is_anomaly = 1, "
+            "source = combined: the decision that pages).",
         ),
     ]
     return _dashboard(
@@ -320,7 +326,8 @@ def detector_dashboard() -> dict[str, Any]:
                 _target(
                     "A",
                     VIGIL_DS_UID,
-                    f"SELECT mean({q('is_anomaly')}) * 100 FROM {q(p)} WHERE {HOST_FILTER} AND $timeFilter "
+                    f"SELECT mean({q('is_anomaly')}) * 100 FROM {q(p)} WHERE {COMBINED_FILTER} AND {HOST_FILTER} "
+                    "AND $timeFilter "
                     f"GROUP BY time($__interval), {q(s.HOST_TAG)} fill(null)",
                     "$tag_host",
                 )
@@ -607,7 +614,8 @@ def alert_rules() -> dict[str, Any]:
             "vigil-anomaly-rate",
             "Anomaly rate above threshold",
             VIGIL_DS_UID,
-            f"SELECT mean({q('is_anomaly')}) FROM {q(p)} WHERE $timeFilter GROUP BY {q(s.HOST_TAG)}",
+            f"SELECT mean({q('is_anomaly')}) FROM {q(p)} WHERE {COMBINED_FILTER} AND $timeFilter "
+            f"GROUP BY {q(s.HOST_TAG)}",
             300,
             "last",
             "gt",

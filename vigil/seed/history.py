@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vigil.influx import InfluxClient, quote_ident, quote_literal, time_literal
+from vigil.influx import InfluxClient
 from vigil.lineprotocol import Point
 from vigil.schema import LABELS
 from vigil.seed import anomalies as anom
@@ -214,29 +214,8 @@ def load_labels(
     *,
     source: str | None = None,
 ) -> pd.DataFrame:
-    """Label windows overlapping [start, end): columns host, kind, start, end, label_id, source."""
-    start_ts, end_ts = (pd.Timestamp(x) for x in (start, end))
-    start_ts = start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
-    end_ts = end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")
-    where = f"time < {time_literal(end_ts)} AND {quote_ident('end_ns')} > {int(start_ts.value)}"
-    if source is not None:
-        where += f" AND {quote_ident('source')} = {quote_literal(source)}"
-    q = (
-        f"SELECT {quote_ident('end_ns')}, {quote_ident('host')}, {quote_ident('kind')}, "
-        f"{quote_ident('label_id')}, {quote_ident('source')} FROM {quote_ident(LABELS.name)} WHERE {where}"
-    )
-    df = client.query_df(settings.influx_vigil_db, q)
-    columns = [*LABEL_COLUMNS, "source"]
-    if df.empty:
-        return pd.DataFrame(columns=columns)
-    out = pd.DataFrame(
-        {
-            "host": df["host"],
-            "kind": df["kind"],
-            "start": df["time"],
-            "end": pd.to_datetime(df["end_ns"].astype("int64"), unit="ns", utc=True),
-            "label_id": df["label_id"],
-            "source": df["source"],
-        }
-    )
-    return out.sort_values(["host", "start"]).reset_index(drop=True)[columns]
+    """Label windows overlapping [start, end): columns host, kind, start, end, label_id, source
+    (:func:`vigil.labels.load_labels`, every source unless ``source`` is given)."""
+    from vigil.labels import load_labels as load
+
+    return load(client, settings, start, end, source=source)
