@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from browser_support import chromium, wait
 from selenium.webdriver.common.by import By
@@ -28,7 +29,7 @@ from pipelines.mlflow_logging import (
     NOT_APPLICABLE,
     run_links,
 )
-from pipelines.synthetic import synthetic_dataset
+from pipelines.synthetic import synthetic_history
 from pipelines.train import train
 from vigil.mlflow_ui import WORKFLOW_QUERY
 from vigil.settings import Settings
@@ -49,8 +50,8 @@ def trained(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     """One real grid training (5 cells, the best model logged) in an experiment of its own."""
     out = tmp_path_factory.mktemp("mlflow-ui-train")
     settings = mlflow_settings.model_copy(update={"run_dir": out, "mlflow_experiment": "vigil-ui-test"})
-    path = out / "features-synthetic.parquet"
-    synthetic_dataset(6_000, hosts=3, seed=5).to_parquet(path, index=False)
+    # the label-free path a user's fleet takes: the dataset and its raw frames, as extract writes them
+    path, _ = synthetic_history(out, hosts=3, hours=5, seed=5)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         result = train(settings, path, families=FAMILIES, grid_overrides=GRID, max_train_rows=1000, seed=3)
@@ -80,9 +81,10 @@ def test_runs_carry_the_dataset_and_comparable_params_and_metrics(trained) -> No
     assert json.loads(ds.source) == {"uri": result.dataset_path}
     profile = json.loads(ds.profile)
     assert profile["content_hash"] == result.dataset_hash and profile["hosts"] == 3
-    assert profile["rows"] == 6_000 and profile["window_start"] < profile["window_end"]
+    rows = len(pd.read_parquet(result.dataset_path))
+    assert profile["rows"] == rows and profile["window_start"] < profile["window_end"]
     tags = {t.key: t.value for t in dataset_input.tags}
-    assert tags["mlflow.data.context"] == "training" and tags["rows"] == "6000"
+    assert tags["mlflow.data.context"] == "training" and tags["rows"] == str(rows)
 
     children = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
@@ -94,10 +96,10 @@ def test_runs_carry_the_dataset_and_comparable_params_and_metrics(trained) -> No
     assert {"family", "engine", "cell", "isolation_forest.max_samples", "lof.n_neighbors"} <= next(
         iter(param_keys)
     )
-    assert {"val_pr_auc", "val_f1", "val_threshold", "cell_seconds"} <= next(iter(metric_keys))
+    assert {"val_injected_recall", "val_threshold", "cell_seconds"} <= next(iter(metric_keys))
     lof = [r for r in children if r.data.params["family"] == "lof"]
     assert {r.data.params["isolation_forest.max_samples"] for r in lof} == {NOT_APPLICABLE}
-    assert all(math.isfinite(r.data.metrics["val_pr_auc"]) for r in children)
+    assert all(math.isfinite(r.data.metrics["val_injected_recall"]) for r in children)
     for r in children:
         assert [i.dataset.digest for i in r.inputs.dataset_inputs] == [result.dataset_hash[:16]]
 
@@ -120,7 +122,8 @@ def test_the_train_command_prints_addresses_that_open_on_runs(
     settings, result = trained
     for key, value in {
         "VIGIL_MLFLOW_PORT": str(settings.mlflow_port),
-        "VIGIL_MLFLOW_EXPERIMENT": settings.mlflow_experiment,
+        "VIGIL_MLFLOW_EXPERIMENT": settings.mlflow_experiment
+        + "-cli",  # keeps the UI test's runs list as the grid left it
         "VIGIL_RUN_DIR": str(tmp_path / "run"),
     }.items():
         monkeypatch.setenv(key, value)
@@ -215,7 +218,7 @@ def test_the_ui_opens_on_runs_shows_the_dataset_and_compares_the_grid(
         "window start: ",
         "window end: ",
         "hosts: 3",
-        "rows: 6000",
+        f"rows: {len(pd.read_parquet(result.dataset_path))}",
         f"Digest: {digest}",
         f"Path: {result.dataset_path}",
     ):
@@ -223,7 +226,7 @@ def test_the_ui_opens_on_runs_shows_the_dataset_and_compares_the_grid(
 
     # MLflow's compare view of the five cells: the same params and metrics for every one of them
     browser.get(links["mlflow_grid_compare_url"])
-    wait(browser, 120).until(lambda d: "Comparing 5 Runs" in _text(d) and "val_pr_auc" in _text(d))
+    wait(browser, 120).until(lambda d: "Comparing 5 Runs" in _text(d) and "val_injected_recall" in _text(d))
     text = _text(browser)
     for key in (
         "family",
@@ -237,20 +240,20 @@ def test_the_ui_opens_on_runs_shows_the_dataset_and_compares_the_grid(
         assert f"sklearn:{cell['cell']}" in text, cell["cell"]
     browser.execute_script("document.querySelector('main').scrollTop = 1e6")
     table = metric_table(browser)
-    assert {"val_pr_auc", "val_f1", "val_threshold", "cell_seconds"} <= set(table), sorted(table)
+    assert {"val_injected_recall", "val_threshold", "cell_seconds"} <= set(table), sorted(table)
     assert all(len(values) == 5 for values in table.values()), table
     client = MlflowClient(tracking_uri=settings.mlflow_uri)
     logged = sorted(
-        r.data.metrics["val_pr_auc"]
+        r.data.metrics["val_injected_recall"]
         for r in client.search_runs(
             [client.get_run(result.run_id).info.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'",
         )
     )
-    shown = sorted(float(v) for v in table["val_pr_auc"])
+    shown = sorted(float(v) for v in table["val_injected_recall"])
     assert all(abs(a - b) <= 5e-4 for a, b in zip(shown, logged, strict=True)), (shown, logged)
     row_top = browser.execute_script(
-        "const a = Array.from(document.querySelectorAll('.ReactVirtualized__Grid a')).find(a => a.innerText.trim() === 'val_pr_auc');"
+        "const a = Array.from(document.querySelectorAll('.ReactVirtualized__Grid a')).find(a => a.innerText.trim() === 'val_injected_recall');"
         "return a ? parseFloat(a.parentElement.style.top) : 0;"
     )
     browser.execute_script(_READ_GRIDS, max(0, row_top - 45))

@@ -120,7 +120,8 @@ def test_data_is_required_and_workers_do_not_change_results(tmp_path: Path):
     for workers in ("1", "2"):
         out = tmp_path / f"w{workers}"
         run = CliRunner().invoke(
-            main, ["evaluate", "nab", "--data", str(data), "--out", str(out), "--no-plots", "--workers", workers]
+            main,
+            ["evaluate", "nab", "--data", str(data), "--out", str(out), "--no-plots", "--workers", workers],
         )
         assert run.exit_code == 0, run.output
     for name in CUTS:
