@@ -61,6 +61,18 @@ def test_decision_rule(batch, online, series, warmup, now, expected):
         assert out["top1_feature"].iloc[0] == "mem_used_pct"  # the series' metric names the alarm
 
 
+def test_without_fleet_confirmation_only_the_champions_conviction_or_the_series_page():
+    """``detector_fleet_confirms=False`` (the ablation): a champion barely over its threshold that
+    only the fleet model agrees with no longer pages; a convinced champion still does."""
+    on = _frame([0.9, 0.9], [0.8, 0.8], [1, 1], "mem_used_pct_z")
+    b = _frame([0.52, 0.6], [0.5, 0.5], [1, 1])
+    ev = pd.DataFrame({"score": [0.0, 0.0], "metric": ["", ""]})
+    with_fleet = combine_frames(on, b, [0, 0], series=ev)
+    without = combine_frames(on, b, [0, 0], series=ev, fleet_confirms=False)
+    assert with_fleet["is_anomaly"].tolist() == [1, 1]
+    assert without["is_anomaly"].tolist() == [0, 1]
+
+
 def test_prediction_lines_equal_point_to_line():
     frame = pd.DataFrame(
         {

@@ -129,16 +129,21 @@ def combine_frames(
     warmup: ArrayLike,
     series: pd.DataFrame | None = None,
     now: ArrayLike | None = None,
+    fleet_confirms: bool = True,
 ) -> pd.DataFrame:
     """Combine prediction frames (columns of ``vigil.schema.PREDICTIONS``, same index).
 
     ``online`` is the fleet model, ``batch`` the champion (None before the first promotion),
     ``series`` the per-series evidence (columns ``score``, ``metric`` and optionally ``usual``
-    for rule 5; None = none), ``now`` rule 4's "out of band now" per row (None = not applied). Returns score, threshold,
-    is_anomaly (0/1), warmup (0/1) and the top features of the most severe evidence.
+    for rule 5; None = none), ``now`` rule 4's "out of band now" per row (None = not applied),
+    ``fleet_confirms=False`` leaves the fleet model out (``detector_fleet_confirms``, the
+    ablation). Returns score, threshold, is_anomaly (0/1), warmup (0/1) and the top features of
+    the most severe evidence.
     """
     n = len(online)
     s_f = severity(online["score"], online["threshold"], online["is_anomaly"])
+    if not fleet_confirms:
+        s_f = np.zeros(n)
     s_u = (
         np.zeros(n)
         if series is None

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         "baseline is at least this many sigmas (or its series evidence flags): an alarm ends "
         "with its cause (vigil/decision.py, rule 4).",
     )
+    detector_fleet_confirms: bool = Field(
+        True,
+        description="The fleet model (River HalfSpaceTrees) may confirm the champion's flag "
+        "(vigil/decision.py, rule 1). Off: only the champion's conviction or the series evidence "
+        "page (the ablation in docs/nab.md; it never pages alone either way).",
+    )
     detector_max_catchup_intervals: int = Field(
         60, ge=1, description="Most intervals read in one loop iteration when catching up."
     )

@@ -57,6 +57,8 @@ class ServingConfig:
     alarm_group_s: float = 3600.0
     #: rule 4 of vigil.decision: a row flags only while some metric is this many sigmas out now
     band_z: float = 3.0
+    #: rule 1 of vigil.decision: the fleet model may confirm the champion (False: it is ignored)
+    fleet_confirms: bool = True
     series: SeriesConfig = field(default_factory=SeriesConfig)
 
     @classmethod
@@ -69,6 +71,7 @@ class ServingConfig:
             seed=int(settings.random_seed),
             alarm_group_s=float(settings.detector_alarm_group_s),
             band_z=float(settings.detector_band_z),
+            fleet_confirms=bool(settings.detector_fleet_confirms),
         )
 
     @property
@@ -150,6 +153,7 @@ class ServingPath:
             calibration=self.calibration,
             series=series,
             now=band,
+            fleet_confirms=self.config.fleet_confirms,
         )
         self._group(scored, band, learn)
         return scored

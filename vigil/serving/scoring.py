@@ -175,11 +175,13 @@ def score_features(
     calibration: HostCalibration | None = None,
     series: pd.DataFrame | None = None,
     now: np.ndarray | None = None,
+    fleet_confirms: bool = True,
 ) -> Scored:
     """Both models and the combined decision for every feature row (``learn=False``: the online
     model only scores and ``calibration`` is only read, as the scoring API needs).
 
-    ``calibration`` raises the champion's threshold for a host to that host's typical champion
+    ``fleet_confirms=False`` leaves the fleet model out of the decision (it is still scored and
+    written as ``source=online``). ``calibration`` raises the champion's threshold for a host to that host's typical champion
     score (``vigil.serving.calibration``) and learns from every row (flagged ones capped).
     """
     keys = features[["host", "time"]].reset_index(drop=True)
@@ -205,7 +207,7 @@ def score_features(
     online_young = on["warmup"].to_numpy().astype(bool) & ~warm
     on_for_rule = on.copy()
     on_for_rule.loc[online_young, "score"] = 0.0
-    combined = combine_frames(on_for_rule, batch, warm, series=series, now=now)
+    combined = combine_frames(on_for_rule, batch, warm, series=series, now=now, fleet_confirms=fleet_confirms)
     if batch is not None and calibration is not None and learn:
         order = by_time[1]
         calibration.update(
