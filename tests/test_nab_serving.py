@@ -46,6 +46,22 @@ def test_one_incident_pages_once_and_the_grouping_mutes_what_follows():
     assert ungrouped["alarm"].iloc[3510] == 1
 
 
+def test_what_the_decision_refuses_scores_zero_for_nab():
+    """A nightly burst that grows a little every night is a new record each night, but usual for
+    its hour from the fourth night on (rule 5): the detector does not flag it, so NAB must not
+    count it either (anomaly_score 0, not the record's severity)."""
+    stamps, values = _series(n=288 * 10)
+    for day in range(10):
+        at = day * 288 + 24  # 02:00
+        values[at : at + 4] = 150.0 * (1.0 + 0.03 * day)
+    out = detect(stamps, values, ServingConfig())
+    refused = (out["score"] > 1.0) & (out["is_anomaly"] == 0)
+    assert refused.iloc[288 * 4 :].any(), "the growing burst is a record the season rule vetoes"
+    assert (out.loc[refused, "anomaly_score"] == 0).all()
+    flagged = out["is_anomaly"] == 1
+    assert (out.loc[flagged & (out["alarm"] == 1), "anomaly_score"] > 0.5).all()
+
+
 def test_the_nab_run_takes_the_detectors_settings(monkeypatch: pytest.MonkeyPatch):
     """ServingConfig.from_settings is what `vigil evaluate nab` and the detector both build on."""
     monkeypatch.setenv("VIGIL_DETECTOR_ALARM_GROUP_S", "0")

@@ -8,7 +8,10 @@ promotion). Rows go in file order, score-then-learn, one pass; labels are never 
 ``anomaly_score`` (NAB's [0, 1] column) is the combined severity ``c`` squashed as ``c / (1 + c)``:
 0.5 is exactly the detector's own decision boundary, and NAB's threshold sweep still sees the
 ordering around it. Rows the alarm grouping mutes (within ``alarm_group_s`` after a page: the
-same incident) score 0, so NAB counts pages, as an operator would.
+same incident) score 0, so NAB counts pages, as an operator would; so do rows above the boundary
+that the decision itself refuses (a host in warm-up, or what is usual for this hour: rules 3-5 of
+:mod:`vigil.decision`), so NAB's threshold sweep cannot count a detection the detector would not
+raise.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from vigil.decision import COMBINED_THRESHOLD
 from vigil.serving.path import ServingConfig, ServingPath
 
 HOST = "nab"
@@ -69,9 +73,11 @@ def detect(
     if len(combined) != n:
         raise ValueError(f"the serving path returned {len(combined)} rows for {n}")
     sev = combined["score"].to_numpy(dtype=float)
+    flagged = combined["is_anomaly"].to_numpy(dtype=bool)
+    refused = muted | ((sev > COMBINED_THRESHOLD) & ~flagged)
     return pd.DataFrame(
         {
-            "anomaly_score": np.where(muted, 0.0, sev / (1.0 + sev)),
+            "anomaly_score": np.where(refused, 0.0, sev / (1.0 + sev)),
             "is_anomaly": combined["is_anomaly"].to_numpy(dtype=int),
             "alarm": combined["alarm"].to_numpy(dtype=int),
             "score": sev,
