@@ -54,4 +54,9 @@ def run(start: str | None, no_http: bool, workers: int | None) -> None:
         begin = pd.Timestamp(start)
         begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
     det = Detector(settings, start=begin)
-    sys.exit(det.run(serve_http=not no_http))
+    serve = None
+    if not no_http:  # FastAPI is imported only by a serving detector
+        from detector.api import serve_detector
+
+        serve = serve_detector
+    sys.exit(det.run(serve=serve))
