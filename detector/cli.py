@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from detector.lean import make_process_lean
 
@@ -38,7 +37,7 @@ def run(start: str | None, no_http: bool, workers: int | None) -> None:
         from detector.supervisor import Supervisor
 
         args = (["--start", start] if start else []) + (["--no-http"] if no_http else [])
-        sys.exit(Supervisor(settings, workers, args).run())
+        raise click.exceptions.Exit(Supervisor(settings, workers, args).run())
     if settings.shard_count > 1:  # a worker: its shard on every log line
         for handler in logging.getLogger().handlers:
             handler.setFormatter(
@@ -59,4 +58,4 @@ def run(start: str | None, no_http: bool, workers: int | None) -> None:
         from detector.api import serve_detector
 
         serve = serve_detector
-    sys.exit(det.run(serve=serve))
+    raise click.exceptions.Exit(det.run(serve=serve))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from pipelines.common import (
 from pipelines.evaluate import served_evaluation
 from pipelines.extract import extract, resolve_window
 from pipelines.served import concat_windows, plot_served
+from vigil.cli_errors import CliError
 from vigil.influx import InfluxClient
 from vigil.plotting import save_figure
 from vigil.settings import Settings
@@ -381,17 +381,14 @@ def backtest_command(
     from vigil.settings import get_settings
 
     if bool(model_spec) == bool(compare):
-        click.echo("error: give exactly one of --model SPEC or --compare A B", err=True)
-        sys.exit(2)
+        raise click.UsageError("give exactly one of --model SPEC or --compare A B")
     specs = [model_spec] if model_spec else list(compare or ())
     try:
         result = backtest(get_settings(), specs, start, end, warmup=warmup, out_dir=out_dir)
     except PipelineError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        raise CliError(str(exc)) from exc
     except ValueError as exc:  # unparsable time or duration
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        raise CliError(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(to_jsonable(result), indent=2, default=str))
     else:
