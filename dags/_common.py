@@ -21,10 +21,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import marshmallow
 import pendulum
+import pydantic
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
+from vigil.errors import BadDataError
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,9 +38,15 @@ START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 #: Emitted by vigil_drift_monitor when the latest window drifted; vigil_retrain is scheduled on it.
 DRIFT_ASSET = Asset(name="vigil_drift_detected", uri="vigil://drift/detected", group="vigil")
 
-#: Exception class names (from ``pipelines``) that mean "the data is bad": retrying cannot help
-#: (``InjectionError``: a window too short to inject anomalies into).
-NO_RETRY_ERRORS = ("ValidationFailed", "ValidationError", "DataValidationError", "InjectionError")
+#: Exceptions that mean "the data is bad": retrying cannot help. Vigil's own derive from
+#: :class:`vigil.errors.BadDataError` (``pipelines.validate.DataValidationError``: the dataset failed
+#: its expectations; ``pipelines.inject.InjectionError``: a window too short to inject anomalies
+#: into); a pydantic or marshmallow (Great Expectations) ``ValidationError`` means the same.
+NO_RETRY_ERRORS: tuple[type[BaseException], ...] = (
+    BadDataError,
+    pydantic.ValidationError,
+    marshmallow.ValidationError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,7 +80,7 @@ def no_retry_on_bad_data(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            if any(cls.__name__ in NO_RETRY_ERRORS for cls in type(exc).__mro__):
+            if isinstance(exc, NO_RETRY_ERRORS):
                 raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
             raise
 

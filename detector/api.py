@@ -65,6 +65,7 @@ from pydantic import (
     model_validator,
 )
 
+from detector.labels_api import labels_router
 from vigil.features import BASE_METRICS, FEATURE_COLUMNS, FeatureBuilder
 from vigil.features.source import QUERY_GROUPS, CounterState, base_metrics, group_key_name
 from vigil.numbers import finite_or_none
@@ -80,7 +81,7 @@ from vigil.serving.scoring import (
 
 if TYPE_CHECKING:
     from detector.observability import DetectorMetrics
-    from detector.service import Detector
+    from detector.ports import ServedDetector
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ class VersionResponse(BaseModel):
 
 
 class ScoringView:
-    """What the API needs from a running :class:`detector.service.Detector`, read-only.
+    """What the API needs from a running detector (:class:`detector.ports.ServedDetector`), read-only.
 
     The online model is used through a snapshot (with the per-host counter totals indexed from
     the same moment, so a request never walks the detector's whole state). The first request
@@ -298,7 +299,7 @@ class ScoringView:
     the request that happened to find the snapshot stale paid it (a p99 of its own).
     """
 
-    def __init__(self, detector: Detector, refresh_s: float | None = None) -> None:
+    def __init__(self, detector: ServedDetector, refresh_s: float | None = None) -> None:
         self.detector = detector
         self.settings = detector.settings
         self.refresh_s = detector.settings.poll_interval_s if refresh_s is None else refresh_s
@@ -734,10 +735,9 @@ class DetectorHttpServer:
         self.sock.close()
 
 
-def serve_detector(detector: Detector) -> DetectorHttpServer:
-    """Start the HTTP server (health, metrics, scoring API) of a detector."""
-    from detector.labels_api import labels_router
-
+def serve_detector(detector: ServedDetector) -> DetectorHttpServer:
+    """Start the HTTP server (health, metrics, scoring API) of a detector; the CLI hands it to
+    :meth:`detector.service.Detector.run` (``serve=``)."""
     s = detector.settings
     view = ScoringView(detector)
     app = build_app(view, detector.metrics, detector.health, s.api_max_batch_rows)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from detector.lean import make_process_lean
 
@@ -38,7 +37,7 @@ def run(start: str | None, no_http: bool, workers: int | None) -> None:
         from detector.supervisor import Supervisor
 
         args = (["--start", start] if start else []) + (["--no-http"] if no_http else [])
-        sys.exit(Supervisor(settings, workers, args).run())
+        raise click.exceptions.Exit(Supervisor(settings, workers, args).run())
     if settings.shard_count > 1:  # a worker: its shard on every log line
         for handler in logging.getLogger().handlers:
             handler.setFormatter(
@@ -54,4 +53,9 @@ def run(start: str | None, no_http: bool, workers: int | None) -> None:
         begin = pd.Timestamp(start)
         begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
     det = Detector(settings, start=begin)
-    sys.exit(det.run(serve_http=not no_http))
+    serve = None
+    if not no_http:  # FastAPI is imported only by a serving detector
+        from detector.api import serve_detector
+
+        serve = serve_detector
+    raise click.exceptions.Exit(det.run(serve=serve))

@@ -48,6 +48,7 @@ import pandas as pd
 
 from vigil import schema
 from vigil.decision import COMBINED_THRESHOLD, CONVICTION
+from vigil.errors import VigilError
 from vigil.features.source import QUERY_GROUPS
 from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident, tag_in, time_range
 from vigil.plotting import save_figure
@@ -65,7 +66,7 @@ _VIGIL_NAMES = frozenset(m.name for m in schema.VIGIL_MEASUREMENTS)
 _FEATURE_MEASUREMENTS = sorted({k[0] for k in QUERY_GROUPS})
 
 
-class IncidentError(RuntimeError):
+class IncidentError(VigilError, RuntimeError):
     """An incident (bundle) is missing or damaged; the message says which file and why."""
 
 

@@ -19,19 +19,19 @@ host, or InfluxDB unreachable.
 from __future__ import annotations
 
 import json
-import sys
+from typing import NoReturn
 
 import click
 import pandas as pd
 
+from vigil.cli_errors import CliError
 from vigil.influx import InfluxClient, InfluxError
 from vigil.labels import FALSE_POSITIVE, OPERATOR, SOURCES, Label, LabelError, add_labels, load_labels, to_utc
 from vigil.settings import get_settings
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+def _fail(message: str) -> NoReturn:
+    raise CliError(message)
 
 
 def _write(labels: list[Label]) -> list[Label]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import requests
 
+from vigil.errors import VigilError
 from vigil.model import CHAMPION, LoadedModel
 from vigil.settings import Settings
 
@@ -43,7 +44,7 @@ FETCH_TIMEOUT_S = 300.0
 _ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(VigilError, RuntimeError):
     """The registry could not answer (down, refused the credentials, or answered nonsense)."""
 
 

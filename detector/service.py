@@ -24,10 +24,11 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -35,6 +36,7 @@ from detector.champion import ChampionWatcher
 from detector.data_quality import DataQuality
 from detector.incidents import IncidentRecorder, models_in_force
 from detector.observability import DetectorMetrics
+from detector.ports import HttpServer
 from detector.predictions import prediction_lines
 from detector.reader import RawReader, WindowAudit
 from detector.sharding import ShardFilter
@@ -50,9 +52,6 @@ from vigil.serving.calibration import HostCalibration
 from vigil.serving.path import ServingConfig, ServingPath
 from vigil.serving.scoring import ONLINE_MODEL_NAME, ONLINE_MODEL_VERSION
 from vigil.settings import Settings
-
-if TYPE_CHECKING:
-    from detector.api import DetectorHttpServer
 
 log = logging.getLogger(__name__)
 
@@ -561,15 +560,16 @@ class Detector:
         }
 
     # --- service -----------------------------------------------------------------------------
-    def run(self, serve_http: bool = True) -> int:
-        """Poll until SIGTERM/SIGINT; then drain, checkpoint and return 0."""
+    def run(self, serve: Callable[[Detector], HttpServer] | None = None) -> int:
+        """Poll until SIGTERM/SIGINT; then drain, checkpoint and return 0.
+
+        ``serve`` starts the HTTP server of this detector (the CLI passes
+        :func:`detector.api.serve_detector`; None: no HTTP)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         server = None
-        if serve_http:
-            from detector.api import serve_detector  # FastAPI is imported only by a serving detector
-
-            server = serve_detector(self)
+        if serve is not None:
+            server = serve(self)
             log.info(
                 "detector http on %s:%d (/health, /metrics, /version, /predict)",
                 self.settings.bind_host,
@@ -599,7 +599,7 @@ class Detector:
             self.shutdown(server)
         return 0
 
-    def shutdown(self, server: DetectorHttpServer | None = None) -> None:
+    def shutdown(self, server: HttpServer | None = None) -> None:
         """Drain: flush what can be written, persist the rest, checkpoint, stop threads."""
         log.info("detector stopping: draining %d buffered predictions", self.sink.buffered)
         self.watcher.stop()

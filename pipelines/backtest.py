@@ -15,14 +15,13 @@ Warm-up: the path absorbs ``warmup`` of history before ``--from`` (default
 rows at or after ``--from`` are judged. With the window and warm-up of a dataset's holdout, the
 backtest replays exactly what ``evaluate`` replayed and reports the same numbers (tested).
 
-:func:`backtest_gate` turns a comparison into a promotion check (see ``docs/backtest_and_robustness.md``).
+:func:`pipelines.gates.backtest_gate` turns a comparison into a promotion check (see ``docs/backtest_and_robustness.md``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,10 +45,9 @@ from pipelines.common import (
 )
 from pipelines.evaluate import served_evaluation
 from pipelines.extract import extract, resolve_window
-from pipelines.registry import GateResult, write_event
-from pipelines.served import concat_windows, plot_served, served_gate
+from pipelines.served import concat_windows, plot_served
+from vigil.cli_errors import CliError
 from vigil.influx import InfluxClient
-from vigil.model import CHAMPION
 from vigil.plotting import save_figure
 from vigil.settings import Settings
 
@@ -352,122 +350,6 @@ def plot_compare(
     return save_figure(fig, path, dpi=90)
 
 
-# --- the promotion gate --------------------------------------------------------------------------------
-
-
-def backtest_gate(
-    settings: Settings,
-    challenger_version: int,
-    champion_version: int | None,
-    window: tuple[Any, Any],
-    *,
-    warmup: timedelta | str | None = None,
-    tolerance: float | None = None,
-    record: bool = True,
-    out_dir: Path | None = None,
-    influx: InfluxClient | None = None,
-    raw_db: str | None = None,
-) -> GateResult:
-    """Back-test challenger and champion on ``window`` = (start, end) through the served decision;
-    pass when :func:`pipelines.served.served_gate` passes with the challenger allowed ``tolerance``
-    (default ``settings.backtest_tolerance``) fewer events caught than the champion: it must not
-    page more than both the champion and the alarm budget, nor detect much slower.
-
-    ``champion_version=None`` means the current ``champion`` alias; with no champion at all the
-    gate passes (nothing to compare). A window without events (too short to inject into, nothing
-    labelled) is judged on false alarms alone. With ``record`` (the default, for a DAG task calling
-    the gate on its own), the outcome is tagged on the challenger version (``vigil.gate.backtest``),
-    the event recalls are logged to its run (``backtest_event_recall``,
-    ``backtest_champion_event_recall``), and a failure is written as a ``reject`` model event with
-    the reason — exactly what ``promote`` records for its own refusals.
-    ``promote(backtest_window=...)`` calls it with ``record=False`` and records the decision itself.
-    """
-    name = settings.model_name
-    tol = settings.backtest_tolerance if tolerance is None else tolerance
-    challenger = resolve_model(settings, f"{name}/{int(challenger_version)}")
-    if champion_version is None:
-        try:
-            champion_version = resolve_model(settings, f"{name}@{CHAMPION}").version
-        except PipelineError:
-            champion_version = None
-    if champion_version is None:
-        gate = GateResult(
-            "backtest", True, "no champion to compare with", challenger.version, None, tolerance=tol
-        )
-        return _record(settings, gate, challenger, record, influx)
-    if int(champion_version) == challenger.version:
-        raise PipelineError(f"version {challenger.version} is both challenger and champion")
-    result = backtest(
-        settings,
-        [f"{name}/{challenger.version}", f"{name}/{int(champion_version)}"],
-        window[0],
-        window[1],
-        warmup=warmup,
-        out_dir=out_dir,
-        client=influx,
-        raw_db=raw_db,
-    )
-    chall = result.metrics_of(challenger.version)
-    champ = result.metrics_of(int(champion_version))
-    details = {
-        "window": [str(result.start), str(result.end)],
-        "rows": result.rows,
-        "events": result.events,
-        "markdown": str(result.markdown_path),
-        "png": str(result.png_path),
-    }
-    verdict = served_gate(
-        chall,
-        champ,
-        budget=settings.alarm_budget_per_host_day,
-        margin=-tol,
-        interval_s=settings.feature_interval_s,
-        ttd_slack=settings.promotion_ttd_slack,
-    )
-    passed, why = verdict.passed, f"backtest {verdict.reason}"
-    chall, champ = chall[GATE_METRIC], champ[GATE_METRIC]
-    gate = GateResult(
-        "backtest", passed, why, challenger.version, int(champion_version), chall, champ, tol, details
-    )
-    return _record(settings, gate, challenger, record, influx)
-
-
-def _record(
-    settings: Settings, gate: GateResult, challenger: ModelRef, record: bool, influx: InfluxClient | None
-) -> GateResult:
-    log.info(
-        "backtest gate: version %s %s (%s)",
-        gate.challenger_version,
-        "passed" if gate.passed else "failed",
-        gate.reason,
-    )
-    if not record:
-        return gate
-    client = mlflow_client(settings)
-    verdict = ("passed: " if gate.passed else "failed: ") + gate.reason
-    client.set_model_version_tag(challenger.name, str(challenger.version), "vigil.gate.backtest", verdict)
-    if challenger.run_id and gate.challenger_metric is not None and np.isfinite(gate.challenger_metric):
-        client.log_metric(challenger.run_id, "backtest_event_recall", gate.challenger_metric)
-        if gate.champion_metric is not None and np.isfinite(gate.champion_metric):
-            client.log_metric(challenger.run_id, "backtest_champion_event_recall", gate.champion_metric)
-    if not gate.passed:
-        client.set_model_version_tag(challenger.name, str(challenger.version), "vigil.promotion", "rejected")
-        client.set_model_version_tag(
-            challenger.name, str(challenger.version), "vigil.promotion_reason", gate.reason
-        )
-        write_event(
-            settings,
-            "reject",
-            challenger.version,
-            previous_version=gate.champion_version,
-            metric=gate.challenger_metric,
-            previous_metric=gate.champion_metric,
-            reason=gate.reason,
-            influx=influx,
-        )
-    return gate
-
-
 # --- CLI -------------------------------------------------------------------------------------------------
 
 
@@ -499,17 +381,14 @@ def backtest_command(
     from vigil.settings import get_settings
 
     if bool(model_spec) == bool(compare):
-        click.echo("error: give exactly one of --model SPEC or --compare A B", err=True)
-        sys.exit(2)
+        raise click.UsageError("give exactly one of --model SPEC or --compare A B")
     specs = [model_spec] if model_spec else list(compare or ())
     try:
         result = backtest(get_settings(), specs, start, end, warmup=warmup, out_dir=out_dir)
     except PipelineError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        raise CliError(str(exc)) from exc
     except ValueError as exc:  # unparsable time or duration
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        raise CliError(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(to_jsonable(result), indent=2, default=str))
     else:

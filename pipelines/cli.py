@@ -7,13 +7,13 @@ returns, so what a person runs here is what Airflow and the tests run.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from pipelines.common import PipelineError, to_jsonable
+from vigil.cli_errors import CliError
 from vigil.settings import get_settings
 
 
@@ -25,8 +25,7 @@ def _run(fn, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except PipelineError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        raise CliError(str(exc)) from exc
 
 
 @click.group()

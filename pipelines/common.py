@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vigil.errors import VigilError
 from vigil.features import FEATURE_COLUMNS
 from vigil.settings import PROJECT_ROOT, Settings
 
@@ -56,7 +57,7 @@ DEFAULT_HOLDOUT_FRACTION = 0.25
 DEFAULT_VALIDATION_FRACTION = 0.35
 
 
-class PipelineError(RuntimeError):
+class PipelineError(VigilError, RuntimeError):
     """A pipeline step cannot run on the inputs it was given (the message says why)."""
 
 

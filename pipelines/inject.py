@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.common import PipelineError
+from vigil.errors import BadDataError
 from vigil.features.definitions import BASE_METRICS, BaseMetric
 from vigil.features.source import QUERY_GROUPS, RawFrames, base_metrics, group_key_name
 
@@ -94,7 +95,7 @@ RATE_METRICS = tuple(m.name for m in BASE_METRICS if m.kind == "rate")
 PERCENT_METRICS = ("cpu_busy", "cpu_iowait", "mem_used_pct")
 
 
-class InjectionError(PipelineError):
+class InjectionError(PipelineError, BadDataError):
     """No host of the window can take an injected event (the message says why)."""
 
 

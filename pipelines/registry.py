@@ -14,9 +14,12 @@
   :mod:`pipelines.robustness`, loses more than ``settings.robustness_tolerance`` F1 beyond what the
   champion loses under the same one (same perturbed holdout); the optional **backtest gate**
   (``backtest_window=``) runs the same served comparison over a window of raw history
-  (:func:`pipelines.backtest.backtest_gate`).
+  (:func:`pipelines.gates.backtest_gate`).
 * ``rollback`` moves ``champion`` back to the version it replaced (each champion version carries
   a ``vigil.previous_champion`` tag written when it was promoted: the history is a chain).
+
+The gates themselves live in :mod:`pipelines.gates` (re-exported here: ``GateResult``,
+``robustness_gate``, ``perturbation_drops``, ``write_event``).
 
 Every decision is tagged on the version in MLflow and written to InfluxDB as a
 ``vigil_model_events`` point, which Grafana annotates.
@@ -29,8 +32,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pipelines.common import (
     TAG_CODE_VERSION,
@@ -46,14 +47,28 @@ from pipelines.common import (
     mlflow_client,
 )
 from pipelines.evaluate import PRIMARY_METRIC, evaluate
-from pipelines.robustness import PERTURBATIONS, ROBUSTNESS_DROP
+from pipelines.gates import GateResult, backtest_gate, perturbation_drops, robustness_gate
+from pipelines.model_events import write_event
+from pipelines.robustness import ROBUSTNESS_DROP
 from pipelines.served import served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHALLENGER, CHAMPION
-from vigil.schema import MODEL_EVENTS
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "GateResult",
+    "PromotionDecision",
+    "RegisterResult",
+    "backtest_gate",
+    "perturbation_drops",
+    "promote",
+    "register",
+    "robustness_gate",
+    "rollback",
+    "write_event",
+]
 
 #: The metric every served evaluation logs (its presence says ``evaluate`` ran on the run).
 SERVED_MARKER = "holdout_false_alarms_per_host_day"
@@ -65,21 +80,6 @@ class RegisterResult:
     version: int
     run_id: str
     tags: dict[str, str]
-
-
-@dataclass
-class GateResult:
-    """One extra promotion check (``robustness``, ``backtest``): passed or not, and why."""
-
-    gate: str
-    passed: bool
-    reason: str
-    challenger_version: int | None
-    champion_version: int | None
-    challenger_metric: float | None = None
-    champion_metric: float | None = None
-    tolerance: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,36 +101,6 @@ def _version_of(client, name: str, alias: str):
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-
-
-def write_event(
-    settings: Settings,
-    event: str,
-    version: int,
-    *,
-    previous_version: int | None = None,
-    metric: float | None = None,
-    previous_metric: float | None = None,
-    forced: bool = False,
-    reason: str = "",
-    influx: InfluxClient | None = None,
-) -> None:
-    """One ``vigil_model_events`` point (register | promote | reject | rollback)."""
-    client = influx or InfluxClient(settings=settings)
-    if settings.influx_create_databases:
-        client.create_database(settings.influx_vigil_db)
-    fields = {
-        "version": version,
-        "previous_version": previous_version,
-        "metric": metric if metric is not None and np.isfinite(metric) else None,
-        "previous_metric": previous_metric
-        if previous_metric is not None and np.isfinite(previous_metric)
-        else None,
-        "forced": int(forced),
-        "reason": reason,
-    }
-    point = MODEL_EVENTS.point({"model": settings.model_name, "event": event}, fields, time.time_ns())
-    client.write_points(settings.influx_vigil_db, [point])
 
 
 def register(
@@ -255,8 +225,6 @@ def promote(
             gates.append(robustness_gate(settings, version, prev_version, challenger_robust, champion_robust))
             promoted = gates[-1].passed
         if promoted and backtest_window is not None:
-            from pipelines.backtest import backtest_gate
-
             gates.append(
                 backtest_gate(
                     settings,
@@ -308,57 +276,6 @@ def promote(
     )
     log.info("promote: version %s %s (%s)", version, "promoted" if promoted else "rejected", reason)
     return PromotionDecision(promoted, version, prev_version, metric, prev_metric, force, reason, gates)
-
-
-def perturbation_drops(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
-    """F1 lost under each perturbation: ``holdout_f1 - robust_<p>_f1`` (NaN where not measured)."""
-    clean = metrics.get(f"{prefix}holdout_f1", float("nan"))
-    return {p: clean - metrics.get(f"{prefix}robust_{p}_f1", float("nan")) for p in PERTURBATIONS}
-
-
-def robustness_gate(
-    settings: Settings,
-    challenger_version: int,
-    champion_version: int | None,
-    challenger_drops: dict[str, float],
-    champion_drops: dict[str, float],
-    *,
-    tolerance: float | None = None,
-) -> GateResult:
-    """Refuse a challenger that is more fragile than the champion: under some perturbation it loses
-    more than ``tolerance`` F1 beyond what the champion loses under the same one
-    (:func:`perturbation_drops` of each, same holdout and seed).
-
-    Why drops, per perturbation, and not the perturbed F1 itself: the F1s are measured against the
-    holdout's events — injected ones on a fleet without labels — so their level is the model's
-    sensitivity, which the served gate already judges (and which an operator's false positives may
-    lower on purpose), and a model that pages on everything keeps the F1 of "everything flagged"
-    under every perturbation. What this gate adds is how much of its own clean F1 a little noise, a
-    missing field, an outlier or a shifted baseline takes away, compared perturbation by
-    perturbation. Missing (NaN) champion figures cannot be judged and pass, saying so.
-    """
-    tol = settings.robustness_tolerance if tolerance is None else tolerance
-    excess = {
-        p: challenger_drops.get(p, float("nan")) - champion_drops[p]
-        for p in champion_drops
-        if np.isfinite(champion_drops[p])
-    }
-    if champion_version is None or not excess:
-        return GateResult(
-            "robustness", True, "no champion robustness to compare with", challenger_version, champion_version
-        )
-    worst = max(excess, key=lambda p: excess[p] if np.isfinite(excess[p]) else np.inf)
-    chall, champ = float(challenger_drops.get(worst, float("nan"))), float(champion_drops[worst])
-    if np.isfinite(excess[worst]) and excess[worst] <= tol:
-        passed, why = True, f"robust_{worst}_f1 drops {chall:.4f} <= champion's {champ:.4f} + {tol}"
-    else:
-        passed, why = (
-            False,
-            f"robust_{worst}_f1 drops {chall:.4f} > champion's {champ:.4f} + {tol} (too fragile)",
-        )
-    return GateResult(
-        "robustness", passed, why, challenger_version, champion_version, chall, champ, tol, {"excess": excess}
-    )
 
 
 def _unprefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:

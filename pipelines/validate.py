@@ -40,6 +40,7 @@ from pipelines.common import (
     read_dataset,
     write_json,
 )
+from vigil.errors import BadDataError
 from vigil.features import FEATURE_COLUMNS, BaselineConfig
 from vigil.settings import Settings
 
@@ -78,7 +79,7 @@ class ValidationReport:
     skipped: list[str] = field(default_factory=list)  # expectations left out, and why
 
 
-class DataValidationError(PipelineError):
+class DataValidationError(PipelineError, BadDataError):
     """The dataset failed its expectations; ``report`` holds every failure."""
 
     def __init__(self, report: ValidationReport) -> None:

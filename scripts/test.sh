@@ -7,6 +7,8 @@ bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"
 ruff check .
+echo "== lint-imports (the layers: pyproject.toml [tool.importlinter], docs/architecture.md)"
+lint-imports --no-cache
 # pytest, where exit 5 (no test collected) is a failure too.
 run_pytest() {
   local rc=0

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from stress.scenarios import SCENARIO_NAMES, SCENARIOS
+from vigil.cli_errors import interrupted
 from vigil.settings import get_settings
 
 
@@ -70,8 +69,7 @@ def run(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     except KeyboardInterrupt:
-        click.echo("interrupted; the load is stopped and the report written", err=True)
-        sys.exit(130)
+        raise interrupted("interrupted; the load is stopped and the report written") from None
     click.echo("")
     click.echo(f"outcome: {report.outcome} ({'pass' if report.passed else 'FAIL'})")
     for kind, path in report.files.items():
@@ -117,8 +115,7 @@ def suite(
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from exc
     except KeyboardInterrupt:
-        click.echo("interrupted; loads stopped", err=True)
-        sys.exit(130)
+        raise interrupted("interrupted; loads stopped") from None
     click.echo("")
     click.echo(format_table(reports))
     failed = [r.scenario for r in reports if not r.passed]
@@ -170,4 +167,4 @@ def load(
         f"({result.achieved_per_min:,.0f} points/min)" + (" — interrupted" if result.interrupted else "")
     )
     if result.interrupted:
-        sys.exit(130)
+        raise interrupted()

@@ -30,7 +30,6 @@ existing champion are reused, and every run writes its reports into a new folder
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ import requests
 from stress.report import DetectionReport, preload_plotting
 from stress.runner import format_table, monitored_host, run_suite
 from vigil import schema
+from vigil.cli_errors import interrupted
+from vigil.errors import VigilError
 from vigil.influx import InfluxClient, InfluxError, quote_ident, quote_literal
 from vigil.settings import Settings, get_settings
 
@@ -72,7 +73,7 @@ def demo_settings(settings: Settings) -> Settings:
     )
 
 
-class DemoError(RuntimeError):
+class DemoError(VigilError, RuntimeError):
     """A demo step failed; the message says which and what to look at."""
 
 
@@ -473,8 +474,9 @@ def demo(
     except DemoError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        click.echo("interrupted; loads stopped (the stack keeps running: `vigil down` stops it)", err=True)
-        sys.exit(130)
+        raise interrupted(
+            "interrupted; loads stopped (the stack keeps running: `vigil down` stops it)"
+        ) from None
     passed = sum(r.passed for r in result.reports)
     click.echo(
         f"\n{passed}/{len(result.reports)} scenarios as expected; demo took {result.total_s / 60:.1f} min"

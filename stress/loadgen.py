@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from vigil.errors import VigilError
+
 #: No load runs longer than this, whatever is asked.
 MAX_DURATION_S = 900.0
 #: Per-generator hard caps.
@@ -64,7 +66,7 @@ def peak_rss_kb() -> float:
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-class LoadError(ValueError):
+class LoadError(VigilError, ValueError):
     """A load asked for something it may not do (unknown kind, non-loopback target...)."""
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from stress.replay_source import ReplayInputError, read_bundle, read_influx_window
+from vigil.cli_errors import interrupted
 from vigil.influx import InfluxClient, InfluxError
 from vigil.lineprotocol import Point
 from vigil.settings import Settings, get_settings
@@ -368,5 +368,5 @@ def replay(
     except (ReplayInputError, InfluxError) as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        sys.exit(130)
+        raise interrupted() from None
     click.echo(stats.summary(into))

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from vigil import schema
+from vigil.errors import VigilError
 from vigil.influx import InfluxClient, quote_ident, tag_in, time_range
 from vigil.lineprotocol import FieldValue, Point
 
@@ -29,7 +30,7 @@ BUNDLE_FILES = ("meta.json", "events.jsonl")
 VIGIL_NAMES = frozenset(m.name for m in schema.VIGIL_MEASUREMENTS)
 
 
-class ReplayInputError(ValueError):
+class ReplayInputError(VigilError, ValueError):
     """The replay's input is missing, malformed or empty; nothing has been written."""
 
 

@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from pipelines.backtest import backtest, backtest_command, backtest_gate, resolve_model
+from pipelines.backtest import backtest, backtest_command, resolve_model
 from pipelines.common import PipelineError, read_dataset, time_split
 from pipelines.evaluate import evaluate
 from pipelines.extract import extract
+from pipelines.gates import backtest_gate
 from pipelines.registry import promote, register
 from pipelines.served import served_gate
 from pipelines.train import train

@@ -179,3 +179,25 @@ def test_form_families_are_the_pipelines_families(dagbag: DagBag) -> None:
 
     schema = dagbag.dags["vigil_retrain"].params.get_param("model_families").schema
     assert sorted(schema["examples"]) == sorted(SKLEARN_FAMILIES)
+
+
+def test_bad_data_fails_at_once_and_infrastructure_errors_are_retried(dagbag: DagBag) -> None:
+    """The DAGs skip retries by the error's type (vigil.errors.BadDataError), not by its name."""
+    from _common import no_retry_on_bad_data
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.inject import InjectionError
+    from vigil.errors import BadDataError
+
+    def failing(exc: Exception):
+        @no_retry_on_bad_data
+        def task() -> None:
+            raise exc
+
+        return task
+
+    for bad in (InjectionError("window too short"), BadDataError("bad rows")):
+        with pytest.raises(AirflowFailException, match=type(bad).__name__):
+            failing(bad)()
+    with pytest.raises(ConnectionError):  # retried by Airflow: propagates unchanged
+        failing(ConnectionError("refused"))()

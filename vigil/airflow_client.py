@@ -23,7 +23,9 @@ from urllib.parse import quote
 
 import click
 import requests
+import tenacity
 
+from vigil.errors import VigilError
 from vigil.settings import Settings, get_settings
 from vigil.stack.airflow import password_file
 
@@ -37,7 +39,7 @@ MAX_POLL_HICCUPS = 10
 SUMMARY_TASK_ID = "summary"
 
 
-class AirflowApiError(RuntimeError):
+class AirflowApiError(VigilError, RuntimeError):
     """Airflow answered with an error (``status`` is the HTTP code, 0 when unreachable)."""
 
     def __init__(self, message: str, status: int = 0) -> None:
@@ -150,14 +152,16 @@ class AirflowClient:
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
         """Wait until the dag-processor has parsed ``dag_id`` (a fresh Airflow needs a while)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                return self.get_dag(dag_id)
-            except AirflowApiError as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
-                    raise
-            time.sleep(2)
+        not_parsed_yet = tenacity.retry_if_exception(
+            lambda e: isinstance(e, AirflowApiError) and e.status == 404
+        )
+        retrying = tenacity.Retrying(
+            retry=not_parsed_yet,
+            stop=tenacity.stop_after_delay(timeout_s),
+            wait=tenacity.wait_fixed(2) + tenacity.wait_random(0, 0.5),  # jitter: clients apart
+            reraise=True,  # the last 404 (or any other error at once)
+        )
+        return retrying(self.get_dag, dag_id)
 
     def import_errors(self) -> list[dict[str, Any]]:
         return self.request("GET", "/api/v2/importErrors").get("import_errors", [])

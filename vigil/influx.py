@@ -10,14 +10,15 @@ that arrive inside an HTTP 200 are raised.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 import requests
+import tenacity
 
+from vigil.errors import VigilError
 from vigil.lineprotocol import Point
 from vigil.settings import Settings, get_settings
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("ns", "u", "ms", "s", "m", "h")
 
 
-class InfluxError(RuntimeError):
+class InfluxError(VigilError, RuntimeError):
     """InfluxDB refused a request; ``status`` is the HTTP code (0 when unreachable)."""
 
     def __init__(self, message: str, status: int = 0) -> None:
@@ -111,22 +112,40 @@ class InfluxClient:
 
     # --- plumbing -------------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> requests.Response:
+        """One HTTP call; connection failures, timeouts and 5xx are retried ``self.retries`` times
+        (exponential backoff from ``backoff_s``, capped at 10 s, with up to ``backoff_s`` of jitter
+        so that clients that failed together do not retry together), then
+        :class:`InfluxUnavailable`. A 4xx is returned at once: asking again would not help."""
         attempts = self.retries + 1 if retry else 1
-        last: str = ""
-        for attempt in range(attempts):
+        last = ""
+
+        def attempt() -> requests.Response | None:
+            nonlocal last
             try:
                 resp = self.session.request(method, self.url + path, timeout=self.timeout_s, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = f"cannot reach InfluxDB at {self.url}: {exc.__class__.__name__}"
-            else:
-                if resp.status_code < 500:
-                    return resp
-                last = f"InfluxDB at {self.url} answered {resp.status_code}: {_error_text(resp)}"
-            if attempt + 1 < attempts:
-                delay = min(self.backoff_s * 2**attempt, 10.0)
-                log.warning("%s; retry %d/%d in %.1fs", last, attempt + 1, attempts - 1, delay)
-                time.sleep(delay)
-        raise InfluxUnavailable(last, 0)
+                return None
+            if resp.status_code < 500:
+                return resp
+            last = f"InfluxDB at {self.url} answered {resp.status_code}: {_error_text(resp)}"
+            return None
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.warning("%s; retry %d/%d in %.1fs", last, state.attempt_number, attempts - 1, delay)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=tenacity.wait_exponential_jitter(initial=self.backoff_s, max=10.0, jitter=self.backoff_s),
+            retry=tenacity.retry_if_result(lambda resp: resp is None),
+            before_sleep=before_sleep,
+            retry_error_callback=lambda _state: None,
+        )
+        resp = retrying(attempt)
+        if resp is None:
+            raise InfluxUnavailable(last, 0)
+        return resp
 
     def ping(self) -> str:
         """Return the server version; raises :class:`InfluxUnavailable` if it does not answer."""

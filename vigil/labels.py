@@ -38,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from vigil.errors import VigilError
 from vigil.influx import InfluxClient, InfluxError, quote_ident, quote_literal, time_literal
 from vigil.lineprotocol import Point
 from vigil.schema import LABELS
@@ -59,7 +60,7 @@ MAX_HOST_CHARS = 253  # a DNS name
 MAX_NOTE_CHARS = 2000
 
 
-class LabelError(ValueError):
+class LabelError(VigilError, ValueError):
     """A label cannot be accepted; the message starts with the field that is wrong."""
 
     def __init__(self, message: str, field: str | None = None) -> None:

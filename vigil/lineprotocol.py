@@ -19,10 +19,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from vigil.errors import VigilError
+
 FieldValue = float | int | str | bool
 
 
-class LineProtocolError(ValueError):
+class LineProtocolError(VigilError, ValueError):
     """A point that cannot be written, or a line that is not valid line protocol."""
 
 

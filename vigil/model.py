@@ -32,8 +32,33 @@ import numpy as np
 import pandas as pd
 
 from vigil.features import FEATURE_COLUMNS
+from vigil.loaded import (  # re-exported: the contract's names, as before the split
+    CHALLENGER,
+    CHAMPION,
+    LoadedModel,
+    ModelLoadError,
+    ModelUnavailableError,
+    NoChampionError,
+)
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "PREDICTION_COLUMNS",
+    "TOP_K",
+    "AnomalyModel",
+    "CentroidScorer",
+    "LoadedModel",
+    "ModelLoadError",
+    "ModelUnavailableError",
+    "NoChampionError",
+    "Scorer",
+    "SklearnScorer",
+    "contributions",
+    "empty_predictions",
+]
 
 #: How many features each prediction names.
 TOP_K = 3
@@ -44,8 +69,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "is_anomaly",
     *(f"top{i}_{part}" for i in range(1, TOP_K + 1) for part in ("feature", "contribution")),
 )
-#: Registry aliases.
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,42 +224,18 @@ def empty_predictions() -> pd.DataFrame:
     return out
 
 
-class ModelUnavailableError(RuntimeError):
-    """No model can be served: no champion alias, or its artifact failed to load."""
-
-
-class NoChampionError(ModelUnavailableError):
-    """The registered model has no version with the requested alias (or does not exist)."""
-
-
-class ModelLoadError(ModelUnavailableError):
-    """The alias exists but loading its artifact failed."""
-
-
-@dataclass
-class LoadedModel:
-    """A registry model version loaded for serving."""
-
-    name: str
-    version: int
-    run_id: str | None
-    model: Any  # an AnomalyModel, or an mlflow.pyfunc.PyFuncModel wrapping one
-
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return self.model.predict(frame)
-
-    @property
-    def anomaly_model(self) -> AnomalyModel:
-        """The unwrapped :class:`AnomalyModel` (family, engine, params, threshold)."""
-        if isinstance(self.model, AnomalyModel):
-            return self.model
-        return self.model.unwrap_python_model().model
+# --- pickle compatibility shim --------------------------------------------------------------------
+# Not part of the contract. The MLflow side moved to :mod:`vigil.pyfunc`, but model versions
+# registered before the move pickled their wrapper as ``vigil.model.VigilPyfuncModel``, and
+# unpickling them looks that name up here. It resolves lazily (importing MLflow costs a process
+# ~55 MB, and the detector serves without it). This is the only import of ``vigil.pyfunc`` from
+# this module; ``vigil.pyfunc`` itself imports only ``vigil.loaded``, so there is no cycle.
+# Remove it once no such version is served (``tests/test_pipeline_model.py`` pins it).
 
 
 def __getattr__(name: str) -> Any:
-    """The MLflow side moved to :mod:`vigil.pyfunc`; models registered before the move pickled
-    ``vigil.model.VigilPyfuncModel`` by name, so it must still resolve here (lazily: importing
-    MLflow costs a process ~55 MB, and the detector serves without it)."""
+    """Resolve ``vigil.model.VigilPyfuncModel`` for pickles of versions registered before the
+    MLflow side moved to :mod:`vigil.pyfunc` (see the comment above)."""
     if name == "VigilPyfuncModel":
         from vigil.pyfunc import VigilPyfuncModel
 

@@ -3,24 +3,23 @@
 Apart from :mod:`vigil.model` because importing MLflow costs a process ~55 MB of memory: the
 pipelines log and load through this module, while the detector serves the unwrapped
 :class:`~vigil.model.AnomalyModel` without importing MLflow at all (``detector.registry``).
+What both share (aliases, :class:`~vigil.loaded.LoadedModel`, the loading errors) is in
+:mod:`vigil.loaded`; ``vigil.model`` refers to this module only through its pickle shim.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 import mlflow
-from vigil.model import (
-    CHAMPION,
-    AnomalyModel,
-    LoadedModel,
-    ModelLoadError,
-    NoChampionError,
-)
+from vigil.loaded import CHAMPION, LoadedModel, ModelLoadError, NoChampionError
 from vigil.settings import Settings
+
+if TYPE_CHECKING:
+    from vigil.model import AnomalyModel
 
 
 class VigilPyfuncModel(PythonModel):

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from vigil.errors import VigilError
 from vigil.grafana.macros import TimeRange, expand_query
 from vigil.grafana.panels import influx_series
 from vigil.grafana.provisioning import AlertRule
@@ -30,7 +31,7 @@ NORMAL, PENDING, ALERTING, NODATA, ERROR = "Normal", "Pending", "Alerting", "NoD
 LabelKey = tuple[tuple[str, str], ...]
 
 
-class UnsupportedExpression(ValueError):
+class UnsupportedExpression(VigilError, ValueError):
     """The rule uses an expression this evaluator does not implement (named in the message)."""
 
 

@@ -14,13 +14,14 @@ from typing import Any
 
 import yaml
 
+from vigil.errors import VigilError
 from vigil.grafana.build import ALERTING_DIR, DASHBOARDS_DIR, PROVISIONING_DIR, RAW_DS_UID, VIGIL_DS_UID
 from vigil.settings import Settings
 
 DATASOURCES_DIR = PROVISIONING_DIR / "datasources"
 
 
-class ProvisioningError(ValueError):
+class ProvisioningError(VigilError, ValueError):
     """A provisioning file is malformed (names the file and what is wrong)."""
 
 

@@ -18,14 +18,11 @@ for bit (``tests/test_online_batch.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vigil.online.hst_arrays import HstArrays
-
-if TYPE_CHECKING:
-    from vigil.online.detector import OnlineDetector, OnlineScore
+from vigil.online.state import OnlineModel, OnlineScore
 
 #: Contributions reported per row (the top features of a prediction).
 TOP_K = 3
@@ -47,8 +44,6 @@ class BatchScores:
 
     def row(self, i: int) -> OnlineScore:
         """Row ``i`` as the per-row API returns it (only the top features as contributions)."""
-        from vigil.online.detector import OnlineScore
-
         k = int(np.count_nonzero(self.top_features[i] != ""))
         return OnlineScore(
             score=float(self.score[i]),
@@ -91,7 +86,7 @@ def _abs_finite(x: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(x), np.abs(x), 0.0)
 
 
-def score_batch(det: OnlineDetector, x: np.ndarray) -> BatchScores:
+def score_batch(det: OnlineModel, x: np.ndarray) -> BatchScores:
     """Score every row of ``x`` (rows × ``det.feature_names``, NaN = missing) without learning."""
     x = np.asarray(x, dtype=float)
     if x.ndim != 2 or x.shape[1] != len(det.feature_names):
@@ -102,27 +97,28 @@ def score_batch(det: OnlineDetector, x: np.ndarray) -> BatchScores:
     n = len(x)
     if n <= SMALL_BATCH:
         return _score_rows(det, x)
-    z = det._scaler.zscores_matrix(x)  # noqa: SLF001 - the detector's own parts
+    p = det.parts
+    z = p.scaler.zscores_matrix(x)
     squashed = np.clip((z + c.scale_clip) / (2 * c.scale_clip), 0.0, 1.0)  # NaN stays NaN (missing)
-    raw = HstArrays.from_river(det._hst, det.feature_names).score(squashed)  # noqa: SLF001
+    raw = HstArrays.from_river(p.trees, det.feature_names).score(squashed)
     # the "extreme" member: the largest |x| of the named features, else the largest |z|
-    if det._extreme_features:  # noqa: SLF001
-        cols = [det.feature_names.index(f) for f in det._extreme_features]  # noqa: SLF001
+    if p.extreme_features:
+        cols = [det.feature_names.index(f) for f in p.extreme_features]
         extreme = np.max(_abs_finite(x[:, cols]), axis=1, initial=0.0)
     else:
         extreme = np.max(_abs_finite(z), axis=1, initial=0.0)
     if c.calibration == "rank":
-        if len(det._ranks) >= c.calibration_min_history:  # noqa: SLF001
+        if len(p.ranks) >= c.calibration_min_history:
             ext: list[np.ndarray] = []
             if c.extreme_member == "extreme":
-                if det._member_ranks:  # noqa: SLF001
-                    for f, ranks in det._member_ranks.items():  # noqa: SLF001
+                if p.member_ranks:
+                    for f, ranks in p.member_ranks.items():
                         ext.append(ranks.rank_many(_abs_finite(x[:, det.feature_names.index(f)])))
                 else:
-                    ext.append(det._ext_ranks.rank_many(extreme))  # noqa: SLF001
+                    ext.append(p.extreme_ranks.rank_many(extreme))
             members = []
             if c.hst_member:
-                hst = det._ranks.rank_many(raw / (1.0 + c.hst_record_margin))  # noqa: SLF001
+                hst = p.ranks.rank_many(raw / (1.0 + c.hst_record_margin))
                 if c.hst_gate > 0 and ext:
                     hst = np.where(np.max(np.vstack(ext), axis=0) >= c.hst_gate, hst, 0.0)
                 members.append(hst)
@@ -139,7 +135,7 @@ def score_batch(det: OnlineDetector, x: np.ndarray) -> BatchScores:
         else:
             score = np.zeros(n)
     elif c.calibration == "likelihood":
-        score = np.array([det._likelihood.calibrate(float(r)) for r in raw])  # noqa: SLF001
+        score = np.array([p.likelihood.calibrate(float(r)) for r in raw])
     else:
         score = raw
     warm = det.n_seen < c.warmup
@@ -163,7 +159,7 @@ def score_batch(det: OnlineDetector, x: np.ndarray) -> BatchScores:
 SMALL_BATCH = 8
 
 
-def _score_rows(det: OnlineDetector, x: np.ndarray) -> BatchScores:
+def _score_rows(det: OnlineModel, x: np.ndarray) -> BatchScores:
     """:func:`score_batch` through :meth:`OnlineDetector.score`, one row at a time (same results)."""
     names = det.feature_names
     rows = [det.score({f: float(v) for f, v in zip(names, r, strict=True) if not np.isnan(v)}) for r in x]
@@ -188,7 +184,7 @@ def _score_rows(det: OnlineDetector, x: np.ndarray) -> BatchScores:
     )
 
 
-def learn_batch(det: OnlineDetector, x: np.ndarray, scores: BatchScores, mask: np.ndarray) -> int:
+def learn_batch(det: OnlineModel, x: np.ndarray, scores: BatchScores, mask: np.ndarray) -> int:
     """Learn the rows of ``x`` where ``mask`` holds, in order, each with its batch score; returns
     how many were passed to :meth:`OnlineDetector.learn` (which skips rows it flagged)."""
     names = det.feature_names

@@ -20,22 +20,10 @@ from river.anomaly import HalfSpaceTrees
 from vigil.online.batch import BatchScores, learn_batch, score_batch
 from vigil.online.config import OnlineConfig
 from vigil.online.scaler import EwStandardScaler
+from vigil.online.state import OnlineParts, OnlineScore
 from vigil.online.threshold import RollingQuantile, ScoreLikelihood
 
 CHECKPOINT_VERSION = 1
-
-
-@dataclass
-class OnlineScore:
-    """One scored point. ``contributions`` holds (feature, share of |z|), largest first."""
-
-    score: float
-    threshold: float
-    is_anomaly: bool
-    contributions: list[tuple[str, float]]
-    raw_score: float = 0.0  # the HalfSpaceTrees score before calibration
-    warmup: bool = False  # True while the model has seen fewer than config.warmup points
-    extreme_score: float = 0.0  # the largest |z| over features (the "extreme" ensemble member)
 
 
 @dataclass
@@ -113,6 +101,20 @@ class OnlineDetector:
     def n_learned(self) -> int:
         """Points the trees and scaler actually learned from."""
         return self._state.n_learned
+
+    @property
+    def parts(self) -> OnlineParts:
+        """The model's parts (scaler, trees, calibration histories), for the batch path to score
+        with; read them, never change them (only :meth:`learn` does)."""
+        return OnlineParts(
+            scaler=self._scaler,
+            trees=self._hst,
+            extreme_features=self._extreme_features,
+            ranks=self._ranks,
+            extreme_ranks=self._ext_ranks,
+            member_ranks=self._member_ranks,
+            likelihood=self._likelihood,
+        )
 
     @property
     def threshold(self) -> float:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import psutil
 
+from vigil.errors import VigilError
 
-class ServiceError(RuntimeError):
+
+class ServiceError(VigilError, RuntimeError):
     """A service could not be started or did not become healthy."""
 
 
