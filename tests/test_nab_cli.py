@@ -1,8 +1,9 @@
-"""``vigil evaluate nab`` end to end on two short series cut from /work/shared/nab."""
+"""``vigil evaluate nab`` end to end on two short series cut from the shared NAB corpus."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory):
 def test_cli_writes_every_output(cli_run):
     data, out, result = cli_run
     assert result.exit_code == 0, result.output
+    assert re.search(
+        r"took \d+ s with \d+ worker\(s\); load [\d.]+/[\d.]+/[\d.]+ on \d+ cores", result.output
+    )
     for name, rows in CUTS.items():
         csv = out / "vigil" / CAT / f"vigil_{name}"
         frame = pd.read_csv(csv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import click
@@ -46,6 +47,7 @@ def nab(data_dir: Path, out_dir: Path, only: tuple[str, ...], no_plots: bool, wo
 
     if not data_dir.is_dir():
         raise click.BadParameter(f"{data_dir} is not a folder", param_hint="--data")
+    began = time.monotonic()
     try:
         evaluate_nab(
             data_dir,
@@ -58,3 +60,9 @@ def nab(data_dir: Path, out_dir: Path, only: tuple[str, ...], no_plots: bool, wo
         )
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    # a figure names its conditions: the machine is shared, and a busy one runs slower
+    one, five, fifteen = os.getloadavg()
+    click.echo(
+        f"took {time.monotonic() - began:.0f} s with {workers} worker(s); "
+        f"load {one:.1f}/{five:.1f}/{fifteen:.1f} on {os.cpu_count()} cores"
+    )

@@ -1,4 +1,4 @@
-"""NAB's scoring, re-implemented from ``/work/shared/nab/SCORING.md``.
+"""NAB's scoring, re-implemented from the corpus' ``SCORING.md`` (NAB's scoring rules).
 
 Per row a position weight (scaled sigmoid of the relative position to the current or
 previous window); per threshold: each window scores its earliest detection (or

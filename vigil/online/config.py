@@ -1,10 +1,9 @@
 """Every tunable of the online model, with its default, in one place.
 
-The defaults serve the fleet-wide detector under its per-sample cost budget (< ~100 µs
-for score + learn); they were first chosen on the NAB subset in ``/work/shared/nab``.
-``vigil evaluate nab`` runs a documented NAB profile of this config
-(``pipelines.nab.runner.nab_online_config``: record threshold, named extreme members);
-fields added since default to the earlier behaviour, so the detector is unchanged.
+The defaults serve the fleet-wide detector (the fleet model of :mod:`vigil.decision`, which
+only confirms the champion) under its per-sample cost budget (< ~100 µs for score + learn).
+``vigil evaluate nab`` runs these same defaults through the serving path; there is no NAB
+profile.
 """
 
 from __future__ import annotations
