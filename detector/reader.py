@@ -186,13 +186,7 @@ class RawReader:
             frame = self._clean(name, frame)
             if not frame.empty:
                 frame = self.future.exclude(name, frame)  # found earlier stamped in the future
-                frame, report = guard_group(
-                    name,
-                    frame,
-                    now_ns=now_ns,
-                    interval_s=self.settings.feature_interval_s,
-                    config=self.quality,
-                )
+                frame, report = self._guard(name, frame, now_ns)
                 reports.append(report)
             rows += len(frame)
             out[name] = per_interval(name, frame, self.settings.feature_interval_s)
@@ -232,15 +226,14 @@ class RawReader:
             frame = self._clean(name, self.shard.filter(frame))
             frame = self.future.remember(name, frame)
             if not frame.empty:
-                _, report = guard_group(
-                    name,
-                    frame,
-                    now_ns=now_ns,
-                    interval_s=self.settings.feature_interval_s,
-                    config=self.quality,
-                )
-                reports.append(report)
+                reports.append(self._guard(name, frame, now_ns)[1])
         return QualityReport.merge(reports)
+
+    def _guard(self, name: str, frame: pd.DataFrame, now_ns: int) -> tuple[pd.DataFrame, QualityReport]:
+        """The data-quality guard with this reader's interval and bounds (one call for both reads)."""
+        return guard_group(
+            name, frame, now_ns=now_ns, interval_s=self.settings.feature_interval_s, config=self.quality
+        )
 
     def _expected_per_cell(self) -> int:
         """Points one series sends per feature interval: interval / collection interval (>= 1)."""
