@@ -1,6 +1,6 @@
 """How reliable is the live stress suite? Run it several times in a row and print the pass rate.
 
-Each run is exactly the README's live test (``pytest -m live tests/test_stress_live.py``: seed,
+Each run is exactly the README's live test (``pytest -m live tests/live/test_stress_live.py``: seed,
 train and promote a champion, start the collector and the detector on this machine, run every
 scenario) in a fresh process with fresh services. For each run: pass or fail, the failing
 scenarios, the peak combined score of ``normal_busy_period`` (the one that must stay quiet;
@@ -43,7 +43,7 @@ def run_once(i: int, out: Path) -> dict:
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/test_stress_live.py",
+            "tests/live/test_stress_live.py",
         ],
         cwd=ROOT,
         env=env,

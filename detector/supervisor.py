@@ -8,7 +8,7 @@ with ``VIGIL_SHARD_INDEX`` / ``VIGIL_SHARD_COUNT`` set, and keeps them running:
 
 * a worker that exits (crash, ``kill -9``, out of memory) is started again after a back-off
   (1 s, doubling to 30 s while it keeps dying within a minute); it resumes from its own
-  checkpoint, so nothing is lost or scored twice (``tests/test_detector_workers.py``);
+  checkpoint, so nothing is lost or scored twice (``tests/integration/test_detector_workers.py``);
 * SIGTERM or SIGINT is forwarded to every worker, which drains, checkpoints and exits; workers
   still running after ``stop_timeout_s`` are killed;
 * each worker dies with the supervisor (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the

@@ -28,7 +28,7 @@ anomalous; the alarm budget then holds only if they are rarer than the budget. T
 is logged to MLflow (``trimmed_train_fraction``, ``trimmed_val_fraction``) so a fleet where it is
 large shows.
 
-``tests/test_robust_training.py`` checks the effect on the threshold: 5 % of the training and
+``tests/unit/test_robust_training.py`` checks the effect on the threshold: 5 % of the training and
 validation rows contaminated by unlabelled anomalies (three features 10 sigmas off, in windows)
 move the alarm-budget threshold by less than 5 % (relative) for every family — measured 0.3 %
 (Gaussian mixture), 2.7 % (isolation forest), 0.4 % (LOF) — where without trimming they move it

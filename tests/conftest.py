@@ -1,102 +1,44 @@
-"""Session fixtures: real InfluxDB and MLflow servers on free loopback ports, cleaned up after."""
+"""What every test shares: a quiet environment, and a marker for the kind of test from its folder.
+
+The tests are sorted by what they need (docs/architecture.md):
+
+* ``tests/unit`` — no server: pure functions, files, in-process DAG parsing (``pytest -m unit``);
+* ``tests/integration`` — real InfluxDB, MLflow, Spark and Airflow started on free loopback ports
+  (``tests/support/servers.py``);
+* ``tests/live`` — the stress suite against the live local stack; it measures this machine, so the
+  default options deselect it and ``scripts/test.sh`` runs it first, by itself (``-m live``).
+
+``tests/support`` holds the helpers they import (``from support.detector_support import ...``).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# Before any test module imports great_expectations or mlflow.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from vigil.influx import InfluxClient  # noqa: E402
-from vigil.settings import Settings  # noqa: E402
-from vigil.stack.influxdb import start_influxdb  # noqa: E402
-from vigil.stack.mlflow_server import start_mlflow  # noqa: E402
-from vigil.stack.process import ProcessRecord, free_port, stop_process  # noqa: E402
+HERE = Path(__file__).resolve().parent
+#: The folders of tests, each its marker.
+KINDS = ("unit", "integration", "live")
 
 
-@pytest.fixture(scope="session")
-def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("services")
+def kind_of(path: Path) -> str | None:
+    """The kind of a test file: the first folder under ``tests/`` (None outside the kinds)."""
+    try:
+        folder = path.resolve().relative_to(HERE).parts[0]
+    except ValueError:
+        return None
+    return folder if folder in KINDS else None
 
 
-@pytest.fixture(scope="session")
-def influx_server(services_dir: Path) -> Iterator[ProcessRecord]:
-    """A real influxd on a free port with a temporary data folder."""
-    record = start_influxdb(services_dir, free_port(), free_port())
-    yield record
-    stop_process(record)
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(services_dir: Path) -> Iterator[ProcessRecord]:
-    """A real MLflow tracking server (SQLite, local artifacts) on a free port."""
-    record = start_mlflow(services_dir, free_port(), timeout_s=240)  # slow to boot on a busy 2-core box
-    yield record
-    stop_process(record)
-
-
-@pytest.fixture(scope="session")
-def settings(influx_server: ProcessRecord, services_dir: Path) -> Settings:
-    """Settings pointing at the session's InfluxDB (MLflow is added by ``mlflow_settings``)."""
-    return Settings(
-        _env_file=None,
-        run_dir=services_dir / "run",
-        influx_port=influx_server.port,
-        influx_backoff_s=0.2,
-        influx_retries=3,
-    )
-
-
-@pytest.fixture(scope="session")
-def mlflow_settings(settings: Settings, mlflow_server: ProcessRecord) -> Settings:
-    return settings.model_copy(update={"mlflow_port": mlflow_server.port})
-
-
-@pytest.fixture()
-def influx(settings: Settings) -> InfluxClient:
-    return InfluxClient(settings=settings)
-
-
-@pytest.fixture()
-def fresh_db(influx: InfluxClient, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A database of its own for one test, dropped afterwards."""
-    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50]
-    influx.create_database(name)
-    yield name
-    influx.drop_database(name)
-
-
-@pytest.fixture(scope="session")
-def grafana_history(settings: Settings):
-    """Seeded raw + Vigil history in databases of their own (for the Grafana/dashboard checks)."""
-    from grafana_history import drop, seed
-
-    client = InfluxClient(settings=settings)
-    history = seed(client, settings, "g_raw", "g_vigil")
-    yield history
-    drop(client, history.raw_db, history.vigil_db)
-
-
-@pytest.fixture(scope="session")
-def grafana_settings(settings: Settings, grafana_history) -> Settings:
-    """Settings whose raw/vigil databases are the seeded Grafana history's."""
-    return settings.model_copy(
-        update={"influx_raw_db": grafana_history.raw_db, "influx_vigil_db": grafana_history.vigil_db}
-    )
-
-
-@pytest.fixture(scope="session")
-def airflow_stack(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
-    """A real ``airflow standalone`` (stack manager code) whose tasks use the session's InfluxDB/MLflow.
-
-    Yields ``(settings, AirflowClient)``; shared by the REST, CLI and browser tests (start ~60-90 s).
-    """
-    from airflow_stack import run_airflow, stack_settings
-
-    settings = stack_settings(mlflow_settings, tmp_path_factory.mktemp("stack"))
-    for client in run_airflow(settings):
-        yield settings, client
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = kind_of(Path(str(item.fspath)))
+        if kind is not None:
+            item.add_marker(getattr(pytest.mark, kind))

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 #: How far beyond its own threshold one model must be to alarm without the other's agreement.
-#: Chosen on seeded history (tests/test_detector_e2e.py): IsolationForest scores are compressed
+#: Chosen on seeded history (tests/integration/test_detector_e2e.py): IsolationForest scores are compressed
 #: (a seeded anomaly sits 10-25 % above the threshold), so a larger margin loses real alarms
 #: while 1.0 (plain OR) lets each model's false positives through.
 CONVICTION = 1.15

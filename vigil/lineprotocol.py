@@ -1,7 +1,7 @@
 """InfluxDB line protocol: escaping, serialising and strict parsing.
 
 Escaping follows what InfluxDB 1.x really stores (checked against 1.6.7 by
-``tests/test_influx_client.py``): commas, spaces and equals signs are escaped
+``tests/integration/test_influx_client.py``): commas, spaces and equals signs are escaped
 with a backslash in tags; a backslash itself is stored literally and cannot be
 escaped, so a key or value where a backslash would swallow the next delimiter
 (trailing backslash, backslash before ``,``/``=``/space) or that holds a

@@ -230,7 +230,7 @@ def empty_predictions() -> pd.DataFrame:
 # unpickling them looks that name up here. It resolves lazily (importing MLflow costs a process
 # ~55 MB, and the detector serves without it). This is the only import of ``vigil.pyfunc`` from
 # this module; ``vigil.pyfunc`` itself imports only ``vigil.loaded``, so there is no cycle.
-# Remove it once no such version is served (``tests/test_pipeline_model.py`` pins it).
+# Remove it once no such version is served (``tests/integration/test_pipeline_model.py`` pins it).
 
 
 def __getattr__(name: str) -> Any:

@@ -46,7 +46,7 @@ class BaselineConfig:
     clip_z: float = 4.0  # deviations beyond this many sigmas count as abnormal for the baseline
     slow_factor: float = 20.0  # abnormal points move the baseline this many times more slowly
     #: seconds before a host's baseline is trusted (it may not alarm before): 5 min.
-    #: Equal to the ``warmup_s`` setting's default (tests/test_settings.py checks). 3 min was
+    #: Equal to the ``warmup_s`` setting's default (tests/unit/test_settings.py checks). 3 min was
     #: tried in the demo: the host left warm-up before its baseline had seen one of this VM's
     #: periodic disk-read bursts (page cache dropped every few minutes) and alarmed on the next one.
     warmup_s: float = 300.0

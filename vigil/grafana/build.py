@@ -44,7 +44,7 @@ def q(name: str) -> str:
 HOST_FILTER = f"{q(s.HOST_TAG)} =~ /^$host$/"
 #: What pages is the combined decision (vigil.decision): every query that reads ``is_anomaly`` keeps
 #: to ``source = 'combined'``, so one model's solo flag never alerts, annotates or counts as an
-#: anomaly (tests/test_grafana_combined_only.py reads every generated query for it).
+#: anomaly (tests/unit/test_grafana_combined_only.py reads every generated query for it).
 COMBINED_SOURCE = "combined"
 COMBINED_FILTER = f"{q('source')} = '{COMBINED_SOURCE}'"
 

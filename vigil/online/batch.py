@@ -12,7 +12,7 @@ per-row :meth:`OnlineDetector.learn` (which still refuses flagged rows). For row
 interval across hosts that is the natural order — no host's point helps score another
 host's point of the same instant — and it makes the scores independent of how hosts
 are ordered. Each row's score equals :meth:`OnlineDetector.score` on that state, bit
-for bit (``tests/test_online_batch.py``).
+for bit (``tests/unit/test_online_batch.py``).
 """
 
 from __future__ import annotations

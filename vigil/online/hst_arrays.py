@@ -9,7 +9,7 @@ copies their splits and masses into arrays (heap order: the children of node ``i
 
 The result is *exactly* River's: the same walk (stop below ``size_limit``, a missing
 feature goes to the child with the larger ``l_mass``), and the score is a sum of integers
-times powers of two, so there is no rounding to differ in (``tests/test_online_batch.py``
+times powers of two, so there is no rounding to differ in (``tests/unit/test_online_batch.py``
 compares every row with ``score_one``).
 
 >>> import random

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from browser_support import chromium, wait
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from support.browser_support import chromium, wait
 
 from pipelines.mlflow_logging import (
     DATASET_NAME,

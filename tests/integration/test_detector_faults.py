@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import pandas as pd
-from detector_support import detector_settings, predictions, stats
+from support.detector_support import detector_settings, predictions, stats
 
 from detector.service import Detector
 from vigil.influx import InfluxClient

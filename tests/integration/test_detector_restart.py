@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from detector_support import detector_settings, predictions, stats
+from support.detector_support import detector_settings, predictions, stats
 
 from detector.service import Detector
 from vigil.influx import InfluxClient

@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 import pandas as pd
-from detector_support import detector_settings, fit_model, predictions, register_champion
 from mlflow.tracking import MlflowClient
+from support.detector_support import detector_settings, fit_model, predictions, register_champion
 
 import mlflow
 from detector.service import Detector

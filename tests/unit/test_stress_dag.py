@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import copy
 
-import airflow_support  # noqa: F401  (sets AIRFLOW_HOME before airflow is imported)
 import pytest
-from airflow.dag_processing.dagbag import BundleDagBag
 from airflow.sdk.exceptions import ParamValidationError
 
 from stress.scenarios import SCENARIO_NAMES
 
 
 @pytest.fixture(scope="module")
-def dag():
-    bag = BundleDagBag(dag_folder=str(airflow_support.DAGS_FOLDER), bundle_path=airflow_support.DAGS_FOLDER)
+def dag(dagbag):  # the unit conftest's, parsed once per session
+    bag = dagbag
     assert not [path for path in bag.import_errors if "stress" in path], bag.import_errors
     return bag.dags["vigil_stress_scenario"]
 

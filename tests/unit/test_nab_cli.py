@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from shared_data import SHARED
+from support.shared_data import SHARED
 
 from vigil.cli import main
 

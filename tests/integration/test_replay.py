@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from detector_support import detector_settings, fit_model, predictions
+from support.detector_support import detector_settings, fit_model, predictions
 
 from detector.service import Detector
 from stress.replay import NS, Perturbation, plan_replay, replay_run

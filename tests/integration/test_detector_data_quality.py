@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from detector_support import detector_settings, fresh_databases, predictions, stats
 from prometheus_client.parser import text_string_to_metric_families
+from support.detector_support import detector_settings, fresh_databases, predictions, stats
 
 from detector.service import Detector
 from vigil import schema

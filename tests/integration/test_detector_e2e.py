@@ -11,7 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from detector_support import detector_settings, fit_model, fresh_databases, predictions, register_champion
+from support.detector_support import (
+    detector_settings,
+    fit_model,
+    fresh_databases,
+    predictions,
+    register_champion,
+)
 
 from detector.service import Detector
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline

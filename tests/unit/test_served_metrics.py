@@ -1,6 +1,6 @@
 """The served judgement's figures (pipelines/served.py) on a hand-made combined frame, and the
 promotion gate's rules on hand-made figures (no services: the replay itself is tested in
-tests/test_pipeline_labelfree.py)."""
+tests/integration/test_pipeline_labelfree.py)."""
 
 from __future__ import annotations
 

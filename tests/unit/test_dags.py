@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import copy
 
-import airflow_support  # noqa: F401  (sets AIRFLOW_HOME before airflow is imported)
 import pytest
-from airflow.dag_processing.dagbag import BundleDagBag, DagBag
+from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
 
 from vigil.settings import Settings
 
 DAG_IDS = {"vigil_retrain", "vigil_drift_monitor", "vigil_rollback"}
-
-
-@pytest.fixture(scope="module")
-def dagbag() -> DagBag:
-    # BundleDagBag puts the DAGs folder on sys.path, as the dag-processor does (for dags/_common.py).
-    return BundleDagBag(dag_folder=str(airflow_support.DAGS_FOLDER), bundle_path=airflow_support.DAGS_FOLDER)
 
 
 def test_dagbag_loads_without_import_errors(dagbag: DagBag) -> None:

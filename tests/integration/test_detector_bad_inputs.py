@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pytest
-from detector_support import detector_settings, fresh_databases, predictions
+from support.detector_support import detector_settings, fresh_databases, predictions
 
 from detector.service import Detector
 from vigil.influx import InfluxClient, InfluxError

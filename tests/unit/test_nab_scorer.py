@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from shared_data import SHARED
+from support.shared_data import SHARED
 
 from pipelines.nab.data import load_corpus, probation_rows, window_indices
 from pipelines.nab.scorer import PROFILES, file_layout, normalise, optimise, raw_score_at, scaled_sigmoid

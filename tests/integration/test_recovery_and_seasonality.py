@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from detector_support import fit_model
-from seeded_jobs import DAY, Load, serve, write_host
+from support.detector_support import fit_model
+from support.seeded_jobs import DAY, Load, serve, write_host
 
 from vigil.features import BASE_METRIC_NAMES, FeaturePipeline
 from vigil.influx import InfluxClient

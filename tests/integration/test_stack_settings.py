@@ -1,7 +1,7 @@
 """Restarts keep their settings: ``vigil up`` records what each service was started with and reuses it.
 
 Real processes through the real CLI (as a user would run them), temporary run folders and free
-ports, like tests/test_stack.py. The scenario of issue 21: the demo starts the collector and the
+ports, like tests/integration/test_stack.py. The scenario of issue 21: the demo starts the collector and the
 detector at 5 s; the detector is killed with SIGKILL; ``vigil up`` from a plain shell (none of the
 demo's settings in its environment) must bring it back at 5 s, with no gap in its predictions and
 no duplicate warning.

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from shared_data import SHARED
+from support.shared_data import SHARED
 
 from vigil import schema as s
 from vigil.grafana import build

@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import psutil
 import requests
-from detector_support import detector_settings, fresh_databases, predictions
+from support.detector_support import detector_settings, fresh_databases, predictions
 
 from detector.sharding import shard_of
 from detector.state import load_checkpoint

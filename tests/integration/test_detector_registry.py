@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from support.detector_support import ZeroScoreModel, fit_model, register_champion
 
 import mlflow
 from detector.champion import ChampionWatcher
 from detector.registry import RegistryError, resolve_version
-from tests.detector_support import ZeroScoreModel, fit_model, register_champion
 from vigil.features import FEATURE_COLUMNS
 from vigil.model import AnomalyModel
 from vigil.settings import Settings

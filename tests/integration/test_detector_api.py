@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import requests
 import schemathesis
-from detector_support import detector_settings, fit_model, predictions
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
+from support.detector_support import detector_settings, fit_model, predictions
 
 from detector.api import build_app, serve_detector
 from detector.labels_api import labels_router

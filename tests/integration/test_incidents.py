@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from detector_support import detector_settings
+from support.detector_support import detector_settings
 
 from detector.incidents import BUNDLE_FILES, IncidentRecorder, read_raw_events
 from detector.service import NS, Detector

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
-from detector_support import detector_settings, predictions
+from support.detector_support import detector_settings, predictions
 
 from detector.service import Detector
 from detector.sharding import shard_of

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import airflow_support
 import pytest
+from support import airflow_support
 
 from vigil.influx import InfluxClient
 from vigil.settings import Settings
