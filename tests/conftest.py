@@ -11,11 +11,11 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+from toolkit.stack.influxdb import start_influxdb  # noqa: E402
+from toolkit.stack.mlflow_server import start_mlflow  # noqa: E402
 from vigil.influx import InfluxClient  # noqa: E402
+from vigil.processes import ProcessRecord, free_port, stop_process  # noqa: E402
 from vigil.settings import Settings  # noqa: E402
-from vigil.stack.influxdb import start_influxdb  # noqa: E402
-from vigil.stack.mlflow_server import start_mlflow  # noqa: E402
-from vigil.stack.process import ProcessRecord, free_port, stop_process  # noqa: E402
 
 
 @pytest.fixture(scope="session")

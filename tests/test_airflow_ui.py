@@ -19,7 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 
 from pipelines.search import SKLEARN_FAMILIES
-from vigil.airflow_client import AirflowClient, admin_password
+from toolkit.airflow_client import AirflowClient, admin_password
 from vigil.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow

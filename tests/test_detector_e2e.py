@@ -16,7 +16,7 @@ from detector_support import detector_settings, fit_model, fresh_databases, pred
 from detector.service import Detector
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline
 from vigil.influx import InfluxClient
-from vigil.seed import seed_history
+from vigil.synthetic import seed_history
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 HOURS = 3.0
