@@ -1,36 +1,138 @@
 """The ``vigil`` command: one entry point, each sub-command living next to the code it runs.
 
-Sub-commands are imported lazily so ``vigil status`` does not pay for importing
-Spark, MLflow and Airflow, and so the core package does not import
-``pipelines``/``detector``/``stress`` (imports point the other way).
+The command is tooling, the top layer, so it imports every part's CLI, each by a plain import
+statement (so ``lint-imports`` sees the dependency), but inside a loader that runs only when its
+sub-command is used:
+
+* ``vigil status`` does not pay for importing Spark, MLflow and Airflow (``pipelines.backtest``
+  alone takes seconds and hundreds of MB);
+* ``detector.cli`` makes its process lean on import (``detector.lean``: pyarrow and SQLAlchemy
+  kept out), which must happen only in the detector's own process, and the detector's worker
+  processes (``python -m toolkit.cli detector run``) must not import the other parts.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
+from collections.abc import Callable
 
 import click
 
-#: command name -> "module:attribute" of a click command or group.
-COMMANDS: dict[str, str] = {
-    "up": "toolkit.stack.cli:up",
-    "down": "toolkit.stack.cli:down",
-    "status": "toolkit.stack.cli:status",
-    "collect": "toolkit.collector.cli:collect",
-    "seed": "toolkit.seed.cli:seed",
-    "pipeline": "pipelines.cli:pipeline",
-    "retrain": "toolkit.airflow_client:retrain_command",
-    "detector": "detector.cli:detector",
-    "stress": "stress.cli:stress",
-    "demo": "toolkit.demo:demo",
-    "dashboard": "toolkit.dashboard.cli:dashboard",
-    "evaluate": "pipelines.nab.cli:evaluate",
-    "incidents": "detector.incidents_cli:incidents",
-    "label": "detector.labels_cli:label",
-    "replay": "stress.replay:replay",
-    "backtest": "pipelines.backtest:backtest_command",
+
+def _up() -> click.Command:
+    from toolkit.stack.cli import up
+
+    return up
+
+
+def _down() -> click.Command:
+    from toolkit.stack.cli import down
+
+    return down
+
+
+def _status() -> click.Command:
+    from toolkit.stack.cli import status
+
+    return status
+
+
+def _collect() -> click.Command:
+    from toolkit.collector.cli import collect
+
+    return collect
+
+
+def _seed() -> click.Command:
+    from toolkit.seed.cli import seed
+
+    return seed
+
+
+def _pipeline() -> click.Command:
+    from pipelines.cli import pipeline
+
+    return pipeline
+
+
+def _retrain() -> click.Command:
+    from toolkit.airflow_client import retrain_command
+
+    return retrain_command
+
+
+def _detector() -> click.Command:
+    from detector.cli import detector
+
+    return detector
+
+
+def _stress() -> click.Command:
+    from stress.cli import stress
+
+    return stress
+
+
+def _demo() -> click.Command:
+    from toolkit.demo import demo
+
+    return demo
+
+
+def _dashboard() -> click.Command:
+    from toolkit.dashboard.cli import dashboard
+
+    return dashboard
+
+
+def _evaluate() -> click.Command:
+    from pipelines.nab.cli import evaluate
+
+    return evaluate
+
+
+def _incidents() -> click.Command:
+    from detector.incidents_cli import incidents
+
+    return incidents
+
+
+def _label() -> click.Command:
+    from detector.labels_cli import label
+
+    return label
+
+
+def _replay() -> click.Command:
+    from stress.replay import replay
+
+    return replay
+
+
+def _backtest() -> click.Command:
+    from pipelines.backtest import backtest_command
+
+    return backtest_command
+
+
+#: command name -> the loader of its click command or group.
+COMMANDS: dict[str, Callable[[], click.Command]] = {
+    "up": _up,
+    "down": _down,
+    "status": _status,
+    "collect": _collect,
+    "seed": _seed,
+    "pipeline": _pipeline,
+    "retrain": _retrain,
+    "detector": _detector,
+    "stress": _stress,
+    "demo": _demo,
+    "dashboard": _dashboard,
+    "evaluate": _evaluate,
+    "incidents": _incidents,
+    "label": _label,
+    "replay": _replay,
+    "backtest": _backtest,
 }
 
 
@@ -38,23 +140,11 @@ class LazyGroup(click.Group):
     """A click group that imports a sub-command only when it is used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name, target in COMMANDS.items() if _module_exists(target.split(":")[0]))
+        return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module_name, attr = target.split(":")
-        if not _module_exists(module_name):
-            return None
-        return getattr(importlib.import_module(module_name), attr)
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
+        loader = COMMANDS.get(cmd_name)
+        return None if loader is None else loader()
 
 
 @click.group(cls=LazyGroup)
