@@ -15,8 +15,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 ROOT = Path(__file__).resolve().parent
-#: Packages whose doctests run (the core and the product parts; ``dags/`` has none).
-DOCTEST_PACKAGES = ("vigil", "detector", "pipelines", "stress")
+#: Packages whose doctests run (the core, the product parts and the tooling; ``dags/`` has none).
+DOCTEST_PACKAGES = ("vigil", "detector", "pipelines", "stress", "toolkit")
 
 
 def has_doctest(path: Path) -> bool:

@@ -50,13 +50,13 @@ import numpy as np
 import pandas as pd
 from conditions import header, load
 
+from toolkit.stack.influxdb import start_influxdb
+from toolkit.stack.mlflow_server import start_mlflow
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
 from vigil.model import AnomalyModel, SklearnScorer
+from vigil.processes import free_port, stop_process
 from vigil.settings import Settings
-from vigil.stack.influxdb import start_influxdb
-from vigil.stack.mlflow_server import start_mlflow
-from vigil.stack.process import free_port, stop_process
 
 INTERVAL_S = 10
 #: The least catch-up the bench times by default: intervals, and host-intervals (whichever is more).

@@ -1,8 +1,8 @@
 """Does the detector keep up with the fleet? Each load mode against a real detector subprocess.
 
 For every mode (``vigil stress load --mode``): a fresh pair of databases in a fresh InfluxDB
-(vigil.stack.influxdb, free loopback ports), a fresh detector subprocess
-(``python -m vigil.cli detector run``, online-only: no MLflow listens on its port), the
+(toolkit.stack.influxdb, free loopback ports), a fresh detector subprocess
+(``python -m toolkit.cli detector run``, online-only: no MLflow listens on its port), the
 synthetic fleet for ``--duration`` seconds, then wait for the detector to score the last
 interval. Sampled once a second from the detector's ``/health`` and ``/metrics`` and psutil:
 
@@ -44,11 +44,11 @@ from conditions import load as load_average  # noqa: E402
 
 from stress.detector_process import DetectorProcess, start_detector  # noqa: E402
 from stress.fleet_load import MODES, run_load  # noqa: E402
+from toolkit.stack.influxdb import start_influxdb  # noqa: E402
 from vigil import schema  # noqa: E402
 from vigil.influx import InfluxClient, quote_ident, quote_literal, time_range  # noqa: E402
+from vigil.processes import free_port, stop_process  # noqa: E402
 from vigil.settings import Settings  # noqa: E402
-from vigil.stack.influxdb import start_influxdb  # noqa: E402
-from vigil.stack.process import free_port, stop_process  # noqa: E402
 
 DOC = ROOT / "docs" / "replay_and_load.md"
 PNG = ROOT / "docs" / "replay_and_load_lag.png"

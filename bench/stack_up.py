@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from toolkit.stack import manager
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack import manager
-from vigil.stack.process import free_port
 
 
 def main() -> None:

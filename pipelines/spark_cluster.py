@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from vigil.stack.process import ProcessRecord, free_port, start_process, stop_process, wait_healthy
+from vigil.processes import ProcessRecord, free_port, start_process, stop_process, wait_healthy
 
 
 @dataclass

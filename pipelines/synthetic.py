@@ -3,7 +3,7 @@
 * :func:`synthetic_dataset` — feature rows only: correlated Gaussian z-scores (what per-host
   baselines produce on a healthy fleet), anomalies as windows where a few features of one host
   move by several sigmas. Any size, quickly; no raw frames, so only labelled objectives train on it.
-* :func:`synthetic_history` — the seeder's hosts (:func:`vigil.seed.generate_host`: the history
+* :func:`synthetic_history` — the seeder's hosts (:func:`vigil.synthetic.generate_host`: the history
   ``vigil seed`` writes), turned into raw per-interval frames and through the feature pipeline,
   saved exactly as ``extract`` saves a window (features + raw frames + labels with
   ``source=seed``). What the label-free search and the served evaluation need, without InfluxDB.
@@ -73,8 +73,8 @@ def raw_frames_of_hosts(
     anomalies: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """The seeder's hosts as raw per-interval frames (what ``fetch_raw`` returns) and their labels."""
-    from vigil.seed.history import generate_host, host_names
-    from vigil.seed.lines import DISK, INTERFACE
+    from vigil.synthetic.history import generate_host, host_names
+    from vigil.synthetic.lines import DISK, INTERFACE
 
     start_s = int(pd.Timestamp(start, tz="UTC").value // 1_000_000_000) // interval_s * interval_s
     n = int(hours * 3600 // interval_s)

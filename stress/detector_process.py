@@ -1,4 +1,4 @@
-"""A real detector subprocess (``python -m vigil.cli detector run``) for load runs and their tests.
+"""A real detector subprocess (``python -m toolkit.cli detector run``) for load runs and their tests.
 
 Why a subprocess and not the class in-process: a load test must measure what an operator
 would run — its own interpreter, its own GIL, its RSS — and must not share a core's time
@@ -17,8 +17,8 @@ from typing import Any
 
 import requests
 
+from vigil.processes import ProcessRecord, log_tail, start_process, stop_process, wait_healthy
 from vigil.settings import Settings
-from vigil.stack.process import ProcessRecord, log_tail, start_process, stop_process, wait_healthy
 
 #: Settings passed to the detector subprocess (everything else keeps its default).
 EXPORTED = (
@@ -110,7 +110,7 @@ def start_detector(settings: Settings, name: str = "detector", timeout_s: float 
     url = f"http://{settings.bind_host}:{settings.detector_port}"
     record = start_process(
         name,
-        [sys.executable, "-m", "vigil.cli", "detector", "run"],
+        [sys.executable, "-m", "toolkit.cli", "detector", "run"],
         run_dir=run_dir,
         port=settings.detector_port,
         url=url,

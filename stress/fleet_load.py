@@ -2,8 +2,8 @@
 
 Why a synthetic fleet: the detector's load is hosts x intervals, and one machine cannot host
 thousands of real Telegraf agents. Each synthetic host is the seeder's host
-(:func:`vigil.seed.generate_host`: its own baseline, daily shape and noise, anomaly-free),
-rendered by the seeder's line builder (:func:`vigil.seed.lines.host_lines`), so the
+(:func:`vigil.synthetic.generate_host`: its own baseline, daily shape and noise, anomaly-free),
+rendered by the seeder's line builder (:func:`vigil.synthetic.lines.host_lines`), so the
 measurements, tags, fields and types are exactly what the seeder and the collector write.
 
 Like Telegraf, every host reports once per interval, stamped with the interval boundary
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vigil.influx import InfluxClient
-from vigil.seed import generate_host
-from vigil.seed.history import HostHistory
-from vigil.seed.lines import MEASUREMENTS, host_lines
 from vigil.settings import Settings
+from vigil.synthetic import generate_host
+from vigil.synthetic.history import HostHistory
+from vigil.synthetic.lines import MEASUREMENTS, host_lines
 
 #: Safety bound: no load runs longer than this, whatever is asked.
 MAX_DURATION_S = 3600.0

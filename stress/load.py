@@ -32,8 +32,8 @@ import requests
 from stress.loadgen import assert_loopback_url
 from stress.scenarios import USERS, LoadSpec
 from stress.target_app import target_pidfile
+from vigil.processes import free_port, port_in_use
 from vigil.settings import Settings
-from vigil.stack.process import free_port, port_in_use
 
 STOP_GRACE_S = 5.0
 

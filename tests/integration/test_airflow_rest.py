@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from vigil.airflow_client import AirflowApiError, AirflowClient, TaskChange
+from toolkit.airflow_client import AirflowApiError, AirflowClient, TaskChange
+from toolkit.stack.services import settings_env
 from vigil.settings import PROJECT_ROOT, Settings
-from vigil.stack.services import settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_a_fleet_without_labels_retrains_through_the_rest_api(
 
     from vigil.influx import InfluxClient
     from vigil.schema import LABELS
-    from vigil.seed import seed_history
+    from vigil.synthetic import seed_history
 
     settings, client = airflow_stack
     assert client.import_errors() == []
@@ -134,7 +134,7 @@ def test_vigil_retrain_cli_follows_the_run_and_promotes_a_new_champion(
         [
             sys.executable,
             "-m",
-            "vigil.cli",
+            "toolkit.cli",
             "retrain",
             "--lookback-hours",
             "6",

@@ -19,7 +19,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from support.browser_support import chromium, wait
 
 from pipelines.search import SKLEARN_FAMILIES
-from vigil.airflow_client import AirflowClient, admin_password
+from toolkit.airflow_client import AirflowClient, admin_password
 from vigil.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow

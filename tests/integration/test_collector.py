@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vigil.cli import main
-from vigil.collector import Collector, load_config
+from toolkit.cli import main
+from toolkit.collector import Collector, load_config
 from vigil.influx import InfluxClient, quote_ident
+from vigil.processes import free_port
 from vigil.settings import Settings, get_settings
-from vigil.stack.process import free_port
 
 EXPECTED = {"cpu", "mem", "net", "diskio", "system", "processes", "procstat_lookup"}
 
@@ -56,7 +56,7 @@ def test_collector_survives_unreachable_influxdb_with_a_bounded_buffer(
     dead = Settings(_env_file=None, influx_port=free_port(), influx_timeout_s=1.0)
     config = replace(load_config(dead), buffer_limit=40)
     collector = Collector(dead, config=config)
-    caplog.set_level(logging.DEBUG, logger="vigil.collector")
+    caplog.set_level(logging.DEBUG, logger="toolkit.collector")
     gathered = 0
     for _ in range(4):
         gathered += collector.collect_and_flush()  # must not raise
@@ -92,7 +92,7 @@ def test_refused_points_are_dropped_with_the_server_message(
     buffer.add(["conflict,host=a v=1i 1000000000"])
     assert buffer.flush()
     buffer.add(["conflict,host=a v=1.5 2000000000", "conflict,host=a v=2i 3000000000"])
-    caplog.set_level(logging.ERROR, logger="vigil.collector")
+    caplog.set_level(logging.ERROR, logger="toolkit.collector")
     assert buffer.flush()  # a 4xx is not an outage: the batch is dropped, the loop goes on
     assert buffer.rejected == 2 and len(buffer) == 0
     assert any("field type conflict" in r.getMessage() for r in caplog.records)
@@ -102,7 +102,7 @@ def test_sigterm_stops_the_loop_gracefully(
     settings: Settings, influx: InfluxClient, fresh_db: str, tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", "collect", "--interval", "1", "--db", fresh_db],
+        [sys.executable, "-m", "toolkit.cli", "collect", "--interval", "1", "--db", fresh_db],
         env=_env(settings, tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

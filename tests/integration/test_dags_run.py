@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from support import airflow_support
 
+from toolkit.stack.services import settings_env
 from vigil.influx import InfluxClient
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack.process import free_port
-from vigil.stack.services import settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def dags(env: EnvPatch) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def seeded(run_settings: Settings) -> Iterator[InfluxClient]:
     """SEED_HOURS x SEED_HOSTS of labelled history ending now, in the module's raw database."""
-    from vigil.seed import seed_history
+    from vigil.synthetic import seed_history
 
     client = InfluxClient(settings=run_settings)
     for db in (run_settings.influx_raw_db, run_settings.influx_vigil_db):
@@ -203,7 +203,7 @@ def test_drift_monitor_emits_an_asset_event_on_shifted_data(
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from vigil.seed import seed_history
+    from vigil.synthetic import seed_history
 
     shifted_db = "dagrun_shifted"
     client = InfluxClient(settings=run_settings)
@@ -248,7 +248,7 @@ def test_bad_data_fails_at_validate_without_retry_and_promotes_nothing(
     dags: dict[str, Any], run_settings: Settings, env: EnvPatch
 ) -> None:
     """One host for one hour: too few rows (and too few labels) for the expectations."""
-    from vigil.seed import seed_history
+    from vigil.synthetic import seed_history
 
     bad_db, bad_model = "dagrun_bad", "vigil-dagtest-bad"
     client = InfluxClient(settings=run_settings)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from vigil.cli import main
-from vigil.dashboard.cli import parse_time
-from vigil.grafana.provisioning import load_alert_rules, load_dashboards, panel_targets
+from toolkit.cli import main
+from toolkit.dashboard.cli import parse_time
+from toolkit.grafana.provisioning import load_alert_rules, load_dashboards, panel_targets
 from vigil.settings import get_settings
 
 

@@ -17,7 +17,7 @@ from support.detector_support import detector_settings, fresh_databases, predict
 
 from detector.service import Detector
 from vigil.influx import InfluxClient, InfluxError
-from vigil.stack.process import free_port
+from vigil.processes import free_port
 
 START = pd.Timestamp("2026-04-01T00:00:00Z")
 N = 30  # intervals of 10 s

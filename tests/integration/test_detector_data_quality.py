@@ -30,8 +30,8 @@ from detector.service import Detector
 from vigil import schema
 from vigil.features import FeatureBuilder
 from vigil.influx import InfluxClient, quote_ident
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack.process import free_port
 
 START = pd.Timestamp("2026-05-04T00:00:00Z")
 T0 = int(START.value // 10**9)

@@ -22,7 +22,7 @@ from support.detector_support import (
 from detector.service import Detector
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline
 from vigil.influx import InfluxClient
-from vigil.seed import seed_history
+from vigil.synthetic import seed_history
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 HOURS = 3.0

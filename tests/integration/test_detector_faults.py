@@ -13,10 +13,10 @@ import pandas as pd
 from support.detector_support import detector_settings, predictions, stats
 
 from detector.service import Detector
+from toolkit.stack.influxdb import start_influxdb
 from vigil.influx import InfluxClient
-from vigil.seed import seed_history
-from vigil.stack.influxdb import start_influxdb
-from vigil.stack.process import free_port, stop_process
+from vigil.processes import free_port, stop_process
+from vigil.synthetic import seed_history
 
 OUTAGE_S = 30
 

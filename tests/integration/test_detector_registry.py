@@ -19,11 +19,11 @@ from support.detector_support import ZeroScoreModel, fit_model, register_champio
 import mlflow
 from detector.champion import ChampionWatcher
 from detector.registry import RegistryError, resolve_version
+from toolkit.stack.mlflow_server import mlflow_command, mlflow_env, mlflow_healthy
 from vigil.features import FEATURE_COLUMNS
 from vigil.model import AnomalyModel
+from vigil.processes import free_port, start_process, stop_process, wait_healthy
 from vigil.settings import Settings
-from vigil.stack.mlflow_server import mlflow_command, mlflow_env, mlflow_healthy
-from vigil.stack.process import free_port, start_process, stop_process, wait_healthy
 
 
 def _frame(seed: int = 0, n: int = 300) -> pd.DataFrame:

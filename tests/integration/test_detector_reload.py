@@ -14,8 +14,8 @@ import mlflow
 from detector.service import Detector
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
-from vigil.seed import seed_history
-from vigil.stack.process import free_port
+from vigil.processes import free_port
+from vigil.synthetic import seed_history
 
 
 def _model(seed: int):

@@ -1,4 +1,4 @@
-"""The detector as a real process (``python -m vigil.cli detector run``, configured by VIGIL_*
+"""The detector as a real process (``python -m toolkit.cli detector run``, configured by VIGIL_*
 variables): killed with SIGKILL mid catch-up and restarted it resumes from its checkpoint with
 no gap and no duplicate — its scores equal an uninterrupted run's; SIGTERM drains and exits 0;
 /health and /metrics answer. No MLflow server is given, so it also runs online-only.
@@ -21,9 +21,9 @@ from support.detector_support import detector_settings, predictions, stats
 
 from detector.service import Detector
 from vigil.influx import InfluxClient
-from vigil.seed import seed_history
+from vigil.processes import free_port
 from vigil.settings import PROJECT_ROOT
-from vigil.stack.process import free_port
+from vigil.synthetic import seed_history
 
 MINUTES = 20
 SKIP_MINUTES = 5  # scored window starts here; the first minutes are the warm-start history
@@ -48,7 +48,7 @@ def _env(s, port: int) -> dict[str, str]:
 
 
 def _start(s, port: int, start: pd.Timestamp, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "vigil.cli", "detector", "run", "--start", start.isoformat()]
+    cmd = [sys.executable, "-m", "toolkit.cli", "detector", "run", "--start", start.isoformat()]
     return subprocess.Popen(
         cmd, env=_env(s, port), cwd=PROJECT_ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT
     )

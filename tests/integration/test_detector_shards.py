@@ -12,8 +12,8 @@ from support.detector_support import detector_settings, predictions
 from detector.service import Detector
 from detector.sharding import shard_of
 from vigil.influx import InfluxClient
-from vigil.seed import seed_history
-from vigil.stack.process import free_port
+from vigil.processes import free_port
+from vigil.synthetic import seed_history
 
 
 def test_shard_hash_is_stable_across_processes():

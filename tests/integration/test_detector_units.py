@@ -13,7 +13,7 @@ from detector.state import Checkpoint, load_checkpoint, save_checkpoint
 from vigil import schema
 from vigil.decision import CONVICTION, combine_frames
 from vigil.influx import InfluxClient
-from vigil.stack.process import free_port
+from vigil.processes import free_port
 
 
 def _frame(score, threshold, flag, feature="cpu_busy_z"):

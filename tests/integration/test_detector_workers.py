@@ -22,8 +22,8 @@ from detector.sharding import shard_of
 from detector.state import load_checkpoint
 from stress.detector_process import detector_env
 from vigil.influx import InfluxClient
-from vigil.seed import seed_history
-from vigil.stack.process import free_port, port_in_use, start_process, stop_process
+from vigil.processes import free_port, port_in_use, start_process, stop_process
+from vigil.synthetic import seed_history
 
 HOSTS = [f"wk-{i:02d}" for i in range(8)]
 
@@ -105,7 +105,7 @@ def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path)
         env = {**detector_env(s), "VIGIL_DETECTOR_WORKERS": "2"}
         sup = start_process(
             "supervisor",
-            [sys.executable, "-m", "vigil.cli", "detector", "run", "--start", start.isoformat()],
+            [sys.executable, "-m", "toolkit.cli", "detector", "run", "--start", start.isoformat()],
             run_dir=tmp_path,
             port=port,
             url="",

@@ -1,6 +1,6 @@
 """Replayed over the seeded history, each alert rule fires on its incident and stays quiet elsewhere.
 
-The evaluation is Grafana's (see vigil.grafana.alerting): the rule's own query, expanded
+The evaluation is Grafana's (see toolkit.grafana.alerting): the rule's own query, expanded
 for each evaluation time, run on the real InfluxDB, then reduce + threshold + ``for``.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from vigil.grafana.alerting import ALERTING, NODATA, evaluate_rule, firing_now, simulate_rule
-from vigil.grafana.provisioning import datasource_databases, load_alert_rules
+from toolkit.grafana.alerting import ALERTING, NODATA, evaluate_rule, firing_now, simulate_rule
+from toolkit.grafana.provisioning import datasource_databases, load_alert_rules
 from vigil.influx import InfluxClient
 
 RULES = {r.uid: r for r in load_alert_rules()}

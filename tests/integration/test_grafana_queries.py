@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from vigil.grafana.macros import TimeRange
-from vigil.grafana.panels import resolve_variables, run_target
-from vigil.grafana.provisioning import (
+from toolkit.grafana.macros import TimeRange
+from toolkit.grafana.panels import resolve_variables, run_target
+from toolkit.grafana.provisioning import (
     annotation_targets,
     datasource_databases,
     load_dashboards,
@@ -41,7 +41,7 @@ def test_query_returns_series_over_seeded_history(grafana_history, grafana_setti
 
 def test_host_variable_narrows_the_panels(grafana_history, grafana_settings) -> None:
     """Choosing one host in $host returns that host's series only (the regex is anchored and escaped)."""
-    from vigil.grafana.macros import Variable
+    from toolkit.grafana.macros import Variable
 
     client = InfluxClient(settings=grafana_settings)
     dbs = datasource_databases(grafana_settings)

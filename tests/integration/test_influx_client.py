@@ -14,6 +14,7 @@ import pytest
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
+from toolkit.stack.influxdb import start_influxdb
 from vigil.influx import (
     InfluxClient,
     InfluxError,
@@ -24,9 +25,8 @@ from vigil.influx import (
     time_range,
 )
 from vigil.lineprotocol import LineProtocolError, Point, parse_line
+from vigil.processes import free_port, read_record, stop_process
 from vigil.settings import Settings
-from vigil.stack.influxdb import start_influxdb
-from vigil.stack.process import free_port, read_record, stop_process
 
 T0 = 1_700_000_000 * 10**9  # a fixed instant, ns
 S = 10**9

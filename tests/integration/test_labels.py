@@ -23,11 +23,11 @@ from detector.incidents_cli import incidents
 from detector.labels_api import labels_router
 from detector.labels_cli import label
 from pipelines.extract import join_labels
+from toolkit.stack.services import settings_env
 from vigil.influx import InfluxClient
 from vigil.labels import FALSE_POSITIVE, Label, LabelError, add_labels, load_labels
 from vigil.schema import LABELS
 from vigil.settings import Settings, get_settings
-from vigil.stack.services import settings_env
 
 T = pd.Timestamp("2026-02-02T10:00:00Z")
 TOKEN = "s3cret-token"

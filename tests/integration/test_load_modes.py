@@ -11,12 +11,12 @@ from click.testing import CliRunner
 
 from stress.detector_process import start_detector
 from stress.fleet_load import MODES, FleetMode, hosts_for_rate, points_per_minute, resolve_mode, run_load
+from toolkit.cli import main
 from vigil import schema
-from vigil.cli import main
 from vigil.influx import InfluxClient, quote_ident, quote_literal
-from vigil.seed.lines import MEASUREMENTS
+from vigil.processes import free_port
 from vigil.settings import get_settings
-from vigil.stack.process import free_port
+from vigil.synthetic.lines import MEASUREMENTS
 
 
 def count_by_measurement(client: InfluxClient, db: str) -> dict[str, int]:

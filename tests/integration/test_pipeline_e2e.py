@@ -21,8 +21,8 @@ from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
 from vigil.pyfunc import load_champion
 from vigil.schema import DRIFT, DRIFT_SUMMARY, MODEL_EVENTS
-from vigil.seed import seed_history
 from vigil.settings import Settings
+from vigil.synthetic import seed_history
 
 
 @pytest.fixture(scope="module")

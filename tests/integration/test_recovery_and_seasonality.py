@@ -18,7 +18,7 @@ from support.seeded_jobs import DAY, Load, serve, write_host
 from vigil.features import BASE_METRIC_NAMES, FeaturePipeline
 from vigil.influx import InfluxClient
 from vigil.model import LoadedModel
-from vigil.seed import seed_history
+from vigil.synthetic import seed_history
 
 MONDAY = pd.Timestamp("2026-03-02T00:00:00Z")
 T0 = int(MONDAY.value // 10**9)

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from vigil.cli import main
-from vigil.collector import load_config
-from vigil.collector.parity import MeasurementSchema, allowed_differences, compare, read_fixture
+from toolkit.cli import main
+from toolkit.collector import load_config
+from toolkit.collector.parity import MeasurementSchema, allowed_differences, compare, read_fixture
 from vigil.influx import InfluxClient, quote_ident, quote_literal, time_range
-from vigil.seed import SeedResult, generate_host, load_labels, seed_history
-from vigil.seed.anomalies import KINDS
-from vigil.seed.lines import MEASUREMENTS, host_lines
-from vigil.seed.signals import activity, iir1
 from vigil.settings import Settings, get_settings
+from vigil.synthetic import SeedResult, generate_host, load_labels, seed_history
+from vigil.synthetic.anomalies import KINDS
+from vigil.synthetic.lines import MEASUREMENTS, host_lines
+from vigil.synthetic.signals import activity, iir1
 
 START = pd.Timestamp("2026-03-02T00:00:00Z")  # a Monday
 HOURS = 26.0

@@ -19,16 +19,16 @@ import psutil
 import pytest
 import requests
 
+from toolkit.stack.services import LOCAL_COLLECTOR_LATENESS_S, SERVICE_NAMES, get_service
+from vigil.processes import free_port, read_record, session_members, start_process, stop_process
 from vigil.settings import Settings
-from vigil.stack.process import free_port, read_record, session_members, start_process, stop_process
-from vigil.stack.services import LOCAL_COLLECTOR_LATENESS_S, SERVICE_NAMES, get_service
 
 STACK = ("influxdb", "mlflow", "airflow", "collector")
 
 
 def vigil(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vigil.cli", *args],
+        [sys.executable, "-m", "toolkit.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -25,13 +25,13 @@ from test_stack import run_dir, stack_env, vigil  # noqa: F401 - run_dir is a fi
 
 from vigil import schema
 from vigil.influx import InfluxClient, quote_ident, quote_literal
+from vigil.processes import read_record
 from vigil.settings import Settings
-from vigil.stack.process import read_record
 
 HOST = "restart-host"
 DEMO_STYLE_UP = (
-    "from stress.demo import demo_settings; from vigil.settings import get_settings; "
-    "from vigil.stack import manager; "
+    "from toolkit.demo import demo_settings; from vigil.settings import get_settings; "
+    "from toolkit.stack import manager; "
     "s = demo_settings(get_settings()); print('interval', s.feature_interval_s, s.collect_interval_s); "
     "manager.up(s, only=('influxdb', 'collector', 'detector'))"
 )

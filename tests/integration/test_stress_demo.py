@@ -7,7 +7,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from stress.demo import (
+from toolkit.cli import main
+from toolkit.demo import (
     DEMO_INTERVAL_S,
     DemoError,
     addresses,
@@ -17,11 +18,10 @@ from stress.demo import (
     wait_detector_ready,
 )
 from vigil import schema
-from vigil.cli import main
 from vigil.influx import InfluxClient
 from vigil.lineprotocol import Point
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack.process import free_port
 
 S = 10**9
 
@@ -94,7 +94,7 @@ def test_demo_command_is_registered_and_lists_addresses(settings: Settings) -> N
 def test_demo_samples_every_5_s_unless_the_user_chose_an_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every wait in the demo is a number of intervals, so it runs at 5 s; a user's interval
     (environment or code) is never overridden, and the child services get the same one."""
-    from vigil.stack.services import settings_env
+    from toolkit.stack.services import settings_env
 
     for name in ("VIGIL_FEATURE_INTERVAL_S", "VIGIL_COLLECT_INTERVAL_S"):
         monkeypatch.delenv(name, raising=False)

@@ -24,11 +24,11 @@ import requests
 from stress import loadgen
 from stress.load import LoadRun, ensure_target, make_tmp_dir
 from stress.scenarios import SCENARIO_NAMES, SCENARIOS, USERS, check_run_args, get_scenario, plan_loads
+from toolkit.stack.services import settings_env
 from vigil import schema
 from vigil.influx import InfluxClient, quote_ident
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack.process import free_port
-from vigil.stack.services import settings_env
 
 DURATION_S = 3.0
 #: Low test intensities (fraction of the scenario's full load).
@@ -228,7 +228,7 @@ def test_cli_run_stops_on_signal_and_leaves_nothing(
         [
             sys.executable,
             "-m",
-            "vigil.cli",
+            "toolkit.cli",
             "stress",
             "run",
             "disk_io_burst",

@@ -27,8 +27,8 @@ from stress.scenarios import SCENARIO_NAMES, get_scenario
 from vigil import schema
 from vigil.influx import InfluxClient, quote_ident
 from vigil.lineprotocol import Point
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack.process import free_port
 
 HOST = "stress-report-host"
 S = 10**9

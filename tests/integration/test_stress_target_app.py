@@ -16,7 +16,7 @@ import requests
 
 from stress.target_app import MAX_ALLOC_MB, MAX_COMPUTE_MS
 from stress.usual_traffic import UsualTraffic
-from vigil.stack.process import free_port
+from vigil.processes import free_port
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 15.0) -> None:

@@ -1,7 +1,7 @@
 """telegraf/telegraf.conf and the local collector against the real Telegraf output samples.
 
 Parity means: same measurement names, tag keys, field names and field types as
-the samples, except for the differences ``vigil.collector.parity`` lists with a
+the samples, except for the differences ``toolkit.collector.parity`` lists with a
 reason (options that telegraf.conf leaves off, READMEs that are stale).
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from vigil.collector import Collector, load_config
-from vigil.collector.config import LOCAL_INPUTS, TELEGRAF_CONF, expand_placeholders
-from vigil.collector.parity import (
+from toolkit.collector import Collector, load_config
+from toolkit.collector.config import LOCAL_INPUTS, TELEGRAF_CONF, expand_placeholders
+from toolkit.collector.parity import (
     FIXTURE,
     allowed_differences,
     compare,
@@ -27,8 +27,8 @@ from vigil.collector.parity import (
     schema_from_lines,
 )
 from vigil.influx import InfluxClient, quote_ident, quote_literal
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack.process import free_port
 
 #: Telegraf plugin (fixture group) -> measurements it writes that the collector mirrors.
 PLUGIN_MEASUREMENTS = {

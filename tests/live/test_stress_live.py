@@ -28,16 +28,16 @@ from pipelines.extract import extract
 from pipelines.registry import promote, register
 from pipelines.search import FAMILIES, small_grid
 from pipelines.train import train
-from stress.demo import DEMO_DURATION_S, DEMO_INTERVAL_S, DEMO_SETTLE_S, wait_detector_ready
 from stress.runner import SUITE_ORDER, format_table, run_suite
 from stress.scenarios import get_scenario
+from toolkit.demo import DEMO_DURATION_S, DEMO_INTERVAL_S, DEMO_SETTLE_S, wait_detector_ready
+from toolkit.stack import manager
 from vigil.influx import InfluxClient
-from vigil.seed import seed_history
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack import manager
-from vigil.stack.process import free_port
+from vigil.synthetic import seed_history
 
-#: The demo's own load and rest per scenario (one definition, in stress.demo).
+#: The demo's own load and rest per scenario (one definition, in toolkit.demo).
 DURATION_S = DEMO_DURATION_S
 SETTLE_S = DEMO_SETTLE_S
 

@@ -11,11 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vigil.airflow_client import AirflowClient
+from toolkit.airflow_client import AirflowClient
+from toolkit.stack import manager
 from vigil.influx import InfluxClient
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack import manager
-from vigil.stack.process import free_port
 
 SEED_HOURS, SEED_HOSTS = 6, 5
 
@@ -38,7 +38,7 @@ def stack_settings(base: Settings, run_dir: Path) -> Settings:
 
 def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
     """Seed history, start Airflow (only), wait until vigil_retrain is parsed; stop and drop afterwards."""
-    from vigil.seed import seed_history
+    from vigil.synthetic import seed_history
 
     influx = InfluxClient(settings=settings)
     for db in (settings.influx_raw_db, settings.influx_vigil_db):

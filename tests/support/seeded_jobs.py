@@ -15,10 +15,10 @@ import pandas as pd
 from vigil.features import fetch_raw
 from vigil.influx import InfluxClient
 from vigil.model import LoadedModel
-from vigil.seed.lines import host_lines
-from vigil.seed.profiles import make_profiles
-from vigil.seed.signals import base_signals, derive
 from vigil.serving.path import ServingConfig, ServingPath
+from vigil.synthetic.lines import host_lines
+from vigil.synthetic.profiles import make_profiles
+from vigil.synthetic.signals import base_signals, derive
 
 DAY = 86_400
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.stack.influxdb import start_influxdb
+from toolkit.stack.mlflow_server import start_mlflow
 from vigil.influx import InfluxClient
+from vigil.processes import ProcessRecord, free_port, stop_process
 from vigil.settings import Settings
-from vigil.stack.influxdb import start_influxdb
-from vigil.stack.mlflow_server import start_mlflow
-from vigil.stack.process import ProcessRecord, free_port, stop_process
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from vigil.airflow_client import AirflowApiError, AirflowClient, admin_password, build_conf
+from toolkit.airflow_client import AirflowApiError, AirflowClient, admin_password, build_conf
+from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.stack.process import free_port
 
 
 def test_build_conf_sends_only_what_the_user_gave() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vigil.grafana.build import PROVISIONING_DIR
+from toolkit.grafana.build import PROVISIONING_DIR
 from vigil.settings import PROJECT_ROOT, Settings
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from stress.report import model_scores_query, predictions_query
-from vigil.grafana.build import DASHBOARDS_DIR, RULES_FILE, render_all
+from toolkit.grafana.build import DASHBOARDS_DIR, RULES_FILE, render_all
 
 COMBINED = re.compile(r"\"source\"\s*=\s*'combined'")
 READS_DECISION = re.compile(r"is_anomaly|SELECT\s+\*", re.IGNORECASE)

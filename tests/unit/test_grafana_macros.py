@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from vigil.grafana.macros import (
+from toolkit.grafana.macros import (
     TimeRange,
     Variable,
     escape_regex,

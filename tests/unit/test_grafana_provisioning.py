@@ -11,9 +11,8 @@ import pytest
 import yaml
 from support.shared_data import SHARED
 
-from vigil import schema as s
-from vigil.grafana import build
-from vigil.grafana.provisioning import (
+from toolkit.grafana import build
+from toolkit.grafana.provisioning import (
     DATASOURCES_DIR,
     ProvisioningError,
     annotation_targets,
@@ -25,6 +24,7 @@ from vigil.grafana.provisioning import (
     load_datasources,
     panel_targets,
 )
+from vigil import schema as s
 from vigil.settings import PROJECT_ROOT, Settings
 
 SCHEMAS = SHARED / "reference" / "grafana-schemas"
@@ -34,7 +34,7 @@ def test_generated_files_are_up_to_date() -> None:
     stale = [
         str(p.relative_to(PROJECT_ROOT)) for p, text in build.render_all().items() if p.read_text() != text
     ]
-    assert not stale, f"run `python -m vigil.grafana.build`: {stale} differ from the generator"
+    assert not stale, f"run `python -m toolkit.grafana.build`: {stale} differ from the generator"
 
 
 def test_every_provisioning_file_parses_with_api_version_1() -> None:

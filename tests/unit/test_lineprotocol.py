@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from vigil.collector.parity import FIXTURE
+from toolkit.collector.parity import FIXTURE
 from vigil.lineprotocol import (
     LineProtocolError,
     Point,

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from support.shared_data import SHARED
 
-from vigil.cli import main
+from toolkit.cli import main
 
 NAB = SHARED / "nab"
 CAT = "realAWSCloudwatch"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from toolkit.stack.services import settings_env
 from vigil.features import BaselineConfig
 from vigil.settings import PROJECT_ROOT, Settings
-from vigil.stack.services import settings_env
 
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 LINE = re.compile(r"^#?(VIGIL_[A-Z0-9_]+)=(.*)$")
