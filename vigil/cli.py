@@ -27,7 +27,7 @@ COMMANDS: dict[str, str] = {
     "demo": "stress.demo:demo",
     "dashboard": "vigil.dashboard.cli:dashboard",
     "evaluate": "pipelines.nab.cli:evaluate",
-    "incidents": "detector.incidents_cli:incidents",
+    "incidents": "detector.incidents.cli:incidents",
     "label": "detector.labels_cli:label",
     "replay": "stress.replay:replay",
     "backtest": "pipelines.backtest:backtest_command",
