@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from detector.api import build_app, serve_detector
-from detector.labels_api import labels_router
+from detector.api.labels import labels_router
 from detector.observability import DetectorMetrics
 from detector.service import NS, Detector
 from stress.replay_source import read_influx_window
