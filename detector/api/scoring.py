@@ -19,12 +19,7 @@ from vigil.numbers import finite_or_none
 from vigil.online import OnlineDetector
 from vigil.serving.grouping import AlarmGrouping
 from vigil.serving.path import ServingPath
-from vigil.serving.scoring import (
-    ONLINE_FEATURES,
-    ONLINE_MODEL_NAME,
-    ONLINE_MODEL_VERSION,
-    host_warmup,
-)
+from vigil.serving.scoring import ONLINE_FEATURES, ONLINE_MODEL_NAME, ONLINE_MODEL_VERSION, host_warmup
 
 if TYPE_CHECKING:
     from detector.ports import ServedDetector
