@@ -6,9 +6,9 @@ implementation to get it:
 * :class:`HttpServer` — what the detector loop needs from the server it was given (its port, and
   stopping it on shutdown).
 
-The wiring — which server a detector gets — is done by the CLI (:mod:`detector.cli`), so
-``detector.service`` never imports ``detector.api`` (nor FastAPI: a detector run with
-``--no-http`` never loads it).
+The wiring — which parts and which server a detector gets — is done by
+:func:`detector.factory.build_detector`, so ``detector.service`` never imports ``detector.api``
+(nor FastAPI: a detector run with ``--no-http`` never loads it).
 """
 
 from __future__ import annotations

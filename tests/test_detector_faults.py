@@ -12,7 +12,7 @@ import time
 import pandas as pd
 from detector_support import detector_settings, predictions, stats
 
-from detector.service import Detector
+from detector.factory import build_detector
 from vigil.influx import InfluxClient
 from vigil.seed import seed_history
 from vigil.stack.influxdb import start_influxdb
@@ -48,7 +48,7 @@ def test_influxdb_outage_loses_nothing_and_scores_every_interval_once(settings, 
             progress=False,
         )
         begin = seeded.start + pd.Timedelta(minutes=2)
-        det = Detector(s, start=begin)
+        det = build_detector(s, start=begin)
         calls = 0
         for _ in range(5):  # part of the window before the outage
             det.run_once()
