@@ -16,8 +16,9 @@ from detector.champion import ChampionWatcher
 from detector.data_quality import DataQuality
 from detector.incidents import IncidentRecorder
 from detector.observability import DetectorMetrics
+from detector.ports import DetectorParts
 from detector.reader import RawReader
-from detector.service import MAX_BACKOFF_S, NS, Detector, DetectorParts, state_dir
+from detector.service import MAX_BACKOFF_S, NS, Detector, state_dir
 from detector.sharding import ShardFilter
 from detector.sink import PredictionSink
 from vigil.features.quality import QualityConfig

@@ -32,19 +32,14 @@ from typing import Any
 
 import pandas as pd
 
-from detector.champion import ChampionWatcher
-from detector.data_quality import DataQuality
-from detector.incidents import IncidentRecorder, models_in_force
-from detector.observability import DetectorMetrics
-from detector.ports import HttpServer
+from detector.incidents import models_in_force
+from detector.ports import DetectorParts, HttpServer
 from detector.predictions import prediction_lines
-from detector.reader import RawReader, WindowAudit
-from detector.sharding import ShardFilter
-from detector.sink import PredictionSink
+from detector.reader import WindowAudit
 from detector.state import Checkpoint, load_checkpoint, save_checkpoint
 from vigil.features import FeaturePipeline
 from vigil.features.quality import QualityReport
-from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident
+from vigil.influx import InfluxError, InfluxUnavailable, quote_ident
 from vigil.model import LoadedModel
 from vigil.online import OnlineDetector
 from vigil.schema import RAW_MEM
@@ -83,20 +78,6 @@ class IterationResult:
 def state_dir(settings: Settings) -> Path:
     """``run_dir/detector/shard-I-of-N``: each shard keeps its own state."""
     return settings.run_dir / "detector" / f"shard-{settings.shard_index}-of-{settings.shard_count}"
-
-
-@dataclass
-class DetectorParts:
-    """The collaborators a :class:`Detector` is handed (built by :func:`detector.factory.build_detector`)."""
-
-    metrics: DetectorMetrics
-    shard: ShardFilter
-    quality: DataQuality
-    reader: RawReader
-    write_client: InfluxClient
-    sink: PredictionSink
-    watcher: ChampionWatcher
-    incidents: IncidentRecorder
 
 
 class Detector:
