@@ -31,7 +31,8 @@ from conditions import header, load  # noqa: E402
 from detector_support import detector_settings, fit_model  # noqa: E402
 
 from detector.api import serve_detector  # noqa: E402
-from detector.service import NS, Detector  # noqa: E402
+from detector.factory import build_detector  # noqa: E402
+from detector.service import NS  # noqa: E402
 from toolkit.stack.influxdb import start_influxdb  # noqa: E402
 from vigil.features import FeaturePipeline  # noqa: E402
 from vigil.influx import InfluxClient  # noqa: E402
@@ -114,7 +115,7 @@ def main() -> None:
         print(f"seeding 20 min of {args.hosts} hosts, running the detector over it ...", flush=True)
         seeded = seed_history(client, s, start=START, hours=20 / 60, hosts=args.hosts, seed=1, progress=False)
         _, feats = FeaturePipeline().update_from_influx(client, "bench_raw", seeded.start, seeded.end, 10)
-        det = Detector(s, start=seeded.start)
+        det = build_detector(s, start=seeded.start)
         det.watcher.current = LoadedModel(name="bench", version=1, run_id=None, model=fit_model(feats))
         while det.watermark_ns is None or det.watermark_ns < seeded.end.value:
             det.run_once(now=seeded.end.value / NS)

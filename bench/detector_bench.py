@@ -158,9 +158,9 @@ def _detector_process(s: Settings, first: int, catchup: int, live: int, go, writ
     """
     import sys
 
-    from detector.service import Detector
+    from detector.factory import build_detector
 
-    det = Detector(s, start=pd.Timestamp(first, unit="s", tz="UTC"))
+    det = build_detector(s, start=pd.Timestamp(first, unit="s", tz="UTC"))
     if not det.watcher.check_once():
         raise RuntimeError(f"the detector did not load the champion: {det.watcher.last_error}")
     out.put(("ready", s.shard_index))

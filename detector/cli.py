@@ -46,16 +46,11 @@ def run(start: str | None, no_http: bool, workers: int | None) -> None:
                     "%(name)s: %(message)s"
                 )
             )
-    from detector.service import Detector
+    from detector.factory import build_detector
 
     begin = None
     if start:
         begin = pd.Timestamp(start)
         begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
-    det = Detector(settings, start=begin)
-    serve = None
-    if not no_http:  # FastAPI is imported only by a serving detector
-        from detector.api import serve_detector
-
-        serve = serve_detector
-    raise click.exceptions.Exit(det.run(serve=serve))
+    det = build_detector(settings, start=begin, http=not no_http)  # FastAPI only if it serves
+    raise click.exceptions.Exit(det.run())

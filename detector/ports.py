@@ -5,21 +5,30 @@ implementation to get it:
   :class:`detector.service.Detector`;
 * :class:`HttpServer` — what the detector loop needs from the server it was given (its port, and
   stopping it on shutdown).
+* :class:`DetectorParts` — the collaborators the detector loop is handed (reader, sink, champion
+  watcher, incident recorder, ...).
 
-The wiring — which server a detector gets — is done by the CLI (:mod:`detector.cli`), so
-``detector.service`` never imports ``detector.api`` (nor FastAPI: a detector run with
-``--no-http`` never loads it).
+The wiring — which parts and which server a detector gets — is done by
+:func:`detector.factory.build_detector`, so ``detector.service`` never imports ``detector.api``
+(nor FastAPI: a detector run with ``--no-http`` never loads it).
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from detector.champion import ChampionWatcher
+    from detector.data_quality import DataQuality
+    from detector.incidents import IncidentRecorder
     from detector.observability import DetectorMetrics
+    from detector.reader import RawReader
+    from detector.sharding import ShardFilter
+    from detector.sink import PredictionSink
     from vigil.features import FeaturePipeline
+    from vigil.influx import InfluxClient
     from vigil.model import LoadedModel
     from vigil.online import OnlineDetector
     from vigil.serving.calibration import HostCalibration
@@ -78,3 +87,17 @@ class HttpServer(Protocol):
     port: int
 
     def stop(self) -> None: ...
+
+
+@dataclass
+class DetectorParts:
+    """The collaborators a :class:`Detector` is handed (built by :func:`detector.factory.build_detector`)."""
+
+    metrics: DetectorMetrics
+    shard: ShardFilter
+    quality: DataQuality
+    reader: RawReader
+    write_client: InfluxClient
+    sink: PredictionSink
+    watcher: ChampionWatcher
+    incidents: IncidentRecorder

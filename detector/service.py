@@ -32,19 +32,14 @@ from typing import Any
 
 import pandas as pd
 
-from detector.champion import ChampionWatcher
-from detector.data_quality import DataQuality
-from detector.incidents import IncidentRecorder, models_in_force
-from detector.observability import DetectorMetrics
-from detector.ports import HttpServer
+from detector.incidents import models_in_force
+from detector.ports import DetectorParts, HttpServer
 from detector.predictions import prediction_lines
-from detector.reader import RawReader, WindowAudit
-from detector.sharding import ShardFilter
-from detector.sink import PredictionSink
+from detector.reader import WindowAudit
 from detector.state import Checkpoint, load_checkpoint, save_checkpoint
 from vigil.features import FeaturePipeline
-from vigil.features.quality import QualityConfig, QualityReport
-from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident
+from vigil.features.quality import QualityReport
+from vigil.influx import InfluxError, InfluxUnavailable, quote_ident
 from vigil.model import LoadedModel
 from vigil.online import OnlineDetector
 from vigil.schema import RAW_MEM
@@ -88,7 +83,17 @@ def state_dir(settings: Settings) -> Path:
 class Detector:
     """The online detector service of one shard."""
 
-    def __init__(self, settings: Settings, *, start: pd.Timestamp | None = None, instance: str | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        parts: DetectorParts,
+        *,
+        start: pd.Timestamp | None = None,
+        instance: str | None = None,
+        serve: Callable[[Detector], HttpServer] | None = None,
+    ):
+        """``parts``: the collaborators, wired by :func:`detector.factory.build_detector`; ``serve``:
+        the HTTP server :meth:`run` starts when it is given none."""
         self.settings = settings
         self.interval_ns = int(settings.feature_interval_s) * NS
         self.instance = instance or socket.gethostname()
@@ -96,30 +101,17 @@ class Detector:
         self.dir = state_dir(settings)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.dir / "checkpoint.pkl"
-        self.metrics = DetectorMetrics()
-        self.shard = ShardFilter(settings.shard_index, settings.shard_count)
-        self.quality = DataQuality(
-            self.interval_ns, QualityConfig(future_tolerance_s=settings.data_quality_future_tolerance_s)
-        )
-        self.reader = RawReader(
-            settings, self.shard, self.metrics.error, future=self.quality.future, quality=self.quality.config
-        )
+        self.metrics = parts.metrics
+        self.shard = parts.shard
+        self.quality = parts.quality
+        self.reader = parts.reader
         self._muted: set[tuple[str, int]] = set()
-        self.write_client = InfluxClient(settings=settings, retries=0)
-        self.sink = PredictionSink(
-            self.write_client,
-            settings.influx_vigil_db,
-            self.dir / "spill",
-            settings.buffer_max_points,
-            batch_size=settings.influx_batch_size,
-            on_error=self.metrics.error,
-            backoff_s=settings.influx_backoff_s,
-            max_backoff_s=MAX_BACKOFF_S,
-            writers=settings.influx_write_workers,
-            client_factory=lambda: InfluxClient(settings=settings, retries=0),
-        )
-        self.watcher = ChampionWatcher(settings, on_error=self.metrics.error, on_swap=self._on_swap)
-        self.incidents = IncidentRecorder(settings, on_error=self.metrics.error)
+        self.write_client = parts.write_client
+        self.sink = parts.sink
+        self.watcher = parts.watcher
+        self.watcher.on_swap = self._on_swap  # the loop hears of every champion swap
+        self.incidents = parts.incidents
+        self.serve = serve
         self.metrics.set_model(settings.model_name, None)
         self.stop_event = threading.Event()
         #: Held while the loop mutates the feature state or the online model, so the scoring API
@@ -563,10 +555,12 @@ class Detector:
     def run(self, serve: Callable[[Detector], HttpServer] | None = None) -> int:
         """Poll until SIGTERM/SIGINT; then drain, checkpoint and return 0.
 
-        ``serve`` starts the HTTP server of this detector (the CLI passes
-        :func:`detector.api.serve_detector`; None: no HTTP)."""
+        ``serve`` starts the HTTP server of this detector (default: the one it was built with,
+        :func:`detector.api.serve_detector` from :func:`detector.factory.build_detector` unless
+        ``http=False``; None: no HTTP)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
+        serve = serve or self.serve
         server = None
         if serve is not None:
             server = serve(self)

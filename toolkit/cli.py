@@ -92,7 +92,7 @@ def _evaluate() -> click.Command:
 
 
 def _incidents() -> click.Command:
-    from detector.incidents_cli import incidents
+    from detector.incidents.cli import incidents
 
     return incidents
 

@@ -20,9 +20,10 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from support.detector_support import detector_settings, fit_model, predictions
 
 from detector.api import build_app, serve_detector
-from detector.labels_api import labels_router
+from detector.api.labels import labels_router
+from detector.factory import build_detector
 from detector.observability import DetectorMetrics
-from detector.service import NS, Detector
+from detector.service import NS
 from stress.replay_source import read_influx_window
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline
 from vigil.influx import InfluxClient
@@ -49,7 +50,7 @@ def served(settings, tmp_path_factory):
         client, s, start=START, hours=MINUTES / 60, hosts=HOSTS, seed=11, progress=False, db=raw_db
     )
     _, features = FeaturePipeline().update_from_influx(client, raw_db, seeded.start, seeded.end, 10)
-    det = Detector(s, start=seeded.start)
+    det = build_detector(s, start=seeded.start)
     det.watcher.current = LoadedModel(name="api-champion", version=3, run_id=None, model=fit_model(features))
     det.champion_loaded_at = 1.0e9
     held_back = seeded.end - pd.Timedelta(seconds=10)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from support.detector_support import detector_settings, fresh_databases, predictions
 
+from detector.factory import build_detector
 from detector.service import Detector
 from vigil.influx import InfluxClient, InfluxError
 from vigil.processes import free_port
@@ -218,7 +219,7 @@ def test_bad_input_is_handled_and_counted(case: Case, settings, tmp_path):
             detector_history_hours=0.0,
             detector_max_catchup_intervals=6,
         )
-        det = Detector(s, start=START)
+        det = build_detector(s, start=START)
         end = START + pd.Timedelta(seconds=10 * N)
         det.run_once(now=end.value / 1e9)
         if case.after_first:

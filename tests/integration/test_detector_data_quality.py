@@ -26,6 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.detector_support import detector_settings, fresh_databases, predictions, stats
 
+from detector.factory import build_detector
 from detector.service import Detector
 from vigil import schema
 from vigil.features import FeatureBuilder
@@ -146,7 +147,7 @@ def test_the_corpus_is_kept_out_counted_and_never_reaches_a_baseline(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        det = Detector(s, start=START)
+        det = build_detector(s, start=START)
         bases = recording(det)
         run_until(det, end1)
         assert_baseline_finite(det.pipeline.builder)
@@ -253,7 +254,7 @@ def test_a_host_with_mostly_bad_data_gets_a_data_quality_incident_not_an_alarm(
         detector_history_hours=50.0,
         detector_max_catchup_intervals=2,
     )
-    det = Detector(s, start=START)
+    det = build_detector(s, start=START)
     during = START + pd.Timedelta(seconds=STEP * (bad_from + 4))
     run_until(det, during)
     health = det.health()["data_quality"]
@@ -306,7 +307,7 @@ def test_a_point_from_the_future_is_counted_once_and_kept_out_when_its_time_come
         detector_history_hours=0.0,
         data_quality_future_tolerance_s=2.0,
     )
-    det = Detector(s, start=start)
+    det = build_detector(s, start=start)
     bases = recording(det)
     while det.watermark_ns < t_future * 10**9:
         det.run_once()  # the wall clock: catches up to the interval before the future point

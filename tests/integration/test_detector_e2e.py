@@ -19,7 +19,7 @@ from support.detector_support import (
     register_champion,
 )
 
-from detector.service import Detector
+from detector.factory import build_detector
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline
 from vigil.influx import InfluxClient
 from vigil.synthetic import seed_history
@@ -69,7 +69,7 @@ def build_scenario(base, run_dir):
         progress=False,
         db=raw_db,
     )
-    det = Detector(s, start=SCORE_FROM)
+    det = build_detector(s, start=SCORE_FROM)
     assert det.watcher.check_once() and det.champion.version == version
     features = []
     end_s = seeded.end.value / 1e9
@@ -184,7 +184,7 @@ def test_fleet_warm_start_is_retried_until_history_exists(mlflow_settings, tmp_p
             mlflow_settings, tmp_path, raw_db, vigil_db, model_name="det-retry", detector_history_hours=2.0
         )
         begin = START + pd.Timedelta(hours=1)
-        det = Detector(s, start=begin)
+        det = build_detector(s, start=begin)
         det.run_once(now=(begin + pd.Timedelta(minutes=1)).value / 1e9)
         assert det.online.n_seen == 0, "no history yet: nothing to learn"
         # history only (it ends where scoring begins): no host reports live, so only the fleet

@@ -12,7 +12,7 @@ import time
 import pandas as pd
 from support.detector_support import detector_settings, predictions, stats
 
-from detector.service import Detector
+from detector.factory import build_detector
 from toolkit.stack.influxdb import start_influxdb
 from vigil.influx import InfluxClient
 from vigil.processes import free_port, stop_process
@@ -48,7 +48,7 @@ def test_influxdb_outage_loses_nothing_and_scores_every_interval_once(settings, 
             progress=False,
         )
         begin = seeded.start + pd.Timedelta(minutes=2)
-        det = Detector(s, start=begin)
+        det = build_detector(s, start=begin)
         calls = 0
         for _ in range(5):  # part of the window before the outage
             det.run_once()

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from support.detector_support import detector_settings, fit_model, predictions, register_champion
 
 import mlflow
-from detector.service import Detector
+from detector.factory import build_detector
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
 from vigil.processes import free_port
@@ -42,7 +42,7 @@ def test_promotion_is_hot_reloaded_and_failures_keep_the_cached_model(mlflow_set
         start = pd.Timestamp("2026-03-01T00:00:00Z")
         seeded = seed_history(client, s, start=start, hours=0.05, hosts=2, anomalies=False, progress=False)
         v1 = register_champion(s, _model(1))
-        det = Detector(s, start=start)
+        det = build_detector(s, start=start)
         det.watcher.check_once()
         assert det.champion.version == v1 and det.health()["mode"] == "champion"
         det.watcher.start()

@@ -19,7 +19,7 @@ import pytest
 import requests
 from support.detector_support import detector_settings, predictions, stats
 
-from detector.service import Detector
+from detector.factory import build_detector
 from vigil.influx import InfluxClient
 from vigil.processes import free_port
 from vigil.settings import PROJECT_ROOT
@@ -154,7 +154,7 @@ def test_kill_9_restart_resumes_without_gap_or_duplicate_and_sigterm_drains(seed
     # an uninterrupted in-process run over the same data gives the same scores: the restart
     # neither skipped nor absorbed any interval twice
     ref_settings = s.model_copy(update={"run_dir": tmp_path / "ref", "influx_vigil_db": ref_db})
-    ref = Detector(ref_settings, start=begin)
+    ref = build_detector(ref_settings, start=begin)
     while ref.watermark_ns < result.end.value:
         ref.run_once(now=result.end.value / 1e9)
     ref.checkpoint()

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 from support.detector_support import detector_settings, predictions
 
-from detector.service import Detector
+from detector.factory import build_detector
 from detector.sharding import shard_of
 from vigil.influx import InfluxClient
 from vigil.processes import free_port
@@ -58,7 +58,7 @@ def test_two_shards_score_every_host_exactly_once(settings, tmp_path):
             s = s0.model_copy(
                 update={"shard_index": index, "shard_count": 2, "influx_vigil_db": f"shard_vigil_{index}"}
             )
-            det = Detector(s, start=start)
+            det = build_detector(s, start=start)
             while det.watermark_ns < seeded.end.value:
                 det.run_once(now=seeded.end.value / 1e9)
             det.checkpoint()

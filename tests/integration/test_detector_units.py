@@ -168,7 +168,7 @@ def test_sink_with_two_writers_sends_every_line_and_loses_none_when_influxdb_is_
 def test_the_detector_wakes_when_the_next_interval_is_due(settings, tmp_path):
     """Sleep the rest of the poll interval, but not past the moment the next interval can be
     read (its end + the allowed lateness); while reads back off, the plain poll interval."""
-    from detector.service import Detector
+    from detector.factory import build_detector
 
     s = settings.model_copy(
         update={
@@ -179,7 +179,7 @@ def test_the_detector_wakes_when_the_next_interval_is_due(settings, tmp_path):
             "mlflow_port": free_port(),
         }
     )
-    det = Detector(s, start=pd.Timestamp("2026-01-01", tz="UTC"))
+    det = build_detector(s, start=pd.Timestamp("2026-01-01", tz="UTC"))
     due = det.watermark_ns / 1e9 + 10 + 1.5
     assert det.next_wait_s(0.0, now=due - 2) == pytest.approx(2.01)
     assert det.next_wait_s(4.5, now=due - 2) == pytest.approx(0.5)  # the poll's rest is shorter
@@ -366,7 +366,7 @@ def test_one_iteration_reads_at_most_the_budget_of_host_intervals(settings, fres
     """``detector_read_budget`` bounds hosts x intervals per read (the detector's memory grows with
     it): a fresh start reads one interval to learn the fleet's size, then budget // hosts
     intervals at a time; every interval is still scored, once."""
-    from detector.service import Detector
+    from detector.factory import build_detector
 
     client = InfluxClient(settings=settings)
     vigil_db = fresh_db + "_v"
@@ -396,7 +396,7 @@ def test_one_iteration_reads_at_most_the_budget_of_host_intervals(settings, fres
             "mlflow_port": free_port(),
         }
     )
-    det = Detector(s, start=pd.Timestamp(t0, unit="s", tz="UTC"))
+    det = build_detector(s, start=pd.Timestamp(t0, unit="s", tz="UTC"))
     try:
         spans = []
         while det.watermark_ns < (t0 + 70) * 10**9:

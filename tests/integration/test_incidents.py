@@ -15,8 +15,9 @@ import pytest
 from click.testing import CliRunner
 from support.detector_support import detector_settings
 
+from detector.factory import build_detector
 from detector.incidents import BUNDLE_FILES, IncidentRecorder, read_raw_events
-from detector.service import NS, Detector
+from detector.service import NS
 from stress.replay_source import read_bundle, read_influx_window
 from stress.report import Window, analyse, fetch_predictions, write_report
 from toolkit.cli import main
@@ -83,7 +84,7 @@ def recorded(settings, tmp_path_factory):
                     Point("system", e["tags"], {"load1": float(e["fields"]["load1"]) * 10 + 20}, e["time_ns"])
                 )
     client.write_points(raw_db, spikes)
-    det = Detector(s, start=seeded.start)
+    det = build_detector(s, start=seeded.start)
     det.watcher.current = champion
     interval = s.feature_interval_s * NS
     t = seeded.start.value + interval

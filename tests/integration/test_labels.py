@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from detector.api import DetectorHttpServer
+from detector.api.labels import labels_router
 from detector.incidents import HostEpisode, Incident, incidents_root, write_json_atomic
-from detector.incidents_cli import incidents
-from detector.labels_api import labels_router
+from detector.incidents.cli import incidents
 from detector.labels_cli import label
 from pipelines.extract import join_labels
 from toolkit.stack.services import settings_env

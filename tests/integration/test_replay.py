@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from support.detector_support import detector_settings, fit_model, predictions
 
-from detector.service import Detector
+from detector.factory import build_detector
 from stress.replay import NS, Perturbation, plan_replay, replay_run
 from stress.replay_source import ReplayInputError, read_bundle, read_influx_window
 from toolkit.cli import main
@@ -159,7 +159,7 @@ def drive_detector(base, run_dir, source_settings, seeded, into, perturbation, c
     s = detector_settings(base, run_dir, into, vigil_db)
     points = read_influx_window(client, source_settings.influx_raw_db, seeded.start, seeded.end)
     plan = plan_replay(points, perturbation, s.feature_interval_s)
-    det = Detector(s, start=seeded.start)
+    det = build_detector(s, start=seeded.start)
     det.watcher.current = champion
     interval_ns = s.feature_interval_s * NS
     for slot_start, lo, hi in plan.slot_groups(interval_ns):

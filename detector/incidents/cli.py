@@ -19,7 +19,8 @@ def incidents() -> None:
 def list_cmd(as_json: bool) -> None:
     """Every incident, newest first: id, status, first alarm, hosts, raw points, verdict (from
     operators' labels: unreviewed, false positive, confirmed: <kind>); damaged ones flagged."""
-    from detector.incidents import incidents_root, list_incidents
+    from detector.incidents.bundles import list_incidents
+    from detector.incidents.model import incidents_root
 
     settings = get_settings()
     root = incidents_root(settings)
@@ -90,7 +91,8 @@ def _summary(meta: dict) -> dict:
 @click.argument("incident_id")
 def show_cmd(incident_id: str) -> None:
     """The report of one incident (its report.md, or its meta while it is still open)."""
-    from detector.incidents import REPORT, IncidentError, incidents_root, load_incident
+    from detector.incidents.bundles import load_incident
+    from detector.incidents.model import REPORT, IncidentError, incidents_root
 
     root = incidents_root(get_settings())
     if "/" in incident_id or incident_id in ("", ".", ".."):
