@@ -1,0 +1,1 @@
+"""Tests of kind: integration (tests/conftest.py)."""

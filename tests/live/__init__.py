@@ -1,0 +1,1 @@
+"""Tests of kind: live (tests/conftest.py)."""
