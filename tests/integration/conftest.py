@@ -14,3 +14,4 @@ from support.servers import (  # noqa: F401  (pytest finds fixtures by name in t
     services_dir,
     settings,
 )
+from support.stack_cli import run_dir  # noqa: F401  (the stack tests' run folder, services stopped after)

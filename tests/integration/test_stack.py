@@ -12,43 +12,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 import requests
+from support.stack_cli import stack_env, vigil
 
 from toolkit.stack.services import LOCAL_COLLECTOR_LATENESS_S, SERVICE_NAMES, get_service
-from vigil.processes import free_port, read_record, session_members, start_process, stop_process
+from vigil.processes import read_record, session_members, start_process, stop_process
 from vigil.settings import Settings
 
 STACK = ("influxdb", "mlflow", "airflow", "collector")
-
-
-def vigil(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def stack_env(run_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIGIL_", "AIRFLOW"))}
-    env.update(
-        VIGIL_RUN_DIR=str(run_dir),
-        VIGIL_INFLUX_PORT=str(free_port()),
-        VIGIL_INFLUX_RPC_PORT=str(free_port()),
-        VIGIL_MLFLOW_PORT=str(free_port()),
-        VIGIL_AIRFLOW_PORT=str(free_port()),
-        VIGIL_DETECTOR_PORT=str(free_port()),
-        VIGIL_TARGET_PORT=str(free_port()),
-        VIGIL_COLLECT_INTERVAL_S="1",
-    )
-    return env
 
 
 def listening_ips(port: int) -> set[str]:
@@ -57,16 +31,6 @@ def listening_ips(port: int) -> set[str]:
         for c in psutil.net_connections("tcp")
         if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
     }
-
-
-@pytest.fixture()
-def run_dir(tmp_path: Path) -> Iterator[Path]:
-    """A run folder whose services are stopped whatever the test did."""
-    yield tmp_path / "run"
-    for name in SERVICE_NAMES:
-        record = read_record(tmp_path / "run", name)
-        if record is not None:
-            stop_process(record, timeout_s=5)
 
 
 def test_port_in_use_is_a_clear_error_naming_service_and_port(run_dir: Path) -> None:

@@ -21,7 +21,7 @@ import pandas as pd
 import psutil
 import pytest
 import requests
-from test_stack import run_dir, stack_env, vigil  # noqa: F401 - run_dir is a fixture
+from support.stack_cli import stack_env, vigil
 
 from vigil import schema
 from vigil.influx import InfluxClient, quote_ident, quote_literal
@@ -51,7 +51,7 @@ def status_settings(env: dict[str, str]) -> dict[str, dict[str, str]]:
     }
 
 
-def test_a_restart_reuses_recorded_settings_and_names_what_changed(run_dir: Path) -> None:  # noqa: F811
+def test_a_restart_reuses_recorded_settings_and_names_what_changed(run_dir: Path) -> None:
     env = {**stack_env(run_dir), "VIGIL_TARGET_USUAL_RPS": "1.5"}
     first = vigil(env, "up", "--only", "target")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -121,7 +121,7 @@ def wait_for(check, timeout_s: float, what: str, step_s: float = 1.0):
 
 
 @pytest.mark.timeout(600)
-def test_kill_9_detector_after_a_demo_start_comes_back_with_the_demo_intervals(run_dir: Path) -> None:  # noqa: F811
+def test_kill_9_detector_after_a_demo_start_comes_back_with_the_demo_intervals(run_dir: Path) -> None:
     env = stack_env(run_dir)
     del env["VIGIL_COLLECT_INTERVAL_S"]  # the demo chooses its own interval: 5 s
     env.update(VIGIL_HOSTNAME=HOST, VIGIL_CHECKPOINT_EVERY="1")
