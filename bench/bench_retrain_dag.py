@@ -57,7 +57,7 @@ def main() -> None:
             airflow_task_retries=0,
         )
         client = InfluxClient(settings=settings)
-        for db in (settings.influx_raw_db, settings.influx_vigil_db):
+        for db in (settings.influx.raw_db, settings.influx.vigil_db):
             client.create_database(db)
         began = time.perf_counter()
         seed_history(client, settings, hours=args.hours, hosts=args.hosts, progress=True)

@@ -302,7 +302,7 @@ class ScoringView:
     def __init__(self, detector: ServedDetector, refresh_s: float | None = None) -> None:
         self.detector = detector
         self.settings = detector.settings
-        self.refresh_s = detector.settings.poll_interval_s if refresh_s is None else refresh_s
+        self.refresh_s = detector.settings.detector.poll_interval_s if refresh_s is None else refresh_s
         self._lock = threading.Lock()
         self._snap: tuple[OnlineDetector, dict[tuple[str, str], tuple[int, float]]] | None = None
         self._taken_iteration = -1
@@ -353,7 +353,7 @@ class ScoringView:
         loaded_at = det.champion_loaded_at
         return VersionResponse(
             mode="champion" if champion else "online-only",
-            registered_model=self.settings.model_name,
+            registered_model=self.settings.mlflow.model_name,
             champion=ChampionInfo(
                 name=champion.name,
                 version=champion.version,
@@ -373,7 +373,7 @@ class ScoringView:
                 features=list(ONLINE_FEATURES),
             ),
             features=list(FEATURE_COLUMNS),
-            interval_s=int(self.settings.feature_interval_s),
+            interval_s=int(self.settings.features.interval_s),
             shard=det.shard_label,
         )
 
@@ -740,9 +740,9 @@ def serve_detector(detector: ServedDetector) -> DetectorHttpServer:
     :meth:`detector.service.Detector.run` (``serve=``)."""
     s = detector.settings
     view = ScoringView(detector)
-    app = build_app(view, detector.metrics, detector.health, s.api_max_batch_rows)
+    app = build_app(view, detector.metrics, detector.health, s.api.max_batch_rows)
     app.include_router(labels_router(s))  # POST /labels (bearer token): operators' verdicts
-    return DetectorHttpServer(s.bind_host, s.detector_port, app, on_stop=view.close).start()
+    return DetectorHttpServer(s.bind_host, s.detector.port, app, on_stop=view.close).start()
 
 
 __all__ = [

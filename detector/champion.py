@@ -42,7 +42,7 @@ class WatcherStatus:
 
 
 class ChampionWatcher:
-    """Polls the registry every ``settings.reload_interval_s``; swaps in new champion versions."""
+    """Polls the registry every ``settings.detector.reload_interval_s``; swaps in new champion versions."""
 
     def __init__(
         self,
@@ -118,7 +118,7 @@ class ChampionWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.check_once()
-            self._stop.wait(self.settings.reload_interval_s)
+            self._stop.wait(self.settings.detector.reload_interval_s)
 
     def stop(self) -> None:
         self._stop.set()

@@ -283,9 +283,9 @@ def capture(
     """Read the window from InfluxDB and write events.jsonl, report.md, the PNG, then meta.json."""
     hosts = sorted(h for h, ep in incident.hosts.items() if ep.captured)
     events, types, truncated = read_raw_events(
-        client, settings.influx_raw_db, hosts, incident.start_ns, incident.end_ns, max_events
+        client, settings.influx.raw_db, hosts, incident.start_ns, incident.end_ns, max_events
     )
-    preds = read_predictions(client, settings.influx_vigil_db, hosts, incident.start_ns, incident.end_ns)
+    preds = read_predictions(client, settings.influx.vigil_db, hosts, incident.start_ns, incident.end_ns)
     pred_events = _prediction_events(preds)
     tmp = folder / (EVENTS + ".tmp")
     with tmp.open("w") as fh:
@@ -319,8 +319,8 @@ class IncidentRecorder:
         self.root = incidents_root(settings)
         self.on_error = on_error or (lambda kind: None)
         self.max_events = max_events
-        self.interval_s = int(settings.feature_interval_s)
-        self.cooldown_ns = int(settings.incident_cooldown_min * 60 * NS)
+        self.interval_s = int(settings.features.interval_s)
+        self.cooldown_ns = int(settings.incidents.cooldown_min * 60 * NS)
         self.open: dict[str, Incident] = {}
         self.host_last_alarm: dict[str, tuple[int, str]] = {}  # host -> (last alarm ns, incident id)
         self._suppressed: dict[str, int] = {}  # complete incident id -> alarms suppressed since
@@ -381,7 +381,7 @@ class IncidentRecorder:
             ep = incident.hosts.get(host)
             if ep is None:
                 ep = incident.hosts[host] = HostEpisode(
-                    host, t, t, captured=len(incident.hosts) < self.settings.incident_max_hosts
+                    host, t, t, captured=len(incident.hosts) < self.settings.incidents.max_hosts
                 )
             ep.add(t, score, top)
             incident.last_alarm_ns = max(incident.last_alarm_ns, t)
@@ -411,8 +411,8 @@ class IncidentRecorder:
             status="open",
             first_alarm_ns=t,
             last_alarm_ns=t,
-            before_s=self.settings.incident_before_min * 60,
-            after_s=self.settings.incident_after_min * 60,
+            before_s=self.settings.incidents.before_min * 60,
+            after_s=self.settings.incidents.after_min * 60,
             interval_s=self.interval_s,
             models=models,
         )
@@ -524,7 +524,7 @@ def render_report(incident: Incident, folder: Path) -> str:
         "## Reproduce",
         "",
         f"`vigil replay --source bundle --bundle {folder} --into SCRATCH_DB --speed 0`, then run a detector",
-        "with `VIGIL_INFLUX_RAW_DB=SCRATCH_DB` and the champion version above.",
+        "with `VIGIL_INFLUX__RAW_DB=SCRATCH_DB` and the champion version above.",
         "",
     ]
     return "\n".join(lines)
@@ -657,16 +657,16 @@ def models_in_force(
         else {"name": champion.name, "version": champion.version, "threshold": champion_threshold},
         "online": {"name": ONLINE_MODEL_NAME, "version": ONLINE_MODEL_VERSION, "threshold": online_threshold},
         "combined": {
-            "name": settings.model_name,
+            "name": settings.mlflow.model_name,
             "threshold": COMBINED_THRESHOLD,
             "conviction": CONVICTION,
             "rule": "alarm when both models flag, or one is CONVICTION times beyond its threshold (vigil.decision)",
         },
         "settings": {
-            "incident_before_min": settings.incident_before_min,
-            "incident_after_min": settings.incident_after_min,
-            "incident_cooldown_min": settings.incident_cooldown_min,
-            "warmup_s": settings.warmup_s,
-            "feature_interval_s": settings.feature_interval_s,
+            "incident_before_min": settings.incidents.before_min,
+            "incident_after_min": settings.incidents.after_min,
+            "incident_cooldown_min": settings.incidents.cooldown_min,
+            "warmup_s": settings.detector.warmup_s,
+            "feature_interval_s": settings.features.interval_s,
         },
     }

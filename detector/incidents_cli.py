@@ -56,7 +56,7 @@ def _verdicts(settings, metas: list[dict]) -> dict[str, str]:
 
     spans = {}
     for meta in metas:
-        step = int(meta.get("interval_s", settings.feature_interval_s)) * 1_000_000_000
+        step = int(meta.get("interval_s", settings.features.interval_s)) * 1_000_000_000
         spans[meta["id"]] = {
             host: (int(ep["first_alarm_ns"]), int(ep["last_alarm_ns"]) + step)
             for host, ep in (meta.get("hosts") or {}).items()

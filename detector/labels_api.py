@@ -4,7 +4,7 @@ The request is one label — ``{"host", "start", "end", "kind", "note"?, "incide
 ``kind=false_positive`` for "this window was normal" — stored in ``vigil_labels`` with
 ``source=operator`` (:mod:`vigil.labels`, the same checks and writer ``vigil label`` uses).
 
-It changes state, so it needs ``Authorization: Bearer <VIGIL_DETECTOR_API_TOKEN>``: a missing or
+It changes state, so it needs ``Authorization: Bearer <VIGIL_API__TOKEN>``: a missing or
 wrong token is a 401 before the body is even read (and every request is refused while no token
 is configured). Bad input is a 422 whose ``detail`` names the field (``loc: ["body", "end"]``):
 a missing field, a malformed time, an end not after the start, a kind that is not a plain word,
@@ -69,14 +69,14 @@ def _invalid(field: str, message: str, kind: str = "value_error") -> JSONRespons
 
 def authorized(request: Request, settings: Settings) -> JSONResponse | None:
     """None when the request carries the configured bearer token, else the 401 to answer."""
-    token = settings.detector_api_token.get_secret_value() if settings.detector_api_token else ""
+    token = settings.api.token.get_secret_value() if settings.api.token else ""
     if not token:
         return _unauthorized(
-            "state-changing requests are disabled: no VIGIL_DETECTOR_API_TOKEN is configured"
+            "state-changing requests are disabled: no VIGIL_API__TOKEN is configured"
         )
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        return _unauthorized("missing bearer token (Authorization: Bearer <VIGIL_DETECTOR_API_TOKEN>)")
+        return _unauthorized("missing bearer token (Authorization: Bearer <VIGIL_API__TOKEN>)")
     if not secrets.compare_digest(given.strip().encode(), token.encode()):
         return _unauthorized("wrong bearer token")
     return None

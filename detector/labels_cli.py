@@ -41,7 +41,7 @@ def _write(labels: list[Label]) -> list[Label]:
     except LabelError as exc:
         _fail(str(exc))
     except InfluxError as exc:
-        _fail(f"InfluxDB at {settings.influx_base_url}: {exc} (nothing written)")
+        _fail(f"InfluxDB at {settings.influx.base_url}: {exc} (nothing written)")
     return []
 
 
@@ -83,7 +83,7 @@ def false_positive_cmd(incident_id: str, note: str) -> None:
         meta = load_incident(incidents_root(settings) / incident_id)
     except IncidentError as exc:
         _fail(f"incident: {exc}")
-    interval_ns = int(meta.get("interval_s", settings.feature_interval_s)) * 1_000_000_000
+    interval_ns = int(meta.get("interval_s", settings.features.interval_s)) * 1_000_000_000
     hosts = meta.get("hosts") or {}
     if not hosts:
         _fail(f"incident: {incident_id} names no host")
@@ -130,7 +130,7 @@ def list_cmd(
     except LabelError as exc:
         _fail(str(exc))
     except InfluxError as exc:
-        _fail(f"InfluxDB at {settings.influx_base_url}: {exc}")
+        _fail(f"InfluxDB at {settings.influx.base_url}: {exc}")
     if frame.empty:
         click.echo(f"no labels between {start_ts.isoformat()} and {end_ts.isoformat()}")
         return

@@ -114,7 +114,7 @@ class RawReader:
         quality: QualityConfig | None = None,
     ) -> None:
         self.settings = settings
-        self.db = settings.influx_raw_db
+        self.db = settings.influx.raw_db
         self.shard = shard
         self.on_error = on_error
         self.future = future if future is not None else FuturePoints()
@@ -180,7 +180,7 @@ class RawReader:
         for name, parts in frames.items():
             frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             if known:
-                p, d = window_audit(name, frame, self.settings.feature_interval_s, expected)
+                p, d = window_audit(name, frame, self.settings.features.interval_s, expected)
                 points, duplicates = points + p, duplicates + d
             frame = self.shard.filter(frame)
             frame = self._clean(name, frame)
@@ -189,7 +189,7 @@ class RawReader:
                 frame, report = self._guard(name, frame, now_ns)
                 reports.append(report)
             rows += len(frame)
-            out[name] = per_interval(name, frame, self.settings.feature_interval_s)
+            out[name] = per_interval(name, frame, self.settings.features.interval_s)
         return out, rows, (WindowAudit(points, duplicates) if known else None), QualityReport.merge(reports)
 
     def read_future(self, now_ns: int) -> QualityReport:
@@ -232,12 +232,12 @@ class RawReader:
     def _guard(self, name: str, frame: pd.DataFrame, now_ns: int) -> tuple[pd.DataFrame, QualityReport]:
         """The data-quality guard with this reader's interval and bounds (one call for both reads)."""
         return guard_group(
-            name, frame, now_ns=now_ns, interval_s=self.settings.feature_interval_s, config=self.quality
+            name, frame, now_ns=now_ns, interval_s=self.settings.features.interval_s, config=self.quality
         )
 
     def _expected_per_cell(self) -> int:
         """Points one series sends per feature interval: interval / collection interval (>= 1)."""
-        return max(1, round(self.settings.feature_interval_s / max(self.settings.collect_interval_s, 1e-9)))
+        return max(1, round(self.settings.features.interval_s / max(self.settings.collection.interval_s, 1e-9)))
 
     def _query(self, name: str, q: str) -> pd.DataFrame | None:
         try:
@@ -297,7 +297,7 @@ class RawReader:
         """
         expected = self._expected_per_cell()
         window = time_range(start, end)
-        interval = int(self.settings.feature_interval_s)
+        interval = int(self.settings.features.interval_s)
 
         def one(item: tuple[str, str]) -> int:
             name, field = item

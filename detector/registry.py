@@ -68,11 +68,11 @@ def resolve_version(settings: Settings, alias: str = CHAMPION) -> tuple[int, str
 
     Raises :class:`RegistryError` when the registry cannot answer.
     """
-    url = settings.mlflow_uri.rstrip("/") + "/api/2.0/mlflow/registered-models/alias"
+    url = settings.mlflow.uri.rstrip("/") + "/api/2.0/mlflow/registered-models/alias"
     try:
-        resp = requests.get(url, params={"name": settings.model_name, "alias": alias}, **_request_options())
+        resp = requests.get(url, params={"name": settings.mlflow.model_name, "alias": alias}, **_request_options())
     except requests.RequestException as exc:
-        raise RegistryError(f"cannot reach the MLflow registry at {settings.mlflow_uri}: {exc}") from exc
+        raise RegistryError(f"cannot reach the MLflow registry at {settings.mlflow.uri}: {exc}") from exc
     try:
         body = resp.json()
     except ValueError:
@@ -83,8 +83,8 @@ def resolve_version(settings: Settings, alias: str = CHAMPION) -> tuple[int, str
     if resp.status_code in (400, 404) and body.get("error_code") in _ABSENT:
         return None
     raise RegistryError(
-        f"the MLflow registry at {settings.mlflow_uri} answered {resp.status_code} for "
-        f"{settings.model_name}@{alias}: {resp.text[:200]}"
+        f"the MLflow registry at {settings.mlflow.uri} answered {resp.status_code} for "
+        f"{settings.mlflow.model_name}@{alias}: {resp.text[:200]}"
     )
 
 
@@ -100,9 +100,9 @@ def load_version(settings: Settings, version: int, run_id: str | None) -> Loaded
             "-m",
             "detector.fetch_model",
             "--tracking-uri",
-            settings.mlflow_uri,
+            settings.mlflow.uri,
             "--name",
-            settings.model_name,
+            settings.mlflow.model_name,
             "--version",
             str(version),
             "--out",
@@ -115,19 +115,19 @@ def load_version(settings: Settings, version: int, run_id: str | None) -> Loaded
         elif proc.returncode == NOT_A_VIGIL_MODEL:
             log.warning(
                 "%s version %d is not a Vigil contract model; loading it with MLflow in process",
-                settings.model_name,
+                settings.mlflow.model_name,
                 version,
             )
             model = _load_pyfunc_in_process(settings, version)
         else:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"loading version {version} failed: {' | '.join(tail) or proc.returncode}")
-    return LoadedModel(name=settings.model_name, version=version, run_id=run_id, model=model)
+    return LoadedModel(name=settings.mlflow.model_name, version=version, run_id=run_id, model=model)
 
 
 def _load_pyfunc_in_process(settings: Settings, version: int) -> Any:
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    mlflow.set_registry_uri(settings.mlflow.uri)
+    return mlflow.pyfunc.load_model(f"models:/{settings.mlflow.model_name}/{version}")

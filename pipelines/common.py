@@ -72,15 +72,15 @@ def configure_mlflow(settings: Settings, experiment: str | None = None) -> None:
     from pipelines.mlflow_logging import quiet_mlflow_links, tag_experiment
 
     quiet_mlflow_links()
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    tag_experiment(mlflow.set_experiment(experiment or settings.mlflow_experiment))
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    mlflow.set_registry_uri(settings.mlflow.uri)
+    tag_experiment(mlflow.set_experiment(experiment or settings.mlflow.experiment))
 
 
 def mlflow_client(settings: Settings):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    return MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
 
 
 def code_version() -> str:
@@ -124,7 +124,7 @@ def feature_pipeline(settings: Settings | None = None):
     validation), one place so they agree with each other and with the detector's."""
     from vigil.features import FeaturePipeline
 
-    return FeaturePipeline(interval_s=(settings.feature_interval_s if settings is not None else 10.0))
+    return FeaturePipeline(interval_s=(settings.features.interval_s if settings is not None else 10.0))
 
 
 def raw_path_of(dataset_path: str | Path) -> Path:
@@ -183,7 +183,7 @@ def label_sources_in(frame: pd.DataFrame, sources: tuple[str, ...] | None) -> pd
     """``frame`` with only the labels of ``sources`` kept (None: all); the others read as unlabelled.
 
     Why: a retrain learns from operator and stress verdicts, while the seeder's ground truth only
-    scores the result (``settings.train_label_sources``): hidden labels must not leak into training.
+    scores the result (``settings.training.label_sources``): hidden labels must not leak into training.
     """
     if sources is None or LABEL_SOURCE_COLUMN not in frame.columns:
         return frame

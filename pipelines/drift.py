@@ -123,9 +123,9 @@ def champion_reference(settings: Settings) -> tuple[pd.DataFrame, str]:
 
     client = mlflow_client(settings)
     try:
-        champion = client.get_model_version_by_alias(settings.model_name, CHAMPION)
+        champion = client.get_model_version_by_alias(settings.mlflow.model_name, CHAMPION)
     except MlflowException as exc:
-        raise PipelineError(f"{settings.model_name} has no champion: no reference for drift") from exc
+        raise PipelineError(f"{settings.mlflow.model_name} has no champion: no reference for drift") from exc
     path, digest = champion.tags.get(TAG_DATASET_PATH), champion.tags.get(TAG_DATASET_HASH)
     if not path or not Path(path).exists():
         raise PipelineError(
@@ -227,8 +227,8 @@ def drift(
 
 def write_drift_points(settings: Settings, result: DriftResult, influx: InfluxClient | None = None) -> None:
     client = influx or InfluxClient(settings=settings)
-    if settings.influx_create_databases:
-        client.create_database(settings.influx_vigil_db)
+    if settings.influx.create_databases:
+        client.create_database(settings.influx.vigil_db)
     now = time.time_ns()
     points = [
         DRIFT.point(
@@ -256,4 +256,4 @@ def write_drift_points(settings: Settings, result: DriftResult, influx: InfluxCl
             now,
         )
     )
-    client.write_points(settings.influx_vigil_db, points)
+    client.write_points(settings.influx.vigil_db, points)

@@ -135,7 +135,7 @@ def served_evaluation(
     label_source) for the rows of the window: its windows are scored and kept clear of injection.
     A window too short to inject into is judged on its real labels alone, with a note.
     """
-    interval = settings.feature_interval_s
+    interval = settings.features.interval_s
     real, normal = label_windows(labels, interval)
     notes: list[str] = []
     try:
@@ -273,7 +273,7 @@ def evaluate(
     except Exception as exc:
         raise PipelineError(f"cannot load model {model_uri}: {exc}") from exc
     start = split.holdout_start
-    end = frame["time"].max() + pd.Timedelta(seconds=settings.feature_interval_s)
+    end = frame["time"].max() + pd.Timedelta(seconds=settings.features.interval_s)
     version = (
         int(model_uri.rsplit("/", 1)[-1])
         if model_uri.startswith("models:/") and model_uri.rsplit("/", 1)[-1].isdigit()
@@ -286,7 +286,7 @@ def evaluate(
         frame[frame["time"] >= start],
         start,
         end,
-        name=settings.model_name,
+        name=settings.mlflow.model_name,
         version=version,
         run_id=run_id,
         keep_features=with_robustness,

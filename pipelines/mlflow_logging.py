@@ -186,12 +186,12 @@ def run_links(settings: Settings, run_id: str) -> dict[str, str]:
     """UI addresses of a training run and of the compare view of its grid's child runs."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=settings.mlflow.uri)
     experiment_id = client.get_run(run_id).info.experiment_id
     children = client.search_runs(
         [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000
     )
-    base = settings.mlflow_uri
+    base = settings.mlflow.uri
     links = {
         "mlflow_experiment_url": mlflow_ui.experiment_url(base, experiment_id),
         "mlflow_run_url": mlflow_ui.run_url(base, experiment_id, run_id),

@@ -137,7 +137,7 @@ def suite(
 @click.option("--hosts", type=int, default=None, help="Number of synthetic hosts (overrides --rate).")
 @click.option("--interval", type=int, default=None, help="Seconds between reports of each host (default 10).")
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds of load, then stop.")
-@click.option("--db", default=None, help="Database to write into (default: VIGIL_INFLUX_RAW_DB).")
+@click.option("--db", default=None, help="Database to write into (default: VIGIL_INFLUX__RAW_DB).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def load(
     mode: str,

@@ -176,9 +176,9 @@ def run_load(
     """
     if not 0 < duration_s <= MAX_DURATION_S:
         raise ValueError(f"--duration must be in (0, {MAX_DURATION_S:g}] s, not {duration_s}")
-    db = db or settings.influx_raw_db
+    db = db or settings.influx.raw_db
     client = client or InfluxClient(settings=settings)
-    if settings.influx_create_databases:
+    if settings.influx.create_databases:
         client.create_database(db)
     iv = mode.interval_s
     n_ticks = max(1, math.ceil(duration_s / iv))

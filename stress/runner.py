@@ -6,7 +6,7 @@ the load runs and for a grace period after, then write the report (Markdown,
 JSON, PNG). Ctrl-C or SIGTERM stop the load at once, shorten the label to what
 really ran, and still write the report.
 
-Which host: the collector tags points with ``settings.hostname`` or the machine's
+Which host: the collector tags points with ``settings.collection.hostname`` or the machine's
 name, and the loads run on this machine, so that is the host whose predictions
 are read and whose window is labelled.
 """
@@ -52,17 +52,17 @@ SUITE_ORDER: tuple[str, ...] = ("normal_busy_period",) + tuple(
 
 def monitored_host(settings: Settings) -> str:
     """The host tag the collector writes for this machine."""
-    return settings.hostname or socket.gethostname()
+    return settings.collection.hostname or socket.gethostname()
 
 
 def default_grace_s(settings: Settings) -> float:
     """Alarms this long after the load still count: three intervals, at least 30 s."""
-    return max(30.0, 3.0 * settings.feature_interval_s)
+    return max(30.0, 3.0 * settings.features.interval_s)
 
 
 def default_max_lag_s(settings: Settings) -> float:
     """How long to wait past the grace for the detector's predictions to arrive."""
-    return settings.feature_interval_s + settings.allowed_lateness_s + 2 * settings.poll_interval_s
+    return settings.features.interval_s + settings.detector.allowed_lateness_s + 2 * settings.detector.poll_interval_s
 
 
 @dataclass
@@ -83,11 +83,11 @@ def _poll(
     watch: _Watch,
 ) -> None:
     """One poll of the combined predictions since the window start; updates ``watch``."""
-    interval_ns = int(settings.feature_interval_s * 1e9)
+    interval_ns = int(settings.features.interval_s * 1e9)
     try:
         frame = combined_of(
             fetch_predictions(
-                client, settings.influx_vigil_db, host, start_ns - interval_ns, detect_end_ns + 3600 * 10**9
+                client, settings.influx.vigil_db, host, start_ns - interval_ns, detect_end_ns + 3600 * 10**9
             )
         )
     except InfluxError:
@@ -147,8 +147,8 @@ def run_scenario(
     max_lag = default_max_lag_s(settings) if max_lag_s is None else float(max_lag_s)
     host = monitored_host(settings)
     client = InfluxClient(settings=settings)
-    if settings.influx_create_databases:
-        client.create_database(settings.influx_vigil_db)
+    if settings.influx.create_databases:
+        client.create_database(settings.influx.vigil_db)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = report_dir or settings.run_dir / "reports" / f"{stamp}-{scenario.name}"
     label_id = f"{scenario.name}-{stamp}" if scenario.anomalous else None
@@ -173,7 +173,7 @@ def run_scenario(
                 detect_end_ns = start_ns + int((duration + grace) * 1e9)
                 if label_id:  # normal periods are not anomalies: they get no label
                     client.write_points(
-                        settings.influx_vigil_db,
+                        settings.influx.vigil_db,
                         [_label_point(scenario, host, label_id, start_ns, start_ns + int(duration * 1e9))],
                     )
                 with LoadRun(specs, tmp_dir, out_dir / "logs") as run:
@@ -182,7 +182,7 @@ def run_scenario(
 
                     def tick(elapsed: float) -> None:
                         nonlocal last_poll, last_echo
-                        if wait_for_detection and elapsed - last_poll >= settings.poll_interval_s:
+                        if wait_for_detection and elapsed - last_poll >= settings.detector.poll_interval_s:
                             last_poll = elapsed
                             _poll(client, settings, host, start_ns, detect_end_ns, began, watch)
                             if stop_on_detect and watch.detected_at_s is not None:
@@ -208,7 +208,7 @@ def run_scenario(
             if label_id and end_ns > start_ns:
                 with contextlib.suppress(InfluxError):
                     client.write_points(
-                        settings.influx_vigil_db, [_label_point(scenario, host, label_id, start_ns, end_ns)]
+                        settings.influx.vigil_db, [_label_point(scenario, host, label_id, start_ns, end_ns)]
                     )
         echo(f"[{scenario.name}] load ended after {(end_ns - start_ns) / 1e9:.1f} s")
 
@@ -267,10 +267,10 @@ def build_report(
     Usable on its own to rebuild the report of any past window (labels say where they are).
     """
     client = client or InfluxClient(settings=settings)
-    interval_ns = int(settings.feature_interval_s * 1e9)
+    interval_ns = int(settings.features.interval_s * 1e9)
     predictions = fetch_predictions(
         client,
-        settings.influx_vigil_db,
+        settings.influx.vigil_db,
         host,
         window.view_start_ns,
         window.view_end_ns,
@@ -278,11 +278,11 @@ def build_report(
     )
     metrics = fetch_metrics(
         client,
-        settings.influx_raw_db,
+        settings.influx.raw_db,
         host,
         window.view_start_ns - interval_ns,
         window.view_end_ns,
-        settings.feature_interval_s,
+        settings.features.interval_s,
     )
     report = analyse(
         scenario=scenario.name,
@@ -292,7 +292,7 @@ def build_report(
         intensity=intensity,
         planned_duration_s=planned_duration_s or (window.end_ns - window.start_ns) / 1e9,
         window=window,
-        interval_s=settings.feature_interval_s,
+        interval_s=settings.features.interval_s,
         predictions=predictions,
         label_id=label_id,
         wall_clock_detect_s=wall_clock_detect_s,
@@ -322,7 +322,7 @@ def _wait_for_predictions(
 ) -> None:
     """Poll until the predictions cover the grace period (or, for an anomaly, an alarm is seen
     and the predictions reach the window's end), giving up ``max_lag_s`` after the grace."""
-    interval_ns = int(settings.feature_interval_s * 1e9)
+    interval_ns = int(settings.features.interval_s * 1e9)
     give_up = time.time() + (window.detect_end_ns - time.time_ns()) / 1e9 + max_lag_s
     last_echo = 0.0
     while True:
@@ -346,7 +346,7 @@ def _wait_for_predictions(
             left = give_up - time.time()
             state = "alarm seen" if watch.detected_at_s is not None else "no alarm yet"
             echo(f"[{scenario.name}] waiting for the detector ({state}, at most {left:.0f} s more)")
-        time.sleep(min(settings.poll_interval_s, max(0.2, give_up - time.time())))
+        time.sleep(min(settings.detector.poll_interval_s, max(0.2, give_up - time.time())))
 
 
 # --- the suite -------------------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ def _combined_since(
     """The detector's combined predictions of ``host`` from ``since_ns`` on (None if unreadable)."""
     try:
         return combined_of(
-            fetch_predictions(client, settings.influx_vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
+            fetch_predictions(client, settings.influx.vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
         )
     except InfluxError:
         return None
@@ -478,7 +478,7 @@ def run_suite(
     # the demo's suite began). If this call loaded it, only intervals begun after count.
     loaded_now = preload_plotting()
     since = time.time_ns() - (
-        0 if loaded_now else int((QUIET_INTERVALS + 1) * settings.feature_interval_s * 1e9)
+        0 if loaded_now else int((QUIET_INTERVALS + 1) * settings.features.interval_s * 1e9)
     )
     echo(f"waiting until {host} is quiet before the first scenario")
     rest = rest_until_quiet(settings, host, since, min_s=0.0, max_s=max_rest_s, echo=echo)

@@ -41,7 +41,7 @@ def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
     from vigil.seed import seed_history
 
     influx = InfluxClient(settings=settings)
-    for db in (settings.influx_raw_db, settings.influx_vigil_db):
+    for db in (settings.influx.raw_db, settings.influx.vigil_db):
         influx.create_database(db)
     seed_history(influx, settings, hours=SEED_HOURS, hosts=SEED_HOSTS, progress=False)
     began = time.monotonic()
@@ -53,5 +53,5 @@ def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
         yield client
     finally:
         manager.down(settings, only=["airflow"], echo=print)
-        for db in (settings.influx_raw_db, settings.influx_vigil_db):
+        for db in (settings.influx.raw_db, settings.influx.vigil_db):
             influx.drop_database(db)

@@ -25,7 +25,7 @@ EXPECTED = {"cpu", "mem", "net", "diskio", "system", "processes", "procstat_look
 
 def _env(settings: Settings, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env |= {"VIGIL_INFLUX_PORT": str(settings.influx_port), "VIGIL_RUN_DIR": str(tmp_path / "run")}
+    env |= {"VIGIL_INFLUX__PORT": str(settings.influx.port), "VIGIL_RUN_DIR": str(tmp_path / "run")}
     return env
 
 
@@ -37,7 +37,7 @@ def test_collect_once_cli_writes_the_telegraf_measurements(
         result = CliRunner().invoke(
             main,
             ["collect", "--once", "--db", fresh_db],
-            env=_env(settings, tmp_path) | {"VIGIL_HOSTNAME": "once-host"},
+            env=_env(settings, tmp_path) | {"VIGIL_COLLECTION__HOSTNAME": "once-host"},
         )
     finally:
         get_settings.cache_clear()

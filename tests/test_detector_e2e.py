@@ -144,7 +144,7 @@ def test_known_hosts_are_warm_started_and_a_new_host_warms_up_without_alarming(s
     known = combined[combined["host"] != "newcomer"]
     assert (known["warmup"] == 0).all(), "history warm start: no warm-up for hosts with 1 h of history"
     new = combined[combined["host"] == "newcomer"]
-    warm_limit = round(scenario["settings"].warmup_s / scenario["settings"].feature_interval_s)
+    warm_limit = round(scenario["settings"].detector.warmup_s / scenario["settings"].features.interval_s)
     assert (new["warmup"].iloc[:warm_limit] == 1).all()
     assert (new["is_anomaly"].iloc[:warm_limit] == 0).all(), "in warm-up a host is scored but cannot alarm"
     assert (new["warmup"].iloc[warm_limit + 1 :] == 0).all()

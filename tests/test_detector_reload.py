@@ -56,14 +56,14 @@ def test_promotion_is_hot_reloaded_and_failures_keep_the_cached_model(mlflow_set
                 f"promotion picked up after {time.monotonic() - promoted:.1f}s (reload interval 1 s + load)"
             )
             det.run_once(now=seeded.end.value / 1e9)
-            batch = predictions(client, s.influx_vigil_db, "batch")
+            batch = predictions(client, s.influx.vigil_db, "batch")
             assert set(batch["version"]) == {str(v2)}
 
             # a version whose artifact cannot be loaded: reported, not served
             with mlflow.start_run() as run:
                 mlflow.log_text("this is not an MLmodel file: {", "broken/MLmodel")
-            broken = mlflow.register_model(f"runs:/{run.info.run_id}/broken", s.model_name)
-            MlflowClient(s.mlflow_uri).set_registered_model_alias(s.model_name, "champion", broken.version)
+            broken = mlflow.register_model(f"runs:/{run.info.run_id}/broken", s.mlflow.model_name)
+            MlflowClient(s.mlflow.uri).set_registered_model_alias(s.mlflow.model_name, "champion", broken.version)
             deadline = time.monotonic() + 60
             while det.metrics.errors["model_load_failed"] == 0:
                 assert time.monotonic() < deadline

@@ -43,7 +43,7 @@ def workers_of(pid: int) -> dict[int, psutil.Process]:
     for child in psutil.Process(pid).children():
         try:
             if child.status() != psutil.STATUS_ZOMBIE:
-                out[int(child.environ()["VIGIL_SHARD_INDEX"])] = child
+                out[int(child.environ()["VIGIL_DETECTOR__SHARD_INDEX"])] = child
         except (psutil.Error, KeyError):
             continue
     return out
@@ -102,7 +102,7 @@ def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path)
             anomalies=False,
             progress=False,
         )
-        env = {**detector_env(s), "VIGIL_DETECTOR_WORKERS": "2"}
+        env = {**detector_env(s), "VIGIL_DETECTOR__WORKERS": "2"}
         sup = start_process(
             "supervisor",
             [sys.executable, "-m", "vigil.cli", "detector", "run", "--start", start.isoformat()],

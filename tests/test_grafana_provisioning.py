@@ -49,14 +49,14 @@ def test_datasources_have_fixed_uids_credentials_from_env_and_match_settings() -
     sources = {d["uid"]: d for d in load_datasources()}
     assert set(sources) == {build.RAW_DS_UID, build.VIGIL_DS_UID}
     defaults = Settings(_env_file=None)
-    assert sources[build.RAW_DS_UID]["jsonData"]["dbName"] == defaults.influx_raw_db
-    assert sources[build.VIGIL_DS_UID]["jsonData"]["dbName"] == defaults.influx_vigil_db
+    assert sources[build.RAW_DS_UID]["jsonData"]["dbName"] == defaults.influx.raw_db
+    assert sources[build.VIGIL_DS_UID]["jsonData"]["dbName"] == defaults.influx.vigil_db
     text = (DATASOURCES_DIR / "influxdb.yaml").read_text()
     for ds in sources.values():
         assert ds["type"] == "influxdb" and ds["access"] == "proxy"
         assert ds["jsonData"]["httpMode"] == "GET" and ds["jsonData"]["version"] == "InfluxQL"
-        assert ds["secureJsonData"]["password"] == "${VIGIL_INFLUX_PASSWORD}"
-        assert ds["user"] == "${VIGIL_INFLUX_USERNAME}" and ds["url"] == "${VIGIL_INFLUX_URL}"
+        assert ds["secureJsonData"]["password"] == "${VIGIL_INFLUX__PASSWORD}"
+        assert ds["user"] == "${VIGIL_INFLUX__USERNAME}" and ds["url"] == "${VIGIL_INFLUX__URL}"
     assert "password:" in text and not re.search(r"password:\s*[^$\s]", text), "no literal secret"
 
 

@@ -227,7 +227,7 @@ def test_post_labels_needs_the_bearer_token(api: str, lab_settings: Settings) ->
         resp = requests.post(url, json=GOOD, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     finally:
         server.stop()
-    assert resp.status_code == 401 and "VIGIL_DETECTOR_API_TOKEN" in resp.json()["detail"]
+    assert resp.status_code == 401 and "VIGIL_API__TOKEN" in resp.json()["detail"]
     assert _stored(lab_settings).empty
 
 
@@ -262,7 +262,7 @@ def test_post_labels_stores_an_operator_label_and_names_bad_fields(api: str, lab
     assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["body", "body"]
     assert len(_stored(lab_settings)) == 1
     points = InfluxClient(settings=lab_settings).query_df(
-        lab_settings.influx_vigil_db, f'SELECT * FROM "{LABELS.name}"'
+        lab_settings.influx.vigil_db, f'SELECT * FROM "{LABELS.name}"'
     )
     assert points["source"].tolist() == ["operator"]
 

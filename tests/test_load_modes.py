@@ -70,7 +70,7 @@ def test_stop_request_ends_the_load_between_writes(settings, influx, fresh_db):
 
 
 def test_cli_mini_mode_and_bad_arguments(settings, influx, fresh_db, monkeypatch):
-    monkeypatch.setenv("VIGIL_INFLUX_PORT", str(settings.influx_port))
+    monkeypatch.setenv("VIGIL_INFLUX__PORT", str(settings.influx.port))
     get_settings.cache_clear()
     try:
         runner = CliRunner()

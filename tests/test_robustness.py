@@ -77,7 +77,7 @@ def test_perturbation_magnitudes_are_the_documented_ones(holdout: pd.DataFrame) 
 
 
 def test_robustness_gate_compares_fragility_perturbation_by_perturbation(settings: Settings) -> None:
-    tol = settings.robustness_tolerance
+    tol = settings.training.robustness_tolerance
     champion = {p: 0.10 for p in PERTURBATIONS}
     assert robustness_gate(settings, 2, 1, {p: 0.05 for p in PERTURBATIONS}, champion).passed  # less fragile
     assert robustness_gate(settings, 2, 1, {**champion, "missing": 0.10 + tol / 2}, champion).passed  # within
@@ -182,7 +182,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
     assert fragile_eval.metrics["robust_missing_f1"] < champ_eval.metrics["robust_missing_f1"]
     fragile_missing_drop = fragile_eval.metrics["holdout_f1"] - fragile_eval.metrics["robust_missing_f1"]
     champion_missing_drop = champ_eval.metrics["holdout_f1"] - champ_eval.metrics["robust_missing_f1"]
-    assert fragile_missing_drop > champion_missing_drop + settings.robustness_tolerance
+    assert fragile_missing_drop > champion_missing_drop + settings.training.robustness_tolerance
     v2 = register(settings, fragile_run, validation_passed=True)
     refused = promote(settings)
     assert not refused.promoted and refused.version == v2.version
@@ -191,7 +191,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
     assert refused.reason.startswith("robust_missing_f1 drops") and "too fragile" in refused.reason
     champion_missing_drop = champ_eval.metrics["holdout_f1"] - champ_eval.metrics["robust_missing_f1"]
     assert refused.gates[1].champion_metric == pytest.approx(champion_missing_drop)
-    tags = mlflow_client(settings).get_model_version(settings.model_name, str(v2.version)).tags
+    tags = mlflow_client(settings).get_model_version(settings.mlflow.model_name, str(v2.version)).tags
     assert tags["vigil.promotion"] == "rejected" and tags["vigil.gate.robustness"].startswith("failed")
 
     # robust challenger: the champion's own configuration retrained (another seed), which the
@@ -218,7 +218,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
         )
     print(f"refused: {refused.reason}\naccepted: {accepted.gates[1].reason}")
     events = InfluxClient(settings=settings).query_df(
-        settings.influx_vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"'
+        settings.influx.vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"'
     )
     assert events["event"].tolist() == ["register", "promote", "register", "reject", "register", "promote"]
     reject = events[events["event"] == "reject"].iloc[0]

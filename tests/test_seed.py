@@ -31,7 +31,7 @@ def seed_settings(settings: Settings) -> Iterator[Settings]:
     s = settings.model_copy(update={"influx_raw_db": "seedtest_raw", "influx_vigil_db": "seedtest_vigil"})
     yield s
     client = InfluxClient(settings=s)
-    for db in (s.influx_raw_db, s.influx_vigil_db):
+    for db in (s.influx.raw_db, s.influx.vigil_db):
         client.drop_database(db)
 
 
@@ -49,7 +49,7 @@ def frames(seeded: SeedResult, seed_settings: Settings) -> dict[str, pd.DataFram
     out = {}
     for m in MEASUREMENTS:
         q = f"SELECT * FROM {quote_ident(m)} WHERE {time_range(seeded.start, seeded.end)}"
-        out[m] = client.query_df(seed_settings.influx_raw_db, q).sort_values(["host", "time"])
+        out[m] = client.query_df(seed_settings.influx.raw_db, q).sort_values(["host", "time"])
     return out
 
 
@@ -66,7 +66,7 @@ def _stored_schema(client: InfluxClient, db: str) -> dict[str, MeasurementSchema
 
 def test_seeded_history_has_the_telegraf_schema(seeded: SeedResult, seed_settings: Settings) -> None:
     client = InfluxClient(settings=seed_settings)
-    stored = _stored_schema(client, seed_settings.influx_raw_db)
+    stored = _stored_schema(client, seed_settings.influx.raw_db)
     assert set(stored) == set(MEASUREMENTS)
     config = load_config(seed_settings)
     samples = read_fixture()
@@ -249,8 +249,8 @@ def test_iir1_matches_the_recursive_definition() -> None:
 
 def test_seed_cli(settings: Settings, influx: InfluxClient, fresh_db: str, tmp_path: Path) -> None:
     env = {
-        "VIGIL_INFLUX_PORT": str(settings.influx_port),
-        "VIGIL_INFLUX_VIGIL_DB": fresh_db + "_v",
+        "VIGIL_INFLUX__PORT": str(settings.influx.port),
+        "VIGIL_INFLUX__VIGIL_DB": fresh_db + "_v",
         "VIGIL_RUN_DIR": str(tmp_path),
     }
     png = tmp_path / "host.png"

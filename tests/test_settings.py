@@ -87,13 +87,13 @@ def test_every_variable_docker_compose_needs_is_listed() -> None:
 
 
 def test_environment_and_env_file_are_read(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / ".env").write_text("VIGIL_INFLUX_PORT=1234\nVIGIL_MLFLOW_PORT=2345\n")
+    (tmp_path / ".env").write_text("VIGIL_INFLUX__PORT=1234\nVIGIL_MLFLOW_PORT=2345\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("VIGIL_MLFLOW_PORT", "3456")  # the environment wins over .env
+    monkeypatch.setenv("VIGIL_MLFLOW__PORT", "3456")  # the environment wins over .env
     s = Settings()
-    assert (s.influx_port, s.mlflow_port) == (1234, 3456)
-    assert s.influx_base_url == "http://127.0.0.1:1234"
-    assert s.airflow_home_dir == s.run_dir / "airflow"
+    assert (s.influx.port, s.mlflow.port) == (1234, 3456)
+    assert s.influx.base_url == "http://127.0.0.1:1234"
+    assert s.airflow.home_dir == s.run_dir / "airflow"
 
 
 def test_settings_env_round_trips(tmp_path: Path, monkeypatch) -> None:
@@ -109,8 +109,8 @@ def test_settings_env_round_trips(tmp_path: Path, monkeypatch) -> None:
     for key, value in settings_env(original).items():
         monkeypatch.setenv(key, value)
     rebuilt = Settings(_env_file=None)
-    assert rebuilt.model_dump() == original.model_dump() | {"influx_password": rebuilt.influx_password}
-    assert rebuilt.influx_password.get_secret_value() == "s3cret"
+    assert rebuilt.model_dump() == original.model_dump() | {"influx_password": rebuilt.influx.password}
+    assert rebuilt.influx.password.get_secret_value() == "s3cret"
 
 
 def test_host_warmup_setting_and_baseline_warmup_agree() -> None:

@@ -98,15 +98,15 @@ class InfluxClient:
         rp: str | None = None,
     ) -> None:
         s = settings or get_settings()
-        self.url = (url or s.influx_base_url).rstrip("/")
-        self.timeout_s = timeout_s if timeout_s is not None else s.influx_timeout_s
-        self.batch_size = batch_size or s.influx_batch_size
-        self.retries = retries if retries is not None else s.influx_retries
-        self.backoff_s = backoff_s if backoff_s is not None else s.influx_backoff_s
-        self.rp = rp if rp is not None else s.influx_rp
+        self.url = (url or s.influx.base_url).rstrip("/")
+        self.timeout_s = timeout_s if timeout_s is not None else s.influx.timeout_s
+        self.batch_size = batch_size or s.influx.batch_size
+        self.retries = retries if retries is not None else s.influx.retries
+        self.backoff_s = backoff_s if backoff_s is not None else s.influx.backoff_s
+        self.rp = rp if rp is not None else s.influx.rp
         self.session = requests.Session()
-        user = username if username is not None else s.influx_username
-        secret = password if password is not None else s.influx_password.get_secret_value()
+        user = username if username is not None else s.influx.username
+        secret = password if password is not None else s.influx.password.get_secret_value()
         if user or secret:
             self.session.auth = (user or "vigil", secret)
 

@@ -148,8 +148,8 @@ def new_label_id(host: str, start: pd.Timestamp, end: pd.Timestamp, kind: str) -
 
 
 def training_sources(settings: Settings) -> tuple[str, ...]:
-    """The label sources a retrain learns from (``settings.train_label_sources``)."""
-    return tuple(s.strip() for s in settings.train_label_sources.split(",") if s.strip())
+    """The label sources a retrain learns from (``settings.training.label_sources``)."""
+    return tuple(s.strip() for s in settings.training.label_sources.split(",") if s.strip())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def load_labels(
     q = f"SELECT {', '.join(quote_ident(f) for f in fields)} FROM {quote_ident(LABELS.name)} WHERE {where}"
     columns = LABEL_COLUMNS + (["description", "incident_id"] if details else [])
     try:
-        df = client.query_df(settings.influx_vigil_db, q)
+        df = client.query_df(settings.influx.vigil_db, q)
     except InfluxError as exc:
         if "database not found" in str(exc):
             return pd.DataFrame(columns=columns)
@@ -243,9 +243,9 @@ def add_labels(
                 f"({row['source']}, {row['kind']}, {row['start']}..{row['end']}); one interval has one verdict",
                 "start",
             )
-    if settings.influx_create_databases:
-        client.create_database(settings.influx_vigil_db)
-    client.write_points(settings.influx_vigil_db, [lab.point() for lab in checked])
+    if settings.influx.create_databases:
+        client.create_database(settings.influx.vigil_db)
+    client.write_points(settings.influx.vigil_db, [lab.point() for lab in checked])
     return checked
 
 

@@ -55,44 +55,44 @@ def register_anomaly_model(
     experiment: str | None = None,
     **kwargs: Any,
 ) -> int:
-    """Log ``model`` in a run of its own, register it as ``settings.model_name`` and point ``alias``
+    """Log ``model`` in a run of its own, register it as ``settings.mlflow.model_name`` and point ``alias``
     at it (none if empty); its version. For tests and benchmarks: training registers through the
     promotion rules of ``pipelines.registry`` instead."""
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    mlflow.set_experiment(experiment or settings.mlflow_experiment)
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    mlflow.set_registry_uri(settings.mlflow.uri)
+    mlflow.set_experiment(experiment or settings.mlflow.experiment)
     with mlflow.start_run():
-        info = log_anomaly_model(model, registered_model_name=settings.model_name, **kwargs)
+        info = log_anomaly_model(model, registered_model_name=settings.mlflow.model_name, **kwargs)
     version = int(info.registered_model_version)
     if alias:
-        MlflowClient(settings.mlflow_uri).set_registered_model_alias(settings.model_name, alias, str(version))
+        MlflowClient(settings.mlflow.uri).set_registered_model_alias(settings.mlflow.model_name, alias, str(version))
     return version
 
 
 def load_champion(settings: Settings, alias: str = CHAMPION) -> LoadedModel:
-    """Load ``models:/<settings.model_name>@<alias>``; raise :class:`ModelUnavailableError` subclasses.
+    """Load ``models:/<settings.mlflow.model_name>@<alias>``; raise :class:`ModelUnavailableError` subclasses.
 
     The tracking (and registry) URI comes from ``settings``, never from the environment.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-    name = settings.model_name
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    mlflow.set_registry_uri(settings.mlflow.uri)
+    client = MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
+    name = settings.mlflow.model_name
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise NoChampionError(
-            f"registered model {name!r} has no version with alias {alias!r} at {settings.mlflow_uri}: "
+            f"registered model {name!r} has no version with alias {alias!r} at {settings.mlflow.uri}: "
             f"{exc.message if hasattr(exc, 'message') else exc}"
         ) from exc
     except Exception as exc:  # connection refused, timeouts ...
         raise ModelLoadError(
-            f"cannot reach the MLflow registry at {settings.mlflow_uri} to resolve {name}@{alias}: {exc}"
+            f"cannot reach the MLflow registry at {settings.mlflow.uri} to resolve {name}@{alias}: {exc}"
         ) from exc
     uri = f"models:/{name}@{alias}"
     try:

@@ -19,7 +19,7 @@ from vigil.settings import get_settings
 @click.option(
     "--anomalies/--no-anomalies", default=True, show_default=True, help="Inject labelled anomalies."
 )
-@click.option("--db", default=None, help="Raw-metrics database (default: settings.influx_raw_db).")
+@click.option("--db", default=None, help="Raw-metrics database (default: settings.influx.raw_db).")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
