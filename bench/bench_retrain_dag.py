@@ -56,7 +56,7 @@ def main() -> None:
             mlflow_port=mlflow_rec.port,
             airflow_task_retries=0,
         )
-        client = InfluxClient(settings=settings)
+        client = InfluxClient(settings.influx)
         for db in (settings.influx.raw_db, settings.influx.vigil_db):
             client.create_database(db)
         began = time.perf_counter()

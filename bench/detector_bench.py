@@ -124,7 +124,7 @@ def register_champion(settings: Settings) -> int:
     )
     scorer = SklearnScorer.fit_reference(pipe, x)
     model = AnomalyModel(scorer, float(np.quantile(scorer.score_scaled(scorer.scaled(x)), 0.995)), "iforest")
-    return register_anomaly_model(settings, model, experiment="detector-bench", pip_requirements=["mlflow"])
+    return register_anomaly_model(settings.mlflow, model, experiment="detector-bench", pip_requirements=["mlflow"])
 
 
 def _live_writer(
@@ -132,7 +132,7 @@ def _live_writer(
 ) -> None:
     """Another process, like Telegraf: writes each live interval's points right after it ends
     and tells every detector process when (one queue each)."""
-    client = InfluxClient(settings=base)
+    client = InfluxClient(base.influx)
     rng = np.random.default_rng(hosts + 1)
     # intervals that ended while the detector caught up are skipped: the detector would score
     # them before their points exist (late points, and a meaningless lag)
@@ -241,7 +241,7 @@ def run_size(
 ) -> dict:
     """One fleet size: the write reference, the catch-up (``workers`` shard processes at once,
     as ``vigil detector run --workers`` runs them) and the live lag."""
-    client = InfluxClient(settings=base)
+    client = InfluxClient(base.influx)
     raw_db, vigil_db = f"bench_raw_{hosts}", f"bench_vigil_{hosts}"
     for db in (raw_db, vigil_db):
         client.drop_database(db)

@@ -125,7 +125,7 @@ def main() -> None:
             airflow_task_retries=0,
             random_seed=args.seed,
         )
-        client = InfluxClient(settings=settings)
+        client = InfluxClient(settings.influx)
         for db in (settings.influx.raw_db, settings.influx.vigil_db):
             client.create_database(db)
         began = time.perf_counter()

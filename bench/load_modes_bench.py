@@ -291,7 +291,7 @@ def main() -> None:
     results: list[ModeResult] = []
     try:
         base = Settings(_env_file=None, run_dir=tmp / "run", influx_port=influx.port)
-        client = InfluxClient(settings=base)
+        client = InfluxClient(base.influx)
         for name in names:
             results.append(run_mode(name, base, client, a.duration, a.catchup_timeout))
     finally:

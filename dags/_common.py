@@ -100,7 +100,7 @@ def check_services(cfg: Settings, need_mlflow: bool = True) -> dict[str, str]:
     problems: list[str] = []
     found: dict[str, str] = {}
     try:
-        found["influxdb"] = InfluxClient(settings=cfg, retries=0, timeout_s=5).ping()
+        found["influxdb"] = InfluxClient(cfg.influx, retries=0, timeout_s=5).ping()
     except InfluxError as exc:
         problems.append(f"InfluxDB at {cfg.influx.base_url} is unreachable ({exc})")
     if need_mlflow:

@@ -52,7 +52,7 @@ from vigil.errors import VigilError
 from vigil.features.source import QUERY_GROUPS
 from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident, tag_in, time_range
 from vigil.plotting import save_figure
-from vigil.settings import Settings
+from vigil.settings import IncidentSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class IncidentError(VigilError, RuntimeError):
     """An incident (bundle) is missing or damaged; the message says which file and why."""
 
 
-def incidents_root(settings: Settings) -> Path:
-    return settings.run_dir / "incidents"
+def incidents_root(incidents: IncidentSettings) -> Path:
+    return incidents.root
 
 
 def _iso(ns: int | None) -> str | None:
@@ -316,7 +316,7 @@ class IncidentRecorder:
         max_events: int = 500_000,
     ) -> None:
         self.settings = settings
-        self.root = incidents_root(settings)
+        self.root = incidents_root(settings.incidents)
         self.on_error = on_error or (lambda kind: None)
         self.max_events = max_events
         self.interval_s = int(settings.features.interval_s)
@@ -460,7 +460,7 @@ class IncidentRecorder:
         return done
 
     def _capture(self, incident: Incident) -> Incident:
-        client = InfluxClient(settings=self.settings, retries=1)
+        client = InfluxClient(self.settings.influx, retries=1)
         try:
             return capture(incident, self.settings, client, self._folder(incident.id), self.max_events)
         finally:

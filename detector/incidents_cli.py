@@ -22,7 +22,7 @@ def list_cmd(as_json: bool) -> None:
     from detector.incidents import incidents_root, list_incidents
 
     settings = get_settings()
-    root = incidents_root(settings)
+    root = incidents_root(settings.incidents)
     found = list_incidents(root)
     if not found:
         click.echo(f"no incidents in {root}")
@@ -67,7 +67,7 @@ def _verdicts(settings, metas: list[dict]) -> dict[str, str]:
     lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
     try:
         labels = load_labels(
-            InfluxClient(settings=settings, retries=0, timeout_s=5), settings, lo, hi, details=True
+            InfluxClient(settings.influx, retries=0, timeout_s=5), settings.influx, lo, hi, details=True
         )
     except InfluxError as exc:
         click.echo(f"warning: verdicts unknown, InfluxDB unreachable ({exc})", err=True)
@@ -92,7 +92,7 @@ def show_cmd(incident_id: str) -> None:
     """The report of one incident (its report.md, or its meta while it is still open)."""
     from detector.incidents import REPORT, IncidentError, incidents_root, load_incident
 
-    root = incidents_root(get_settings())
+    root = incidents_root(get_settings().incidents)
     if "/" in incident_id or incident_id in ("", ".", ".."):
         raise click.ClickException(f"not an incident id: {incident_id!r}")
     folder = root / incident_id

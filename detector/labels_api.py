@@ -85,7 +85,7 @@ def authorized(request: Request, settings: Settings) -> JSONResponse | None:
 def labels_router(settings: Settings, client: InfluxClient | None = None) -> APIRouter:
     """The ``POST /labels`` route, writing with ``client`` (default: a client of ``settings``)."""
     router = APIRouter()
-    influx = client or InfluxClient(settings=settings)
+    influx = client or InfluxClient(settings.influx)
 
     @router.post(
         "/labels",
@@ -123,7 +123,7 @@ def labels_router(settings: Settings, client: InfluxClient | None = None) -> API
         label = Label(body.host, body.start, body.end, body.kind, OPERATOR, body.note, body.incident_id)
         try:
             # InfluxDB I/O off the event loop: the scoring endpoints share it
-            (stored,) = await run_in_threadpool(add_labels, influx, settings, [label])
+            (stored,) = await run_in_threadpool(add_labels, influx, settings.influx, [label])
         except LabelError as exc:
             return _invalid(exc.field, str(exc))
         except InfluxError as exc:

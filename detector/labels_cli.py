@@ -37,7 +37,7 @@ def _fail(message: str) -> NoReturn:
 def _write(labels: list[Label]) -> list[Label]:
     settings = get_settings()
     try:
-        return add_labels(InfluxClient(settings=settings), settings, labels)
+        return add_labels(InfluxClient(settings.influx), settings.influx, labels)
     except LabelError as exc:
         _fail(str(exc))
     except InfluxError as exc:
@@ -80,7 +80,7 @@ def false_positive_cmd(incident_id: str, note: str) -> None:
         _fail(f"incident: not an incident id: {incident_id!r}")
     settings = get_settings()
     try:
-        meta = load_incident(incidents_root(settings) / incident_id)
+        meta = load_incident(incidents_root(settings.incidents) / incident_id)
     except IncidentError as exc:
         _fail(f"incident: {exc}")
     interval_ns = int(meta.get("interval_s", settings.features.interval_s)) * 1_000_000_000
@@ -119,8 +119,8 @@ def list_cmd(
         if start_ts >= end_ts:
             raise LabelError(f"from: {start_ts} is not before --to {end_ts}", "from")
         frame = load_labels(
-            InfluxClient(settings=settings),
-            settings,
+            InfluxClient(settings.influx),
+            settings.influx,
             start_ts,
             end_ts,
             source=source,

@@ -102,10 +102,16 @@ class Detector:
             self.interval_ns, QualityConfig(future_tolerance_s=settings.detector.data_quality_future_tolerance_s)
         )
         self.reader = RawReader(
-            settings, self.shard, self.metrics.error, future=self.quality.future, quality=self.quality.config
+            settings.influx,
+            self.shard,
+            self.metrics.error,
+            interval_s=settings.features.interval_s,
+            collect_interval_s=settings.collection.interval_s,
+            future=self.quality.future,
+            quality=self.quality.config,
         )
         self._muted: set[tuple[str, int]] = set()
-        self.write_client = InfluxClient(settings=settings, retries=0)
+        self.write_client = InfluxClient(settings.influx, retries=0)
         self.sink = PredictionSink(
             self.write_client,
             settings.influx.vigil_db,
@@ -116,9 +122,10 @@ class Detector:
             backoff_s=settings.influx.backoff_s,
             max_backoff_s=MAX_BACKOFF_S,
             writers=settings.influx.write_workers,
-            client_factory=lambda: InfluxClient(settings=settings, retries=0),
+            client_factory=lambda: InfluxClient(settings.influx, retries=0),
         )
-        self.watcher = ChampionWatcher(settings, on_error=self.metrics.error, on_swap=self._on_swap)
+        self.watcher = ChampionWatcher(
+            settings.mlflow, settings.detector.reload_interval_s, on_error=self.metrics.error, on_swap=self._on_swap)
         self.incidents = IncidentRecorder(settings, on_error=self.metrics.error)
         self.metrics.set_model(settings.mlflow.model_name, None)
         self.stop_event = threading.Event()

@@ -19,7 +19,7 @@ import pandas as pd
 
 from vigil.errors import VigilError
 from vigil.features import FEATURE_COLUMNS
-from vigil.settings import PROJECT_ROOT, Settings
+from vigil.settings import PROJECT_ROOT, FeatureSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,12 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def feature_pipeline(settings: Settings | None = None):
+def feature_pipeline(features: FeatureSettings | None = None):
     """The feature pipeline every batch step builds features with (extract, the injected copy of
     validation), one place so they agree with each other and with the detector's."""
     from vigil.features import FeaturePipeline
 
-    return FeaturePipeline(interval_s=(settings.features.interval_s if settings is not None else 10.0))
+    return FeaturePipeline(interval_s=(features or FeatureSettings()).interval_s)
 
 
 def raw_path_of(dataset_path: str | Path) -> Path:

@@ -226,7 +226,7 @@ def drift(
 
 
 def write_drift_points(settings: Settings, result: DriftResult, influx: InfluxClient | None = None) -> None:
-    client = influx or InfluxClient(settings=settings)
+    client = influx or InfluxClient(settings.influx)
     if settings.influx.create_databases:
         client.create_database(settings.influx.vigil_db)
     now = time.time_ns()

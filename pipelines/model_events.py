@@ -26,7 +26,7 @@ def write_event(
     influx: InfluxClient | None = None,
 ) -> None:
     """One ``vigil_model_events`` point (register | promote | reject | rollback)."""
-    client = influx or InfluxClient(settings=settings)
+    client = influx or InfluxClient(settings.influx)
     if settings.influx.create_databases:
         client.create_database(settings.influx.vigil_db)
     fields = {

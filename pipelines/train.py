@@ -134,7 +134,7 @@ def train(
     frame = read_dataset(dataset_path)
     digest = dataset_hash(frame)
     dataset = training_dataset(frame, dataset_path, digest)  # what MLflow shows as the run's input
-    sources = training_sources(settings) if label_sources is None else tuple(label_sources)
+    sources = training_sources(settings.training) if label_sources is None else tuple(label_sources)
     if label_column_override is not None:
         frame = frame.copy()
         frame["label"] = np.asarray(label_column_override, dtype=np.int64)
@@ -308,7 +308,7 @@ def inject_validation(
     clear of injected events."""
     raw = read_raw(dataset_path)
     start, end = split.validation_start, split.holdout_start
-    pipe = feature_pipeline(settings)
+    pipe = feature_pipeline(settings.features)
     before, _ = pipe.update(slice_raw(raw, None, start))
     labelled = frame[(frame["label_id"] != "") & (frame["time"] >= start) & (frame["time"] < end)]
     avoid = (

@@ -164,7 +164,7 @@ def history_present(client: InfluxClient, settings: Settings, host: str, hours: 
 def seed(settings: Settings, hours: float, hosts: int, echo: Echo) -> None:
     from vigil.seed.history import host_names, seed_history
 
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     first = host_names(hosts)[0]
     if history_present(client, settings, first, hours):
         echo(f"{hours:g} h of history already there for {first}: not seeding again")
@@ -283,7 +283,7 @@ def wait_detector_ready(
     would count every scenario as missed.
     """
     host = monitored_host(settings)
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     limit = timeout_s or settings.detector.warmup_s + 300
     deadline = time.monotonic() + limit
     last_echo = 0.0

@@ -177,7 +177,7 @@ def run_load(
     if not 0 < duration_s <= MAX_DURATION_S:
         raise ValueError(f"--duration must be in (0, {MAX_DURATION_S:g}] s, not {duration_s}")
     db = db or settings.influx.raw_db
-    client = client or InfluxClient(settings=settings)
+    client = client or InfluxClient(settings.influx)
     if settings.influx.create_databases:
         client.create_database(db)
     iv = mode.interval_s

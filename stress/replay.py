@@ -274,7 +274,7 @@ def replay_run(
             f"--into {into!r} is the live raw database; replay into a scratch database "
             "(and point the detector's VIGIL_INFLUX__RAW_DB at it)"
         )
-    client = client or InfluxClient(settings=settings)
+    client = client or InfluxClient(settings.influx)
     points = load_points(settings, client, source=source, start=start, end=end, hosts=hosts, bundle=bundle)
     plan = plan_replay(points, perturbation, settings.features.interval_s)
     shift = time_shift(

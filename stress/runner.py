@@ -40,7 +40,7 @@ from stress.report import (
 from stress.scenarios import SCENARIO_NAMES, Scenario, check_run_args, get_scenario, plan_loads
 from vigil import schema
 from vigil.influx import InfluxClient, InfluxError
-from vigil.settings import Settings, get_settings
+from vigil.settings import Settings
 
 Echo = Callable[[str], None]
 
@@ -116,7 +116,7 @@ def _label_point(scenario: Scenario, host: str, label_id: str, start_ns: int, en
 
 def run_scenario(
     name: str,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     duration_s: float | None = None,
     intensity: float | None = None,
@@ -140,13 +140,12 @@ def run_scenario(
     suite's rest before this run (seconds, whether the host was quiet at its end), for the
     report. Raises KeyboardInterrupt after writing the report if the run was interrupted.
     """
-    settings = settings or get_settings()
     scenario = get_scenario(name)
     duration, level = check_run_args(scenario, duration_s, intensity)
     grace = default_grace_s(settings) if grace_s is None else float(grace_s)
     max_lag = default_max_lag_s(settings) if max_lag_s is None else float(max_lag_s)
     host = monitored_host(settings)
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     if settings.influx.create_databases:
         client.create_database(settings.influx.vigil_db)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -266,7 +265,7 @@ def build_report(
 
     Usable on its own to rebuild the report of any past window (labels say where they are).
     """
-    client = client or InfluxClient(settings=settings)
+    client = client or InfluxClient(settings.influx)
     interval_ns = int(settings.features.interval_s * 1e9)
     predictions = fetch_predictions(
         client,
@@ -411,7 +410,7 @@ def rest_until_quiet(
     flagged on ``cpu_busy_vol`` 3 s in). The next scenario's lookback for false alarms starts
     where the quiet began, so the previous tail is not counted against it.
     """
-    client = client or InfluxClient(settings=settings)
+    client = client or InfluxClient(settings.influx)
     began = time.monotonic()
     last_echo = began
     time.sleep(min_s)
@@ -449,7 +448,7 @@ def alarm_summary(client: InfluxClient, settings: Settings, host: str, since_ns:
 
 
 def run_suite(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     names: tuple[str, ...] | None = None,
     duration_s: float | None = None,
@@ -465,7 +464,6 @@ def run_suite(
     """Every scenario in :data:`SUITE_ORDER` (or ``names``), one after the other, resting between
     them at least ``settle_s`` and until the host is quiet (:func:`rest_until_quiet`); writes
     ``suite.md`` and ``suite.json`` next to the per-scenario reports."""
-    settings = settings or get_settings()
     order = tuple(names) if names else SUITE_ORDER
     for n in order:
         get_scenario(n)  # unknown names fail before anything runs
@@ -579,10 +577,11 @@ def format_table(reports: list[DetectionReport], markdown: bool = False) -> str:
 # --- Airflow --------------------------------------------------------------------------------------------
 
 
-def run_for_airflow(scenario: str, duration_s: float, intensity: float) -> dict[str, Any]:
-    """What the ``vigil_stress_scenario`` DAG's task calls: one run with the process's settings,
-    returning a small JSON-able summary (the full report is in the files it names)."""
-    report = run_scenario(scenario, get_settings(), duration_s=duration_s, intensity=intensity)
+def run_for_airflow(settings: Settings, scenario: str, duration_s: float, intensity: float) -> dict[str, Any]:
+    """What the ``vigil_stress_scenario`` DAG's task calls: one run with the settings the DAG built
+    from the task's environment, returning a small JSON-able summary (the full report is in the
+    files it names)."""
+    report = run_scenario(scenario, settings, duration_s=duration_s, intensity=intensity)
     keys = (
         "scenario",
         "host",

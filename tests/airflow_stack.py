@@ -40,7 +40,7 @@ def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
     """Seed history, start Airflow (only), wait until vigil_retrain is parsed; stop and drop afterwards."""
     from vigil.seed import seed_history
 
-    influx = InfluxClient(settings=settings)
+    influx = InfluxClient(settings.influx)
     for db in (settings.influx.raw_db, settings.influx.vigil_db):
         influx.create_database(db)
     seed_history(influx, settings, hours=SEED_HOURS, hosts=SEED_HOSTS, progress=False)

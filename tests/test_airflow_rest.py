@@ -61,7 +61,7 @@ def test_a_fleet_without_labels_retrains_through_the_rest_api(
     settings, client = airflow_stack
     assert client.import_errors() == []
     assert champion(settings) is None
-    influx = InfluxClient(settings=settings)
+    influx = InfluxClient(settings.influx)
     seed_history(influx, settings, hours=24, hosts=10, seed=24, progress=False)
     influx.query(settings.influx.vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
     client.unpause("vigil_retrain")

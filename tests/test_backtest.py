@@ -55,7 +55,7 @@ def history(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
             "mlflow_experiment": "backtest",
         }
     )
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     seeded = seed_history(client, settings, hours=12, hosts=5, seed=21, progress=False)
     ds = extract(settings, start=seeded.start, end=seeded.end)
     evaluations = {}
@@ -186,7 +186,7 @@ def test_backtest_gate_passes_the_better_and_refuses_the_worse(history: History,
     assert refused.reason.startswith("backtest ")
     assert "catches" in refused.reason or "pages more" in refused.reason
     # recorded: a reject event with the reason, and tags on the version
-    events = InfluxClient(settings=s).query_df(s.influx.vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"')
+    events = InfluxClient(s.influx).query_df(s.influx.vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"')
     last = events.iloc[-1]
     assert last["event"] == "reject" and int(last["version"]) == worse and last["reason"] == refused.reason
     from pipelines.common import mlflow_client

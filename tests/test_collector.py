@@ -77,7 +77,7 @@ def test_buffer_drains_when_influxdb_comes_back(
     collector.collect_and_flush()
     kept = len(collector.buffer)
     assert kept > 0 and collector.buffer.written == 0
-    collector.buffer.client = InfluxClient(settings=settings, retries=0)  # the server is back
+    collector.buffer.client = InfluxClient(settings.influx, retries=0)  # the server is back
     assert collector.buffer.flush()
     assert collector.buffer.written == kept and len(collector.buffer) == 0
     rows = influx.query(fresh_db, f"SELECT count(*) FROM {quote_ident('processes')}")

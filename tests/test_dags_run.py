@@ -88,7 +88,7 @@ def seeded(run_settings: Settings) -> Iterator[InfluxClient]:
     """SEED_HOURS x SEED_HOSTS of labelled history ending now, in the module's raw database."""
     from vigil.seed import seed_history
 
-    client = InfluxClient(settings=run_settings)
+    client = InfluxClient(run_settings.influx)
     for db in (run_settings.influx.raw_db, run_settings.influx.vigil_db):
         client.create_database(db)
     seed_history(client, run_settings, hours=SEED_HOURS, hosts=SEED_HOSTS, progress=False)
@@ -206,7 +206,7 @@ def test_drift_monitor_emits_an_asset_event_on_shifted_data(
     from vigil.seed import seed_history
 
     shifted_db = "dagrun_shifted"
-    client = InfluxClient(settings=run_settings)
+    client = InfluxClient(run_settings.influx)
     client.create_database(shifted_db)
     now = datetime.now(UTC).replace(microsecond=0)
     for seed, start in ((1, now - timedelta(hours=2)), (977, now - timedelta(hours=1))):
@@ -251,7 +251,7 @@ def test_bad_data_fails_at_validate_without_retry_and_promotes_nothing(
     from vigil.seed import seed_history
 
     bad_db, bad_model = "dagrun_bad", "vigil-dagtest-bad"
-    client = InfluxClient(settings=run_settings)
+    client = InfluxClient(run_settings.influx)
     client.create_database(bad_db)
     seed_history(client, run_settings, hours=1, hosts=1, anomalies=False, progress=False, db=bad_db)
     env.set(VIGIL_INFLUX__RAW_DB=bad_db, VIGIL_MLFLOW__MODEL_NAME=bad_model)

@@ -39,7 +39,7 @@ HOSTS = 3
 def served(settings, tmp_path_factory):
     """A detector that has scored all but the last interval of 12 min of 3 hosts, with a champion,
     serving HTTP on a free port. Yields (detector, base url, seeded, raw db)."""
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     raw_db, vigil_db = "api_raw", "api_vigil"
     for db in (raw_db, vigil_db):
         client.drop_database(db)

@@ -35,7 +35,7 @@ def test_influxdb_outage_loses_nothing_and_scores_every_interval_once(settings, 
             detector_max_catchup_intervals=6,
             detector_history_hours=2 / 60,
         )
-        client = InfluxClient(settings=s)
+        client = InfluxClient(s.influx)
         now = pd.Timestamp.now(tz="UTC").floor("10s")
         seeded = seed_history(
             client,

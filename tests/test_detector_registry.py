@@ -49,7 +49,7 @@ def test_the_detector_process_serves_a_registered_champion_without_mlflow(mlflow
         from detector.champion import ChampionWatcher
         from vigil.settings import Settings
         s = Settings(_env_file=None, mlflow_port={s.mlflow.port}, model_name={s.mlflow.model_name!r})
-        w = ChampionWatcher(s)
+        w = ChampionWatcher(s.mlflow)
         assert w.check_once(), w.last_error
         out = w.current.predict(pd.read_csv({str(tmp_path / "rows.csv")!r}))
         out.to_csv({str(tmp_path / "out.csv")!r}, index=False)
@@ -72,16 +72,16 @@ def _csv(frame: pd.DataFrame, path: Path) -> Path:
 
 def test_no_alias_no_model_and_a_dead_registry_are_told_apart(mlflow_settings):
     s = mlflow_settings.model_copy(update={"model_name": "registry-absent"})
-    assert resolve_version(s) is None  # no such registered model
+    assert resolve_version(s.mlflow) is None  # no such registered model
     version = register_champion(s, fit_model(_frame()), alias="")
-    assert resolve_version(s) is None  # the model exists, the alias does not
+    assert resolve_version(s.mlflow) is None  # the model exists, the alias does not
     MlflowClient(s.mlflow.uri).set_registered_model_alias(s.mlflow.model_name, "champion", str(version))
-    assert resolve_version(s) == (
+    assert resolve_version(s.mlflow) == (
         version,
         MlflowClient(s.mlflow.uri).get_model_version(s.mlflow.model_name, version).run_id,
     )
     with pytest.raises(RegistryError, match="cannot reach"):
-        resolve_version(s.model_copy(update={"mlflow_port": free_port()}))
+        resolve_version(s.model_copy(update={"mlflow_port": free_port()}).mlflow)
 
 
 def test_a_pyfunc_that_is_not_vigils_contract_is_loaded_with_mlflow(mlflow_settings):
@@ -104,7 +104,7 @@ def test_a_pyfunc_that_is_not_vigils_contract_is_loaded_with_mlflow(mlflow_setti
         from detector.registry import load_version
         from vigil.settings import Settings
         s = Settings(_env_file=None, mlflow_port={s.mlflow.port}, model_name={s.mlflow.model_name!r})
-        m = load_version(s, {int(info.registered_model_version)}, None)
+        m = load_version(s.mlflow, {int(info.registered_model_version)}, None)
         print(type(m.model).__name__, m.predict(pd.DataFrame({{"x": [1.0, 2.0]}}))["score"].tolist(),
               "mlflow" in sys.modules, "sqlalchemy" in sys.modules)
         """
@@ -154,13 +154,13 @@ def test_the_registry_is_read_with_mlflows_credentials(auth_mlflow, monkeypatch)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     version = register_champion(s, fit_model(_frame()))
-    watcher = ChampionWatcher(s)
+    watcher = ChampionWatcher(s.mlflow)
     assert watcher.check_once(), watcher.last_error
     assert watcher.current.version == version and isinstance(watcher.current.model, AnomalyModel)
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
     with pytest.raises(RegistryError, match="401"):
-        resolve_version(s)
+        resolve_version(s.mlflow)
     errors = []
     watcher.on_error = errors.append
     assert watcher.check_once() is False
@@ -168,4 +168,4 @@ def test_the_registry_is_read_with_mlflows_credentials(auth_mlflow, monkeypatch)
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
     with pytest.raises(RegistryError, match="401"):
-        resolve_version(s)
+        resolve_version(s.mlflow)

@@ -25,7 +25,7 @@ def _model(seed: int):
 
 
 def test_promotion_is_hot_reloaded_and_failures_keep_the_cached_model(mlflow_settings, tmp_path):
-    client = InfluxClient(settings=mlflow_settings)
+    client = InfluxClient(mlflow_settings.influx)
     for db in ("reload_raw", "reload_vigil"):
         client.drop_database(db)
         client.create_database(db)
@@ -75,7 +75,7 @@ def test_promotion_is_hot_reloaded_and_failures_keep_the_cached_model(mlflow_set
             det.watcher.stop()
 
         # MLflow unreachable: keep serving the cached model, count the error
-        det.watcher.settings = s.model_copy(update={"mlflow_port": free_port()})
+        det.watcher.registry = s.model_copy(update={"mlflow_port": free_port()}).mlflow
         assert det.watcher.check_once() is False
         assert det.champion.version == v2 and det.metrics.errors["mlflow_unavailable"] >= 1
         assert "registry unreachable" in det.health()["model"]["last_error"]

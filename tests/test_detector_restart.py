@@ -76,7 +76,7 @@ def _wait(cond, timeout: float, what: str, proc: subprocess.Popen, log: Path) ->
 
 @pytest.fixture()
 def seeded(settings, tmp_path):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     raw_db, vigil_db, ref_db = "det_restart_raw", "det_restart_vigil", "det_restart_ref"
     for db in (raw_db, vigil_db, ref_db):
         client.drop_database(db)

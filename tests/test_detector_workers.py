@@ -78,7 +78,7 @@ def wait_until(check, timeout_s: float, what: str, log_path: str) -> None:
 
 
 def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     with fresh_databases(client, "wk_raw", "wk_vigil"):
         now = pd.Timestamp.now(tz="UTC").floor("10s")
         start = now - pd.Timedelta(minutes=4)

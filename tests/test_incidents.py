@@ -45,7 +45,7 @@ def distance_champion(features: pd.DataFrame) -> LoadedModel:
 
 @pytest.fixture(scope="module")
 def recorded(settings, tmp_path_factory):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     raw_db, vigil_db = "inc_raw", "inc_vigil"
     for db in (raw_db, vigil_db):
         client.drop_database(db)

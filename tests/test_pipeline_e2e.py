@@ -44,7 +44,7 @@ def _events(client: InfluxClient, settings: Settings) -> pd.DataFrame:
 
 def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     settings = e2e_settings
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     seeded = seed_history(client, settings, hours=16, hosts=6, seed=11, progress=False)
     assert len(seeded.labels) >= 6
 
@@ -76,7 +76,7 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     v1 = register(settings, good.run_id, validation_passed=report.success)
     first = promote(settings)
     assert first.promoted and first.version == v1.version and first.reason == "no champion yet"
-    champion = load_champion(settings)
+    champion = load_champion(settings.mlflow)
     assert champion.version == v1.version
     served = champion.predict(frame.head(50))
     assert {"score", "threshold", "is_anomaly", "top1_feature"} <= set(served.columns)
@@ -110,13 +110,13 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     assert not rejected.promoted and rejected.version == v2.version
     assert rejected.previous_metric is not None and rejected.previous_metric == pytest.approx(recall)
     assert rejected.reason.startswith(("catches fewer", "pages more", "detects slower"))
-    assert load_champion(settings).version == v1.version
+    assert load_champion(settings.mlflow).version == v1.version
 
     # forced promotion is allowed and recorded; rollback restores the previous champion
     forced = promote(settings, version=v2.version, force=True)
-    assert forced.promoted and forced.forced and load_champion(settings).version == v2.version
+    assert forced.promoted and forced.forced and load_champion(settings.mlflow).version == v2.version
     back = rollback(settings, reason="test")
-    assert back.version == v1.version and load_champion(settings).version == v1.version
+    assert back.version == v1.version and load_champion(settings.mlflow).version == v1.version
 
     events = _events(client, settings)
     assert events["event"].tolist() == ["register", "promote", "register", "reject", "promote", "rollback"]

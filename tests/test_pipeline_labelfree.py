@@ -57,7 +57,7 @@ def fleet(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
             "mlflow_experiment": "labelfree",
         }
     )
-    client = InfluxClient(settings=s)
+    client = InfluxClient(s.influx)
     seeded = seed_history(client, s, hours=12, hosts=5, seed=17, progress=False)
     client.query(s.influx.vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
     yield Fleet(s, pd.Timestamp(seeded.start), pd.Timestamp(seeded.end), seeded.labels)
@@ -86,7 +86,7 @@ def test_a_fleet_without_labels_retrains_end_to_end(fleet: Fleet) -> None:
     assert ev.metrics["holdout_real_events"] == 0  # nothing labelled anywhere
     decision = promote(s)
     assert decision.promoted and decision.reason == "no champion yet"
-    assert load_champion(s).version == version.version
+    assert load_champion(s.mlflow).version == version.version
     client = mlflow_client(s)
     logged = client.get_run(trained.run_id).data.metrics
     for key in SERVED:
@@ -134,7 +134,7 @@ def test_operator_false_positives_are_learnt_and_stay_quiet(fleet: Fleet, tmp_pa
         last = t[t <= first + pd.Timedelta(minutes=10)].iloc[-1]
         runs.append(Label(str(host), first, last + pd.Timedelta(seconds=s.features.interval_s), FALSE_POSITIVE,
                           note="operator: expected batch job"))  # fmt: skip
-    stored = add_labels(InfluxClient(settings=s), s, runs[:3])
+    stored = add_labels(InfluxClient(s.influx), s.influx, runs[:3])
 
     ds, report, trained, ev, version = _retrain(s, fleet.start, fleet.end)
     assert ds.labelled_rows == 0 and ds.normal_rows > 0  # false positives are labels of normal rows

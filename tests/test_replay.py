@@ -33,7 +33,7 @@ HOSTS = 3
 @pytest.fixture(scope="module")
 def source(settings):
     """15 min of seeded raw history for 3 hosts in a database of its own."""
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     db = "replay_src"
     client.drop_database(db)
     client.create_database(db)
@@ -144,14 +144,14 @@ def champion(source, settings):
     through MLflow is covered by the detector's own tests; here it would only add minutes).
     """
     s, seeded = source
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     _, features = FeaturePipeline().update_from_influx(client, s.influx.raw_db, seeded.start, seeded.end, 10)
     return LoadedModel(name="replay-champion", version=1, run_id=None, model=fit_model(features, seed=0))
 
 
 def drive_detector(base, run_dir, source_settings, seeded, into, perturbation, champion=None):
     """Replay slot interval by slot interval, running one detector iteration after each (virtual clock)."""
-    client = InfluxClient(settings=base)
+    client = InfluxClient(base.influx)
     vigil_db = into + "_vigil"
     drop(client, into, vigil_db)
     client.create_database(into)

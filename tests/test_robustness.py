@@ -217,7 +217,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
             + f", drop {ev.metrics[ROBUSTNESS_DROP]:.3f}"
         )
     print(f"refused: {refused.reason}\naccepted: {accepted.gates[1].reason}")
-    events = InfluxClient(settings=settings).query_df(
+    events = InfluxClient(settings.influx).query_df(
         settings.influx.vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"'
     )
     assert events["event"].tolist() == ["register", "promote", "register", "reject", "register", "promote"]

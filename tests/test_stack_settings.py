@@ -131,7 +131,7 @@ def test_kill_9_detector_after_a_demo_start_comes_back_with_the_demo_intervals(r
     assert started.returncode == 0, started.stdout + started.stderr
     assert "interval 5 5.0" in started.stdout
     settings = Settings(_env_file=None, run_dir=run_dir, influx_port=int(env["VIGIL_INFLUX__PORT"]))
-    client = InfluxClient(settings=settings, retries=0)
+    client = InfluxClient(settings.influx, retries=0)
     detector = read_record(run_dir, "detector")
     assert child_env(detector.pid)["VIGIL_FEATURES__INTERVAL_S"] == "5"
 

@@ -60,7 +60,7 @@ def live(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
             "collect_interval_s": float(DEMO_INTERVAL_S),
         }
     )
-    client = InfluxClient(settings=s)
+    client = InfluxClient(s.influx)
     for db in (s.influx.raw_db, s.influx.vigil_db):
         client.create_database(db)
     try:

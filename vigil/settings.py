@@ -6,7 +6,7 @@ sections: ``VIGIL_INFLUX__PORT`` is ``settings.influx.port``, ``VIGIL_DETECTOR__
 ones stay at the top: ``VIGIL_RUN_DIR``, ``VIGIL_BIND_HOST``, ``VIGIL_RANDOM_SEED``,
 ``VIGIL_ALERT_WEBHOOK_URL``.
 
-The flat names of earlier versions (``VIGIL_INFLUX__PORT``, ``VIGIL_DETECTOR__POLL_INTERVAL_S``, ...) keep
+The flat names of earlier versions (``VIGIL_INFLUX_PORT``, ``VIGIL_POLL_INTERVAL_S``, ...) keep
 working, from the environment and from ``.env``, and so do the flat keyword arguments
 (``Settings(influx_port=...)``) and flat ``model_copy(update=...)`` keys. :data:`LEGACY_NAMES` is
 the one table from the old names to (section, field); when an old and a new name are both set,
@@ -25,6 +25,7 @@ so a component holding only its section has complete URLs and paths.
 (('detector', 'poll_interval_s'), 'VIGIL_DETECTOR__POLL_INTERVAL_S')
 """
 
+# settings-codemod: skip (this module defines the legacy names)
 from __future__ import annotations
 
 from functools import lru_cache
@@ -170,7 +171,9 @@ class DetectorSettings(Section):
         description="Shard processes `vigil detector run` starts under one supervisor "
         "(--workers overrides; 1 = the detector runs in its own process, no supervisor).",
     )
-    buffer_max_points: int = Field(200_000, description="Unwritten predictions held in memory before spilling.")
+    buffer_max_points: int = Field(
+        200_000, description="Unwritten predictions held in memory before spilling."
+    )
     history_hours: float = Field(
         6.0, description="History read to warm-start the baseline of a host seen for the first time."
     )
@@ -503,7 +506,9 @@ class Settings(BaseSettings):
     # --- stack-wide -------------------------------------------------------------------------------
     run_dir: Path = Field(_DEFAULT_RUN_DIR, description="State, logs and PIDs of the local stack.")
     bind_host: str = Field(_DEFAULT_BIND_HOST, description="Address every local service binds to.")
-    random_seed: int = Field(42, description="Seed for every random choice (splits, injected anomalies, models).")
+    random_seed: int = Field(
+        42, description="Seed for every random choice (splits, injected anomalies, models)."
+    )
     alert_webhook_url: str = Field("http://127.0.0.1:9999/alerts", description="Grafana contact point.")
 
     # --- sections ---------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def seed(
 ) -> None:
     """Write realistic Telegraf-schema history with injected, labelled anomalies."""
     settings = get_settings()
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     result = seed_history(
         client,
         settings,

@@ -218,4 +218,4 @@ def load_labels(
     (:func:`vigil.labels.load_labels`, every source unless ``source`` is given)."""
     from vigil.labels import load_labels as load
 
-    return load(client, settings, start, end, source=source)
+    return load(client, settings.influx, start, end, source=source)

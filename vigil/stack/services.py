@@ -120,7 +120,7 @@ def _detector_launch(settings: Settings) -> Launch:
 
 
 def _influx_local_client(settings: Settings) -> InfluxClient:
-    return InfluxClient(_local(settings, settings.influx.port), settings=settings, retries=0, timeout_s=2)
+    return InfluxClient(settings.influx, url=_local(settings, settings.influx.port), retries=0, timeout_s=2)
 
 
 def _influx_launch(settings: Settings) -> Launch:
