@@ -145,7 +145,7 @@ def main() -> None:
         print(f"{'task':<16} {'seconds':>8}")
         for task, secs in timings.items():
             print(f"{task:<16} {secs:>8.1f}")
-        mlc = mlflow_client(settings)
+        mlc = mlflow_client(settings.mlflow)
         champion = mlc.get_model_version_by_alias(settings.mlflow.model_name, "champion")
         free_run = mlc.get_run(champion.run_id)
         dataset = free_run.data.tags["vigil.dataset_path"]

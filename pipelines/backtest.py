@@ -142,7 +142,7 @@ def resolve_model(settings: Settings, spec: str) -> ModelRef:
     name = match["name"] or settings.mlflow.model_name
     alias = match["alias"] or match["alias_only"]
     version = match["version"] or match["bare"]
-    client = mlflow_client(settings)
+    client = mlflow_client(settings.mlflow)
     try:
         mv = (
             client.get_model_version_by_alias(name, alias)
@@ -186,7 +186,7 @@ def backtest(
     lead = pd.Timedelta(warmup) if warmup is not None else pd.Timedelta(hours=settings.detector.history_hours)
     if lead < pd.Timedelta(0):
         raise PipelineError(f"warm-up must not be negative (got {warmup!r})")
-    configure_mlflow(settings)
+    configure_mlflow(settings.mlflow)
     refs = [resolve_model(settings, spec) for spec in models]  # fail fast, before reading history
     out_dir = Path(
         out_dir

@@ -19,7 +19,7 @@ import pandas as pd
 
 from vigil.errors import VigilError
 from vigil.features import FEATURE_COLUMNS
-from vigil.settings import PROJECT_ROOT, FeatureSettings, Settings
+from vigil.settings import PROJECT_ROOT, FeatureSettings, MlflowSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,22 @@ def default_out_dir(settings: Settings) -> Path:
     return settings.run_dir / "pipelines"
 
 
-def configure_mlflow(settings: Settings, experiment: str | None = None) -> None:
-    """Point the MLflow client at ``settings`` (never the environment) and select the experiment
+def configure_mlflow(registry: MlflowSettings, experiment: str | None = None) -> None:
+    """Point the MLflow client at ``registry`` (``settings.mlflow``; never the environment) and select the experiment
     (tagged as classic model development: :func:`pipelines.mlflow_logging.tag_experiment`)."""
     import mlflow
     from pipelines.mlflow_logging import quiet_mlflow_links, tag_experiment
 
     quiet_mlflow_links()
-    mlflow.set_tracking_uri(settings.mlflow.uri)
-    mlflow.set_registry_uri(settings.mlflow.uri)
-    tag_experiment(mlflow.set_experiment(experiment or settings.mlflow.experiment))
+    mlflow.set_tracking_uri(registry.uri)
+    mlflow.set_registry_uri(registry.uri)
+    tag_experiment(mlflow.set_experiment(experiment or registry.experiment))
 
 
-def mlflow_client(settings: Settings):
+def mlflow_client(registry: MlflowSettings):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
+    return MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
 
 
 def code_version() -> str:

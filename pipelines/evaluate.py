@@ -77,7 +77,7 @@ class EvaluationResult:
 def holdout_fraction_of(settings: Settings, run_id: str | None) -> float:
     if not run_id:
         return DEFAULT_HOLDOUT_FRACTION
-    tags = mlflow_client(settings).get_run(run_id).data.tags
+    tags = mlflow_client(settings.mlflow).get_run(run_id).data.tags
     return float(tags.get(TAG_HOLDOUT_FRACTION, DEFAULT_HOLDOUT_FRACTION))
 
 
@@ -259,7 +259,7 @@ def evaluate(
     """
     import mlflow
 
-    configure_mlflow(settings)
+    configure_mlflow(settings.mlflow)
     if run_id is None and model_uri.startswith("runs:/"):
         run_id = model_uri.split("/")[1]
     fraction = holdout_fraction if holdout_fraction is not None else holdout_fraction_of(settings, run_id)
@@ -310,7 +310,7 @@ def evaluate(
         out_dir / f"{prefix}holdout_metrics.json", {"model_uri": model_uri, **metrics, "notes": ev.notes}
     )
     if run_id and log_to_run:
-        client = mlflow_client(settings)
+        client = mlflow_client(settings.mlflow)
         for key, value in metrics.items():
             if np.isfinite(value):
                 client.log_metric(run_id, key, value)

@@ -27,7 +27,7 @@ from pipelines.robustness import PERTURBATIONS
 from pipelines.served import served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHAMPION
-from vigil.settings import Settings
+from vigil.settings import Settings, TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def perturbation_drops(metrics: dict[str, float], prefix: str = "") -> dict[str,
 
 
 def robustness_gate(
-    settings: Settings,
+    training: TrainingSettings,
     challenger_version: int,
     champion_version: int | None,
     challenger_drops: dict[str, float],
@@ -74,7 +74,7 @@ def robustness_gate(
     missing field, an outlier or a shifted baseline takes away, compared perturbation by
     perturbation. Missing (NaN) champion figures cannot be judged and pass, saying so.
     """
-    tol = settings.training.robustness_tolerance if tolerance is None else tolerance
+    tol = training.robustness_tolerance if tolerance is None else tolerance
     excess = {
         p: challenger_drops.get(p, float("nan")) - champion_drops[p]
         for p in champion_drops
@@ -189,7 +189,7 @@ def _record(
     )
     if not record:
         return gate
-    client = mlflow_client(settings)
+    client = mlflow_client(settings.mlflow)
     verdict = ("passed: " if gate.passed else "failed: ") + gate.reason
     client.set_model_version_tag(challenger.name, str(challenger.version), "vigil.gate.backtest", verdict)
     if challenger.run_id and gate.challenger_metric is not None and np.isfinite(gate.challenger_metric):

@@ -114,8 +114,8 @@ def register(
     """Register ``runs:/<run_id>/<artifact_name>`` and alias it ``challenger``."""
     import mlflow
 
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
+    configure_mlflow(settings.mlflow)
+    client = mlflow_client(settings.mlflow)
     run = client.get_run(run_id)
     run_tags, metrics = run.data.tags, run.data.metrics
     if TAG_DATASET_HASH not in run_tags:
@@ -165,8 +165,8 @@ def promote(
     (``backtest_warmup`` of history before ``start`` warms the baselines; default
     ``settings.detector.history_hours``, as the detector does).
     """
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
+    configure_mlflow(settings.mlflow)
+    client = mlflow_client(settings.mlflow)
     name = settings.mlflow.model_name
     if version is None:
         chall = _version_of(client, name, CHALLENGER)
@@ -222,7 +222,7 @@ def promote(
         if promoted:
             challenger_robust = _challenger_robustness(settings, mv, dataset)
             champion_robust = perturbation_drops(champ_eval.metrics, "champion_")
-            gates.append(robustness_gate(settings, version, prev_version, challenger_robust, champion_robust))
+            gates.append(robustness_gate(settings.training, version, prev_version, challenger_robust, champion_robust))
             promoted = gates[-1].passed
         if promoted and backtest_window is not None:
             gates.append(
@@ -288,7 +288,7 @@ def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict
 
     NaN is not logged to MLflow (a holdout without events has no recall): missing keys read as NaN.
     """
-    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics if mv.run_id else {}
+    logged = mlflow_client(settings.mlflow).get_run(mv.run_id).data.metrics if mv.run_id else {}
     if SERVED_MARKER not in logged:
         ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
         logged = ev.metrics
@@ -303,7 +303,7 @@ def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict
 def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> dict[str, float]:
     """The challenger's F1 drop per perturbation: from its run's metrics, else computed now through
     ``evaluate`` on its own holdout (a run evaluated before robustness existed; logged like any)."""
-    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics if mv.run_id else {}
+    logged = mlflow_client(settings.mlflow).get_run(mv.run_id).data.metrics if mv.run_id else {}
     if ROBUSTNESS_DROP not in logged:
         logged = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id).metrics
     return perturbation_drops(logged)
@@ -313,8 +313,8 @@ def rollback(
     settings: Settings, *, influx: InfluxClient | None = None, reason: str = ""
 ) -> PromotionDecision:
     """Move ``champion`` back to the version the current champion replaced."""
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
+    configure_mlflow(settings.mlflow)
+    client = mlflow_client(settings.mlflow)
     name = settings.mlflow.model_name
     champion = _version_of(client, name, CHAMPION)
     if champion is None:

@@ -177,7 +177,7 @@ def train(
         100 * trim_val.fraction,
         data.injected_events,
     )
-    configure_mlflow(settings)
+    configure_mlflow(settings.mlflow)
     name = run_name or f"train-{engine}-{digest[:8]}"
     with mlflow.start_run(run_name=name) as parent:
         parent_id = parent.info.run_id

@@ -73,7 +73,7 @@ def test_a_fleet_without_labels_retrains_through_the_rest_api(
     assert found is not None, "no champion after the label-free retrain"
     from pipelines.common import mlflow_client
 
-    run = mlflow_client(settings).get_run(found.run_id)
+    run = mlflow_client(settings.mlflow).get_run(found.run_id)
     metrics, params = run.data.metrics, run.data.params
     for key in ("holdout_injected_event_recall", "holdout_false_alarms_per_host_day", "val_injected_recall"):
         assert key in metrics, key

@@ -191,7 +191,7 @@ def test_backtest_gate_passes_the_better_and_refuses_the_worse(history: History,
     assert last["event"] == "reject" and int(last["version"]) == worse and last["reason"] == refused.reason
     from pipelines.common import mlflow_client
 
-    tags = mlflow_client(s).get_model_version(s.mlflow.model_name, str(worse)).tags
+    tags = mlflow_client(s.mlflow).get_model_version(s.mlflow.model_name, str(worse)).tags
     assert tags["vigil.gate.backtest"].startswith("failed") and tags["vigil.promotion"] == "rejected"
 
 
@@ -276,5 +276,5 @@ def test_promote_applies_the_backtest_gate_after_the_holdout_and_robustness_chec
         assert decision.reason == gate.reason and decision.reason.startswith("backtest ")
     from pipelines.common import mlflow_client
 
-    tag = mlflow_client(s).get_model_version(s.mlflow.model_name, "2").tags["vigil.gate.backtest"]
+    tag = mlflow_client(s.mlflow).get_model_version(s.mlflow.model_name, "2").tags["vigil.gate.backtest"]
     assert tag.startswith("passed" if gate.passed else "failed")

@@ -103,7 +103,7 @@ def test_runs_carry_the_dataset_and_comparable_params_and_metrics(trained) -> No
     for r in children:
         assert [i.dataset.digest for i in r.inputs.dataset_inputs] == [result.dataset_hash[:16]]
 
-    links = run_links(settings, result.run_id)
+    links = run_links(settings.mlflow, result.run_id)
     for url in links.values():
         assert url.startswith(settings.mlflow.uri + "/#/") and url.endswith(WORKFLOW_QUERY)
     for r in children:
@@ -185,7 +185,7 @@ def test_the_ui_opens_on_runs_shows_the_dataset_and_compares_the_grid(
     from mlflow import MlflowClient
 
     settings, result = trained
-    links = run_links(settings, result.run_id)
+    links = run_links(settings.mlflow, result.run_id)
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"\nMLflow UI screenshots: {shots}")

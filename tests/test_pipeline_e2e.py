@@ -123,5 +123,5 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     assert events["forced"].tolist() == [0, 0, 0, 0, 1, 0]
     from pipelines.common import mlflow_client
 
-    tags = mlflow_client(settings).get_model_version(settings.mlflow.model_name, str(v2.version)).tags
+    tags = mlflow_client(settings.mlflow).get_model_version(settings.mlflow.model_name, str(v2.version)).tags
     assert tags["vigil.forced"] == "true" and "vigil.rolled_back" in tags

@@ -87,7 +87,7 @@ def test_a_fleet_without_labels_retrains_end_to_end(fleet: Fleet) -> None:
     decision = promote(s)
     assert decision.promoted and decision.reason == "no champion yet"
     assert load_champion(s.mlflow).version == version.version
-    client = mlflow_client(s)
+    client = mlflow_client(s.mlflow)
     logged = client.get_run(trained.run_id).data.metrics
     for key in SERVED:
         assert logged[key] == pytest.approx(ev.metrics[key]), key

@@ -65,7 +65,7 @@ class Collector:
         self.inputs = build_inputs(self.config)
         # One try per flush and a short timeout: the loop must not stall on a dead server.
         client = InfluxClient(
-            settings=settings,
+            settings.influx,
             retries=0,
             timeout_s=min(settings.influx.timeout_s, max(1.0, self.interval_s / 2)),
         )

@@ -27,7 +27,7 @@ from vigil.seed.lines import MEASUREMENTS, host_lines
 from vigil.seed.profiles import HostProfile, make_profiles
 from vigil.seed.signals import base_signals, derive
 from vigil.seed.writer import ParallelWriter
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def _label_points(labels: pd.DataFrame) -> Iterator[Point]:
 
 def load_labels(
     client: InfluxClient,
-    settings: Settings,
+    influx: InfluxSettings,
     start: datetime | pd.Timestamp | str,
     end: datetime | pd.Timestamp | str,
     *,
@@ -218,4 +218,4 @@ def load_labels(
     (:func:`vigil.labels.load_labels`, every source unless ``source`` is given)."""
     from vigil.labels import load_labels as load
 
-    return load(client, settings.influx, start, end, source=source)
+    return load(client, influx, start, end, source=source)
