@@ -1,6 +1,8 @@
 """docker-compose.yml: parses, every path it builds or mounts exists, no secret inside, variables and
 ports agree with .env.example and vigil/settings.py, and it mounts the very files the other tests check."""
 
+# settings-codemod: skip (docker-compose.yml keeps the flat legacy VIGIL_ names, which Telegraf
+# and Grafana read too and Vigil still accepts)
 from __future__ import annotations
 
 import re
@@ -141,13 +143,13 @@ def test_vigil_variables_are_real_settings_and_ports_match_the_defaults() -> Non
         for mapping in svc.get("ports", []):
             assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} beyond loopback"
     env = _env(SERVICES["detector"])
-    assert env["VIGIL_INFLUX__URL"] == f"http://influxdb:{DEFAULTS.influx.port}"
-    assert env["VIGIL_MLFLOW__TRACKING_URI"] == f"http://mlflow:{DEFAULTS.mlflow.port}"
+    assert env["VIGIL_INFLUX_URL"] == f"http://influxdb:{DEFAULTS.influx.port}"
+    assert env["VIGIL_MLFLOW_TRACKING_URI"] == f"http://mlflow:{DEFAULTS.mlflow.port}"
     assert (
-        env["VIGIL_INFLUX__RAW_DB"] == DEFAULTS.influx.raw_db
-        and env["VIGIL_INFLUX__VIGIL_DB"] == DEFAULTS.influx.vigil_db
+        env["VIGIL_INFLUX_RAW_DB"] == DEFAULTS.influx.raw_db
+        and env["VIGIL_INFLUX_VIGIL_DB"] == DEFAULTS.influx.vigil_db
     )
-    assert _env(SERVICES["airflow-api-server"])["VIGIL_AIRFLOW__URL"].endswith(f":{DEFAULTS.airflow.port}")
+    assert _env(SERVICES["airflow-api-server"])["VIGIL_AIRFLOW_URL"].endswith(f":{DEFAULTS.airflow.port}")
     assert (
         _env(SERVICES["telegraf"])["VIGIL_DETECTOR_METRICS_URL"]
         == f"http://detector:{DEFAULTS.detector.port}/metrics"
