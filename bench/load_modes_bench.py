@@ -182,7 +182,7 @@ def run_mode(
     thread.start()
     try:
         load = run_load(
-            s, mode, duration_s=duration_s, db=raw_db, prefix=name, echo=lambda line: print("  " + line)
+            s.influx, mode, duration_s=duration_s, db=raw_db, prefix=name, echo=lambda line: print("  " + line)
         )
         result.achieved_per_min = load.achieved_per_min
         result.load_start, result.load_end = float(load.first_tick_s or 0), time.time()

@@ -741,7 +741,7 @@ def serve_detector(detector: ServedDetector) -> DetectorHttpServer:
     s = detector.settings
     view = ScoringView(detector)
     app = build_app(view, detector.metrics, detector.health, s.api.max_batch_rows)
-    app.include_router(labels_router(s))  # POST /labels (bearer token): operators' verdicts
+    app.include_router(labels_router(s.api, s.influx))  # POST /labels (bearer token): operators' verdicts
     return DetectorHttpServer(s.bind_host, s.detector.port, app, on_stop=view.close).start()
 
 

@@ -37,7 +37,7 @@ def run(start: str | None, no_http: bool, workers: int | None) -> None:
         from detector.supervisor import Supervisor
 
         args = (["--start", start] if start else []) + (["--no-http"] if no_http else [])
-        raise click.exceptions.Exit(Supervisor(settings, workers, args).run())
+        raise click.exceptions.Exit(Supervisor(settings.detector, workers, args).run())
     if settings.detector.shard_count > 1:  # a worker: its shard on every log line
         for handler in logging.getLogger().handlers:
             handler.setFormatter(

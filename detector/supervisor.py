@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from vigil.settings import Settings
+from vigil.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Supervisor:
 
     def __init__(
         self,
-        settings: Settings,
+        detector: DetectorSettings,
         workers: int,
         worker_args: list[str] | None = None,
         stop_timeout_s: float = 60.0,
@@ -84,18 +84,18 @@ class Supervisor:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        self.settings = settings
+        self.detector = detector
         self.worker_args = list(worker_args or [])
         self.stop_timeout_s = stop_timeout_s
         self.poll_s = poll_s
         self.stop_event = threading.Event()
-        count = settings.detector.shard_count * workers
+        count = detector.shard_count * workers
         self.workers = [
             Worker(
                 index=i,
-                shard_index=settings.detector.shard_index * workers + i,
+                shard_index=detector.shard_index * workers + i,
                 shard_count=count,
-                port=settings.detector.port + i if settings.detector.port else 0,
+                port=detector.port + i if detector.port else 0,
             )
             for i in range(workers)
         ]
@@ -170,7 +170,7 @@ class Supervisor:
             "detector supervisor: %d workers (shards %s), state under %s",
             len(self.workers),
             ", ".join(w.label for w in self.workers),
-            self.settings.run_dir / "detector",
+            self.detector.run_dir / "detector",
         )
         for w in self.workers:
             self.spawn(w)

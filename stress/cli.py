@@ -157,7 +157,7 @@ def load(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     try:
-        result = run_load(get_settings(), fleet, duration_s=duration, db=db, seed=seed, echo=click.echo)
+        result = run_load(get_settings().influx, fleet, duration_s=duration, db=db, seed=seed, echo=click.echo)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duration") from exc
     except InfluxError as exc:

@@ -36,7 +36,7 @@ from stress.replay_source import ReplayInputError, read_bundle, read_influx_wind
 from vigil.cli_errors import interrupted
 from vigil.influx import InfluxClient, InfluxError
 from vigil.lineprotocol import Point
-from vigil.settings import Settings, get_settings
+from vigil.settings import InfluxSettings, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def write_replay(
 
 
 def load_points(
-    settings: Settings,
+    influx: InfluxSettings,
     client: InfluxClient,
     *,
     source: str,
@@ -236,8 +236,8 @@ def load_points(
     if source == "influx":
         if start is None or end is None:
             raise ReplayInputError("--source influx needs --from and --to")
-        points = read_influx_window(client, settings.influx.raw_db, start, end, hosts)
-        where = f"{settings.influx.raw_db!r} between {start} and {end}"
+        points = read_influx_window(client, influx.raw_db, start, end, hosts)
+        where = f"{influx.raw_db!r} between {start} and {end}"
     elif source == "bundle":
         if bundle is None:
             raise ReplayInputError("--source bundle needs --bundle DIR")
@@ -275,7 +275,7 @@ def replay_run(
             "(and point the detector's VIGIL_INFLUX__RAW_DB at it)"
         )
     client = client or InfluxClient(settings.influx)
-    points = load_points(settings, client, source=source, start=start, end=end, hosts=hosts, bundle=bundle)
+    points = load_points(settings.influx, client, source=source, start=start, end=end, hosts=hosts, bundle=bundle)
     plan = plan_replay(points, perturbation, settings.features.interval_s)
     shift = time_shift(
         plan, speed=speed, now_ns=time.time_ns(), interval_s=settings.features.interval_s, keep_time=keep_time

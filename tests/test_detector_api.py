@@ -225,7 +225,8 @@ def test_non_json_nan_and_oversized_bodies_are_rejected_cleanly(served):
 #: loaded eagerly: schemathesis' lazy ``from_fixture`` loader does not run under pytest 9
 #: (it reads ``node._nodeid``). The test checks the served /openapi.json is this document.
 _APP = build_app(object(), DetectorMetrics(), dict)
-_APP.include_router(labels_router(Settings(_env_file=None)))  # what serve_detector adds: POST /labels
+_DEFAULTS = Settings(_env_file=None)
+_APP.include_router(labels_router(_DEFAULTS.api, _DEFAULTS.influx))  # what serve_detector adds: POST /labels
 OPENAPI = _APP.openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI).exclude(path="/health")
 

@@ -196,7 +196,7 @@ def test_label_commands_and_incident_verdicts(
 @pytest.fixture()
 def api(lab_settings: Settings):
     app = FastAPI()
-    app.include_router(labels_router(lab_settings))
+    app.include_router(labels_router(lab_settings.api, lab_settings.influx))
     server = DetectorHttpServer("127.0.0.1", 0, app).start()
     try:
         yield f"http://127.0.0.1:{server.port}/labels"
@@ -220,7 +220,8 @@ def test_post_labels_needs_the_bearer_token(api: str, lab_settings: Settings) ->
     assert resp.status_code == 401  # the token is checked before the body is read
     # no token configured at all: every request refused, saying why
     app = FastAPI()
-    app.include_router(labels_router(lab_settings.model_copy(update={"detector_api_token": None})))
+    no_token = lab_settings.model_copy(update={"detector_api_token": None})
+    app.include_router(labels_router(no_token.api, no_token.influx))
     server = DetectorHttpServer("127.0.0.1", 0, app).start()
     try:
         url = f"http://127.0.0.1:{server.port}/labels"
@@ -270,7 +271,7 @@ def test_post_labels_stores_an_operator_label_and_names_bad_fields(api: str, lab
 def test_post_labels_answers_503_when_influxdb_is_down(lab_settings: Settings) -> None:
     s = lab_settings.model_copy(update={"influx_port": 9, "influx_retries": 0})
     app = FastAPI()
-    app.include_router(labels_router(s))
+    app.include_router(labels_router(s.api, s.influx))
     server = DetectorHttpServer("127.0.0.1", 0, app).start()
     try:
         resp = requests.post(
