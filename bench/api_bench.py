@@ -108,7 +108,7 @@ def main() -> None:
     record = start_influxdb(work / "influx", free_port(), free_port())
     try:
         base = Settings(_env_file=None, run_dir=work / "run", influx_port=record.port)
-        client = InfluxClient(settings=base)
+        client = InfluxClient(base.influx)
         for db in ("bench_raw", "bench_vigil"):
             client.create_database(db)
         s = detector_settings(base, work / "run", "bench_raw", "bench_vigil")

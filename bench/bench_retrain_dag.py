@@ -56,8 +56,8 @@ def main() -> None:
             mlflow_port=mlflow_rec.port,
             airflow_task_retries=0,
         )
-        client = InfluxClient(settings=settings)
-        for db in (settings.influx_raw_db, settings.influx_vigil_db):
+        client = InfluxClient(settings.influx)
+        for db in (settings.influx.raw_db, settings.influx.vigil_db):
             client.create_database(db)
         began = time.perf_counter()
         seed_history(client, settings, hours=args.hours, hosts=args.hosts, progress=True)

@@ -10,7 +10,7 @@ For each fleet size, against a private influxd on free ports:
    writer process, as a Telegraf flush would); lag = prediction written - point written, p50/p99.
 
 With ``--workers N`` (several values: one run each) the detector runs as ``vigil detector run
---workers N`` runs it: N shard processes (``VIGIL_SHARD_INDEX`` / ``VIGIL_SHARD_COUNT``), started
+--workers N`` runs it: N shard processes (``VIGIL_DETECTOR__SHARD_INDEX`` / ``VIGIL_DETECTOR__SHARD_COUNT``), started
 together; throughput is every worker's host-intervals over the wall time from the first worker's
 start to the last one's finish, an interval's lag is its slowest worker's, and the peak RSS is
 the largest worker's. "vs raw write" is the throughput over the raw InfluxDB write reference.
@@ -124,7 +124,9 @@ def register_champion(settings: Settings) -> int:
     )
     scorer = SklearnScorer.fit_reference(pipe, x)
     model = AnomalyModel(scorer, float(np.quantile(scorer.score_scaled(scorer.scaled(x)), 0.995)), "iforest")
-    return register_anomaly_model(settings, model, experiment="detector-bench", pip_requirements=["mlflow"])
+    return register_anomaly_model(
+        settings.mlflow, model, experiment="detector-bench", pip_requirements=["mlflow"]
+    )
 
 
 def _live_writer(
@@ -132,7 +134,7 @@ def _live_writer(
 ) -> None:
     """Another process, like Telegraf: writes each live interval's points right after it ends
     and tells every detector process when (one queue each)."""
-    client = InfluxClient(settings=base)
+    client = InfluxClient(base.influx)
     rng = np.random.default_rng(hosts + 1)
     # intervals that ended while the detector caught up are skipped: the detector would score
     # them before their points exist (late points, and a meaningless lag)
@@ -163,19 +165,19 @@ def _detector_process(s: Settings, first: int, catchup: int, live: int, go, writ
     det = build_detector(s, start=pd.Timestamp(first, unit="s", tz="UTC"))
     if not det.watcher.check_once():
         raise RuntimeError(f"the detector did not load the champion: {det.watcher.last_error}")
-    out.put(("ready", s.shard_index))
+    out.put(("ready", s.detector.shard_index))
     go.wait()
     target = (first + catchup * INTERVAL_S) * 10**9
     began = time.time()
     cpu0 = _cpu_seconds()
     host_intervals = 0
     while det.watermark_ns < target:
-        r = det.run_once(now=first + catchup * INTERVAL_S + s.allowed_lateness_s)
+        r = det.run_once(now=first + catchup * INTERVAL_S + s.detector.allowed_lateness_s)
         host_intervals += r.host_intervals
     det.sink.flush(force=True)
     finished = time.time()
     catchup_cpu_s = _cpu_seconds() - cpu0
-    out.put(("caught up", s.shard_index))  # the harness starts the live writer once all are
+    out.put(("caught up", s.detector.shard_index))  # the harness starts the live writer once all are
 
     written_at: dict[int, float] = {}
     done_at: dict[int, float] = {}
@@ -241,7 +243,7 @@ def run_size(
 ) -> dict:
     """One fleet size: the write reference, the catch-up (``workers`` shard processes at once,
     as ``vigil detector run --workers`` runs them) and the live lag."""
-    client = InfluxClient(settings=base)
+    client = InfluxClient(base.influx)
     raw_db, vigil_db = f"bench_raw_{hosts}", f"bench_vigil_{hosts}"
     for db in (raw_db, vigil_db):
         client.drop_database(db)
@@ -396,7 +398,7 @@ def main() -> None:
                         f"       ({r['host_intervals']} host-intervals; raw write reference "
                         f"{r['influx_host_intervals_per_s']:.0f} host-intervals/s "
                         f"({r['influx_points_per_s']:.0f} points/s); {r['lag_n']} live intervals; "
-                        f"poll {base.poll_interval_s}s, lateness {LATENESS_S}s, {r['late_points']} late points; "
+                        f"poll {base.detector.poll_interval_s}s, lateness {LATENESS_S}s, {r['late_points']} late points; "
                         f"peak RSS is the largest worker's; MLflow imported by the detector: "
                         f"{'yes' if r['mlflow_imported'] else 'no'}; ru_maxrss, which counts the harness "
                         f"at the fork: {r['rss_mb_ru_maxrss']:.0f} MB)",

@@ -6,7 +6,7 @@ Starts its own InfluxDB and MLflow on free loopback ports in a temporary folder,
 
 1. runs ``vigil_retrain`` in-process with ``dag.test()`` (tasks one after another, as with a single
    worker) with the product's settings: training learns only from operator and stress labels
-   (``VIGIL_TRAIN_LABEL_SOURCES``), so the seeded labels are hidden from it — the **label-free
+   (``VIGIL_TRAINING__LABEL_SOURCES``), so the seeded labels are hidden from it — the **label-free
    champion**; seconds per task are printed (the labelled DAG took 76 s in total on 2026-11-24);
 2. trains the **labelled champion** on the very same dataset with the labels visible (objective
    PR-AUC, threshold on the validation F1 plateau: how Vigil trained before labels became
@@ -125,8 +125,8 @@ def main() -> None:
             airflow_task_retries=0,
             random_seed=args.seed,
         )
-        client = InfluxClient(settings=settings)
-        for db in (settings.influx_raw_db, settings.influx_vigil_db):
+        client = InfluxClient(settings.influx)
+        for db in (settings.influx.raw_db, settings.influx.vigil_db):
             client.create_database(db)
         began = time.perf_counter()
         seeded = seed_history(
@@ -145,8 +145,8 @@ def main() -> None:
         print(f"{'task':<16} {'seconds':>8}")
         for task, secs in timings.items():
             print(f"{task:<16} {secs:>8.1f}")
-        mlc = mlflow_client(settings)
-        champion = mlc.get_model_version_by_alias(settings.model_name, "champion")
+        mlc = mlflow_client(settings.mlflow)
+        champion = mlc.get_model_version_by_alias(settings.mlflow.model_name, "champion")
         free_run = mlc.get_run(champion.run_id)
         dataset = free_run.data.tags["vigil.dataset_path"]
         free = {
@@ -176,11 +176,11 @@ def main() -> None:
         results = {"holdout": {"label-free": free, "labelled": lab}}
         if args.full_window:
             start = seeded.start + pd.Timedelta(hours=6)
-            versions = [f"{settings.model_name}/{champion.version}"]
+            versions = [f"{settings.mlflow.model_name}/{champion.version}"]
             from pipelines.registry import register
 
             labelled_version = register(settings, labelled.run_id, validation_passed=True).version
-            versions.append(f"{settings.model_name}/{labelled_version}")
+            versions.append(f"{settings.mlflow.model_name}/{labelled_version}")
             bt = backtest(
                 settings, versions, start, seeded.end, warmup=start - seeded.start, out_dir=work / "bt"
             )

@@ -182,7 +182,12 @@ def run_mode(
     thread.start()
     try:
         load = run_load(
-            s, mode, duration_s=duration_s, db=raw_db, prefix=name, echo=lambda line: print("  " + line)
+            s.influx,
+            mode,
+            duration_s=duration_s,
+            db=raw_db,
+            prefix=name,
+            echo=lambda line: print("  " + line),
         )
         result.achieved_per_min = load.achieved_per_min
         result.load_start, result.load_end = float(load.first_tick_s or 0), time.time()
@@ -291,7 +296,7 @@ def main() -> None:
     results: list[ModeResult] = []
     try:
         base = Settings(_env_file=None, run_dir=tmp / "run", influx_port=influx.port)
-        client = InfluxClient(settings=base)
+        client = InfluxClient(base.influx)
         for name in names:
             results.append(run_mode(name, base, client, a.duration, a.catchup_timeout))
     finally:

@@ -37,7 +37,7 @@ def main() -> None:
         record = start_influxdb(Path(tmp), free_port(), free_port())
         try:
             settings = Settings(_env_file=None, run_dir=Path(tmp) / "run", influx_port=record.port)
-            client = InfluxClient(settings=settings)
+            client = InfluxClient(settings.influx)
             server = psutil.Process(record.pid)
             server_cpu0, own_cpu0 = sum(server.cpu_times()[:2]), sum(os.times()[:2])
             began = time.perf_counter()

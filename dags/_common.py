@@ -61,8 +61,8 @@ def default_args(cfg: Settings | None = None) -> dict[str, Any]:
     cfg = cfg or settings()
     return {
         "owner": OWNER,
-        "retries": cfg.airflow_task_retries,
-        "retry_delay": timedelta(seconds=cfg.airflow_retry_delay_s),
+        "retries": cfg.airflow.task_retries,
+        "retry_delay": timedelta(seconds=cfg.airflow.retry_delay_s),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
     }
@@ -100,16 +100,16 @@ def check_services(cfg: Settings, need_mlflow: bool = True) -> dict[str, str]:
     problems: list[str] = []
     found: dict[str, str] = {}
     try:
-        found["influxdb"] = InfluxClient(settings=cfg, retries=0, timeout_s=5).ping()
+        found["influxdb"] = InfluxClient(cfg.influx, retries=0, timeout_s=5).ping()
     except InfluxError as exc:
-        problems.append(f"InfluxDB at {cfg.influx_base_url} is unreachable ({exc})")
+        problems.append(f"InfluxDB at {cfg.influx.base_url} is unreachable ({exc})")
     if need_mlflow:
         try:
-            resp = requests.get(f"{cfg.mlflow_uri}/health", timeout=5)
+            resp = requests.get(f"{cfg.mlflow.uri}/health", timeout=5)
             resp.raise_for_status()
-            found["mlflow"] = cfg.mlflow_uri
+            found["mlflow"] = cfg.mlflow.uri
         except requests.RequestException as exc:
-            problems.append(f"MLflow at {cfg.mlflow_uri} is unreachable ({exc})")
+            problems.append(f"MLflow at {cfg.mlflow.uri} is unreachable ({exc})")
     if problems:
         raise ServiceUnreachable("; ".join(problems))
     log.info("services reachable: %s", found)
@@ -171,7 +171,7 @@ def mlflow_run_url(cfg: Settings, experiment_id: str | None, run_id: str | None)
 
     if not run_id:
         return None
-    return run_url(cfg.mlflow_uri, experiment_id or "0", run_id)
+    return run_url(cfg.mlflow.uri, experiment_id or "0", run_id)
 
 
 def champion_info(cfg: Settings) -> dict[str, Any] | None:
@@ -185,9 +185,9 @@ def champion_info(cfg: Settings) -> dict[str, Any] | None:
     from mlflow import MlflowClient
     from vigil.mlflow_ui import model_version_url
 
-    client = MlflowClient(tracking_uri=cfg.mlflow_uri, registry_uri=cfg.mlflow_uri)
+    client = MlflowClient(tracking_uri=cfg.mlflow.uri, registry_uri=cfg.mlflow.uri)
     try:
-        mv = client.get_model_version_by_alias(cfg.model_name, "champion")
+        mv = client.get_model_version_by_alias(cfg.mlflow.model_name, "champion")
     except MlflowException:
         return None
     experiment_id = None
@@ -198,12 +198,12 @@ def champion_info(cfg: Settings) -> dict[str, Any] | None:
             experiment_id = None
     metrics = {k.removeprefix("metric."): float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
     return {
-        "name": cfg.model_name,
+        "name": cfg.mlflow.model_name,
         "version": int(mv.version),
         "run_id": mv.run_id,
         "metrics": metrics,
         "run_url": mlflow_run_url(cfg, experiment_id, mv.run_id),
-        "model_url": model_version_url(cfg.mlflow_uri, cfg.model_name, mv.version),
+        "model_url": model_version_url(cfg.mlflow.uri, cfg.mlflow.model_name, mv.version),
     }
 
 
@@ -222,4 +222,4 @@ def experiment_id(cfg: Settings, run_id: str | None) -> str | None:
         return None
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=cfg.mlflow_uri).get_run(run_id).info.experiment_id
+    return MlflowClient(tracking_uri=cfg.mlflow.uri).get_run(run_id).info.experiment_id

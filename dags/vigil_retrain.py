@@ -12,7 +12,7 @@ which records why. Each task calls one function of `pipelines/`; artifacts (data
 and hash, MLflow run ids, model version) travel between tasks as XCom.
 
 Labels are optional: on a fleet without any, the grid is judged on anomalies injected into a copy
-of the validation period at an alarm budget (`VIGIL_ALARM_BUDGET_PER_HOST_DAY`), and `evaluate`
+of the validation period at an alarm budget (`VIGIL_TRAINING__ALARM_BUDGET_PER_HOST_DAY`), and `evaluate`
 and `promote` judge the decision the detector would serve (champion, online model, host
 calibration, combined rule) on the holdout: events caught, false alarms per host-day, time to detect.
 
@@ -106,7 +106,7 @@ PARAMS = {
         description="Before promoting over an existing champion, replay the last N hours of history through "
         "the served decision with challenger and champion (injected anomalies, labels where there are any) and "
         "refuse a challenger that pages more than both the champion and the alarm budget, or catches more than "
-        "VIGIL_BACKTEST_TOLERANCE fewer events. 0 turns the gate off.",
+        "VIGIL_TRAINING__BACKTEST_TOLERANCE fewer events. 0 turns the gate off.",
     ),
     "force_promote": Param(
         False,
@@ -241,7 +241,7 @@ def vigil_retrain() -> None:
 
     @task(
         doc_md="The same grid distributed over Spark executors plus a tuned MLlib KMeans "
-        "(master: `VIGIL_SPARK_MASTER`); logs the best as a pyfunc model."
+        "(master: `VIGIL_TRAINING__SPARK_MASTER`); logs the best as a pyfunc model."
     )
     @no_retry_on_bad_data
     def train_spark(dataset: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +281,7 @@ def vigil_retrain() -> None:
                 k.removeprefix("holdout_"): (v if v is not None else float("nan"))
                 for k, v in c["holdout"].items()
             }
-            return rank_key(served, cfg.alarm_budget_per_host_day)
+            return rank_key(served, cfg.training.alarm_budget_per_host_day)
 
         best = max(candidates, key=key)
         return {

@@ -8,7 +8,7 @@ small summary (outcome, time to detect, report files) as its XCom.
 
 from __future__ import annotations
 
-from _common import OWNER, START_DATE
+from _common import OWNER, START_DATE, settings
 from airflow.sdk import Param, dag, task
 
 from stress.scenarios import SCENARIO_NAMES
@@ -44,7 +44,9 @@ def vigil_stress_scenario():
 
         if not params:
             raise ValueError("no params: trigger the DAG with scenario, duration and intensity")
-        return run_for_airflow(params["scenario"], float(params["duration"]), float(params["intensity"]))
+        return run_for_airflow(
+            settings(), params["scenario"], float(params["duration"]), float(params["intensity"])
+        )
 
     run_scenario()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from detector.registry import load_version, resolve_version
 from vigil.model import LoadedModel
-from vigil.settings import Settings
+from vigil.settings import DetectorSettings, MlflowSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,18 @@ class WatcherStatus:
 
 
 class ChampionWatcher:
-    """Polls the registry every ``settings.reload_interval_s``; swaps in new champion versions."""
+    """Polls the registry (``settings.mlflow``) every ``reload_interval_s``
+    (``settings.detector.reload_interval_s``); swaps in new champion versions."""
 
     def __init__(
         self,
-        settings: Settings,
+        registry: MlflowSettings,
+        reload_interval_s: float = DetectorSettings.model_fields["reload_interval_s"].default,
         on_error: Callable[[str], None] | None = None,
         on_swap: Callable[[LoadedModel], None] | None = None,
     ) -> None:
-        self.settings = settings
+        self.registry = registry
+        self.reload_interval_s = reload_interval_s
         self.on_error = on_error or (lambda kind: None)
         self.on_swap = on_swap or (lambda model: None)
         self.current: LoadedModel | None = None
@@ -73,7 +76,7 @@ class ChampionWatcher:
     def check_once(self) -> bool:
         """Resolve the alias and load a new version if it moved; True if a swap happened."""
         try:
-            target = resolve_version(self.settings)
+            target = resolve_version(self.registry)
         except Exception as exc:  # noqa: BLE001 - registry unreachable: keep the cached model
             self.last_error = f"registry unreachable: {exc.__class__.__name__}: {str(exc)[:200]}"
             self.on_error("mlflow_unavailable")
@@ -91,7 +94,7 @@ class ChampionWatcher:
         if version == self._failed_version:
             return False  # do not reload a broken version every interval; a new promotion retries
         try:
-            model = load_version(self.settings, version, run_id)
+            model = load_version(self.registry, version, run_id)
         except Exception as exc:  # noqa: BLE001 - a broken artifact must not take the service down
             self._failed_version = version
             self.last_error = f"version {version} failed to load: {exc.__class__.__name__}: {str(exc)[:200]}"
@@ -118,7 +121,7 @@ class ChampionWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.check_once()
-            self._stop.wait(self.settings.reload_interval_s)
+            self._stop.wait(self.reload_interval_s)
 
     def stop(self) -> None:
         self._stop.set()

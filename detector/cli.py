@@ -26,23 +26,23 @@ def detector() -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Shard processes under one supervisor (default VIGIL_DETECTOR_WORKERS, 1); worker i serves "
-    "HTTP on VIGIL_DETECTOR_PORT + i.",
+    help="Shard processes under one supervisor (default VIGIL_DETECTOR__WORKERS, 1); worker i serves "
+    "HTTP on VIGIL_DETECTOR__PORT + i.",
 )
 def run(start: str | None, no_http: bool, workers: int | None) -> None:
     """Poll InfluxDB, score every host-interval with the champion and the online model, write predictions."""
     settings = get_settings()
-    workers = workers or settings.detector_workers
+    workers = workers or settings.detector.workers
     if workers > 1:
         from detector.supervisor import Supervisor
 
         args = (["--start", start] if start else []) + (["--no-http"] if no_http else [])
-        raise click.exceptions.Exit(Supervisor(settings, workers, args).run())
-    if settings.shard_count > 1:  # a worker: its shard on every log line
+        raise click.exceptions.Exit(Supervisor(settings.detector, workers, args).run())
+    if settings.detector.shard_count > 1:  # a worker: its shard on every log line
         for handler in logging.getLogger().handlers:
             handler.setFormatter(
                 logging.Formatter(
-                    f"%(asctime)s %(levelname)s [shard {settings.shard_index}/{settings.shard_count}] "
+                    f"%(asctime)s %(levelname)s [shard {settings.detector.shard_index}/{settings.detector.shard_count}] "
                     "%(name)s: %(message)s"
                 )
             )

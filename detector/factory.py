@@ -28,29 +28,39 @@ from vigil.settings import Settings
 
 def build_parts(settings: Settings) -> DetectorParts:
     """The collaborators of one shard's detector, wired to one another and to ``settings``."""
-    interval_ns = int(settings.feature_interval_s) * NS
+    interval_ns = int(settings.features.interval_s) * NS
     spill = state_dir(settings) / "spill"
     spill.parent.mkdir(parents=True, exist_ok=True)
     metrics = DetectorMetrics()
-    shard = ShardFilter(settings.shard_index, settings.shard_count)
+    shard = ShardFilter(settings.detector.shard_index, settings.detector.shard_count)
     quality = DataQuality(
-        interval_ns, QualityConfig(future_tolerance_s=settings.data_quality_future_tolerance_s)
+        interval_ns, QualityConfig(future_tolerance_s=settings.detector.data_quality_future_tolerance_s)
     )
-    reader = RawReader(settings, shard, metrics.error, future=quality.future, quality=quality.config)
-    write_client = InfluxClient(settings=settings, retries=0)
+    reader = RawReader(
+        settings.influx,
+        shard,
+        metrics.error,
+        interval_s=settings.features.interval_s,
+        collect_interval_s=settings.collection.interval_s,
+        future=quality.future,
+        quality=quality.config,
+    )
+    write_client = InfluxClient(settings.influx, retries=0)
     sink = PredictionSink(
         write_client,
-        settings.influx_vigil_db,
+        settings.influx.vigil_db,
         spill,
-        settings.buffer_max_points,
-        batch_size=settings.influx_batch_size,
+        settings.detector.buffer_max_points,
+        batch_size=settings.influx.batch_size,
         on_error=metrics.error,
-        backoff_s=settings.influx_backoff_s,
+        backoff_s=settings.influx.backoff_s,
         max_backoff_s=MAX_BACKOFF_S,
-        writers=settings.influx_write_workers,
-        client_factory=lambda: InfluxClient(settings=settings, retries=0),
+        writers=settings.influx.write_workers,
+        client_factory=lambda: InfluxClient(settings.influx, retries=0),
     )
-    watcher = ChampionWatcher(settings, on_error=metrics.error)  # the detector subscribes to swaps
+    watcher = ChampionWatcher(  # the detector subscribes to swaps
+        settings.mlflow, settings.detector.reload_interval_s, on_error=metrics.error
+    )
     incidents = IncidentRecorder(settings, on_error=metrics.error)
     return DetectorParts(
         metrics=metrics,

@@ -37,11 +37,11 @@ def _fail(message: str) -> NoReturn:
 def _write(labels: list[Label]) -> list[Label]:
     settings = get_settings()
     try:
-        return add_labels(InfluxClient(settings=settings), settings, labels)
+        return add_labels(InfluxClient(settings.influx), settings.influx, labels)
     except LabelError as exc:
         _fail(str(exc))
     except InfluxError as exc:
-        _fail(f"InfluxDB at {settings.influx_base_url}: {exc} (nothing written)")
+        _fail(f"InfluxDB at {settings.influx.base_url}: {exc} (nothing written)")
     return []
 
 
@@ -80,10 +80,10 @@ def false_positive_cmd(incident_id: str, note: str) -> None:
         _fail(f"incident: not an incident id: {incident_id!r}")
     settings = get_settings()
     try:
-        meta = load_incident(incidents_root(settings) / incident_id)
+        meta = load_incident(incidents_root(settings.incidents) / incident_id)
     except IncidentError as exc:
         _fail(f"incident: {exc}")
-    interval_ns = int(meta.get("interval_s", settings.feature_interval_s)) * 1_000_000_000
+    interval_ns = int(meta.get("interval_s", settings.features.interval_s)) * 1_000_000_000
     hosts = meta.get("hosts") or {}
     if not hosts:
         _fail(f"incident: {incident_id} names no host")
@@ -119,8 +119,8 @@ def list_cmd(
         if start_ts >= end_ts:
             raise LabelError(f"from: {start_ts} is not before --to {end_ts}", "from")
         frame = load_labels(
-            InfluxClient(settings=settings),
-            settings,
+            InfluxClient(settings.influx),
+            settings.influx,
             start_ts,
             end_ts,
             source=source,
@@ -130,7 +130,7 @@ def list_cmd(
     except LabelError as exc:
         _fail(str(exc))
     except InfluxError as exc:
-        _fail(f"InfluxDB at {settings.influx_base_url}: {exc}")
+        _fail(f"InfluxDB at {settings.influx.base_url}: {exc}")
     if frame.empty:
         click.echo(f"no labels between {start_ts.isoformat()} and {end_ts.isoformat()}")
         return

@@ -43,7 +43,7 @@ from vigil.influx import (
     time_literal,
     time_range,
 )
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +102,28 @@ def window_audit(name: str, frame: pd.DataFrame, interval_s: int, expected: int)
 
 
 class RawReader:
-    """Runs the shared raw queries for ``[start, end)``, in parallel, one client per thread."""
+    """Runs the shared raw queries for ``[start, end)``, in parallel, one client per thread.
+
+    ``influx``: the InfluxDB section (``settings.influx``); ``interval_s`` is the feature interval
+    (``settings.features.interval_s``), ``collect_interval_s`` the collector's
+    (``settings.collection.interval_s``: how many points one interval should hold)."""
 
     def __init__(
         self,
-        settings: Settings,
+        influx: InfluxSettings,
         shard: ShardFilter,
         on_error: Callable[[str, int], None],
+        *,
+        interval_s: int,
+        collect_interval_s: float,
         workers: int = 3,
         future: FuturePoints | None = None,
         quality: QualityConfig | None = None,
     ) -> None:
-        self.settings = settings
-        self.db = settings.influx_raw_db
+        self.influx = influx
+        self.interval_s = interval_s
+        self.collect_interval_s = collect_interval_s
+        self.db = influx.raw_db
         self.shard = shard
         self.on_error = on_error
         self.future = future if future is not None else FuturePoints()
@@ -127,7 +136,7 @@ class RawReader:
         client = getattr(self._local, "client", None)
         if client is None:
             # one quick attempt per query: the loop owns retrying (and its backoff)
-            client = self._local.client = InfluxClient(settings=self.settings, retries=0)
+            client = self._local.client = InfluxClient(self.influx, retries=0)
         return client
 
     def read(
@@ -180,7 +189,7 @@ class RawReader:
         for name, parts in frames.items():
             frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             if known:
-                p, d = window_audit(name, frame, self.settings.feature_interval_s, expected)
+                p, d = window_audit(name, frame, self.interval_s, expected)
                 points, duplicates = points + p, duplicates + d
             frame = self.shard.filter(frame)
             frame = self._clean(name, frame)
@@ -189,7 +198,7 @@ class RawReader:
                 frame, report = self._guard(name, frame, now_ns)
                 reports.append(report)
             rows += len(frame)
-            out[name] = per_interval(name, frame, self.settings.feature_interval_s)
+            out[name] = per_interval(name, frame, self.interval_s)
         return out, rows, (WindowAudit(points, duplicates) if known else None), QualityReport.merge(reports)
 
     def read_future(self, now_ns: int) -> QualityReport:
@@ -231,13 +240,11 @@ class RawReader:
 
     def _guard(self, name: str, frame: pd.DataFrame, now_ns: int) -> tuple[pd.DataFrame, QualityReport]:
         """The data-quality guard with this reader's interval and bounds (one call for both reads)."""
-        return guard_group(
-            name, frame, now_ns=now_ns, interval_s=self.settings.feature_interval_s, config=self.quality
-        )
+        return guard_group(name, frame, now_ns=now_ns, interval_s=self.interval_s, config=self.quality)
 
     def _expected_per_cell(self) -> int:
         """Points one series sends per feature interval: interval / collection interval (>= 1)."""
-        return max(1, round(self.settings.feature_interval_s / max(self.settings.collect_interval_s, 1e-9)))
+        return max(1, round(self.interval_s / max(self.collect_interval_s, 1e-9)))
 
     def _query(self, name: str, q: str) -> pd.DataFrame | None:
         try:
@@ -297,7 +304,7 @@ class RawReader:
         """
         expected = self._expected_per_cell()
         window = time_range(start, end)
-        interval = int(self.settings.feature_interval_s)
+        interval = int(self.interval_s)
 
         def one(item: tuple[str, str]) -> int:
             name, field = item

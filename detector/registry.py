@@ -32,7 +32,7 @@ import requests
 
 from vigil.errors import VigilError
 from vigil.model import CHAMPION, LoadedModel
-from vigil.settings import Settings
+from vigil.settings import MlflowSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,16 @@ def _request_options() -> dict[str, Any]:
     return options
 
 
-def resolve_version(settings: Settings, alias: str = CHAMPION) -> tuple[int, str | None] | None:
+def resolve_version(registry: MlflowSettings, alias: str = CHAMPION) -> tuple[int, str | None] | None:
     """(version, run_id) the alias points at; None if there is no such alias or model.
 
     Raises :class:`RegistryError` when the registry cannot answer.
     """
-    url = settings.mlflow_uri.rstrip("/") + "/api/2.0/mlflow/registered-models/alias"
+    url = registry.uri.rstrip("/") + "/api/2.0/mlflow/registered-models/alias"
     try:
-        resp = requests.get(url, params={"name": settings.model_name, "alias": alias}, **_request_options())
+        resp = requests.get(url, params={"name": registry.model_name, "alias": alias}, **_request_options())
     except requests.RequestException as exc:
-        raise RegistryError(f"cannot reach the MLflow registry at {settings.mlflow_uri}: {exc}") from exc
+        raise RegistryError(f"cannot reach the MLflow registry at {registry.uri}: {exc}") from exc
     try:
         body = resp.json()
     except ValueError:
@@ -83,12 +83,12 @@ def resolve_version(settings: Settings, alias: str = CHAMPION) -> tuple[int, str
     if resp.status_code in (400, 404) and body.get("error_code") in _ABSENT:
         return None
     raise RegistryError(
-        f"the MLflow registry at {settings.mlflow_uri} answered {resp.status_code} for "
-        f"{settings.model_name}@{alias}: {resp.text[:200]}"
+        f"the MLflow registry at {registry.uri} answered {resp.status_code} for "
+        f"{registry.model_name}@{alias}: {resp.text[:200]}"
     )
 
 
-def load_version(settings: Settings, version: int, run_id: str | None) -> LoadedModel:
+def load_version(registry: MlflowSettings, version: int, run_id: str | None) -> LoadedModel:
     """Load one exact version (not the alias: it may move between resolving and loading).
 
     Raises with the child's own message when the version cannot be loaded.
@@ -100,9 +100,9 @@ def load_version(settings: Settings, version: int, run_id: str | None) -> Loaded
             "-m",
             "detector.fetch_model",
             "--tracking-uri",
-            settings.mlflow_uri,
+            registry.uri,
             "--name",
-            settings.model_name,
+            registry.model_name,
             "--version",
             str(version),
             "--out",
@@ -115,19 +115,19 @@ def load_version(settings: Settings, version: int, run_id: str | None) -> Loaded
         elif proc.returncode == NOT_A_VIGIL_MODEL:
             log.warning(
                 "%s version %d is not a Vigil contract model; loading it with MLflow in process",
-                settings.model_name,
+                registry.model_name,
                 version,
             )
-            model = _load_pyfunc_in_process(settings, version)
+            model = _load_pyfunc_in_process(registry, version)
         else:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"loading version {version} failed: {' | '.join(tail) or proc.returncode}")
-    return LoadedModel(name=settings.model_name, version=version, run_id=run_id, model=model)
+    return LoadedModel(name=registry.model_name, version=version, run_id=run_id, model=model)
 
 
-def _load_pyfunc_in_process(settings: Settings, version: int) -> Any:
+def _load_pyfunc_in_process(registry: MlflowSettings, version: int) -> Any:
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    mlflow.set_tracking_uri(registry.uri)
+    mlflow.set_registry_uri(registry.uri)
+    return mlflow.pyfunc.load_model(f"models:/{registry.model_name}/{version}")

@@ -77,7 +77,11 @@ class IterationResult:
 
 def state_dir(settings: Settings) -> Path:
     """``run_dir/detector/shard-I-of-N``: each shard keeps its own state."""
-    return settings.run_dir / "detector" / f"shard-{settings.shard_index}-of-{settings.shard_count}"
+    return (
+        settings.run_dir
+        / "detector"
+        / f"shard-{settings.detector.shard_index}-of-{settings.detector.shard_count}"
+    )
 
 
 class Detector:
@@ -95,9 +99,9 @@ class Detector:
         """``parts``: the collaborators, wired by :func:`detector.factory.build_detector`; ``serve``:
         the HTTP server :meth:`run` starts when it is given none."""
         self.settings = settings
-        self.interval_ns = int(settings.feature_interval_s) * NS
+        self.interval_ns = int(settings.features.interval_s) * NS
         self.instance = instance or socket.gethostname()
-        self.shard_label = f"{settings.shard_index}/{settings.shard_count}"
+        self.shard_label = f"{settings.detector.shard_index}/{settings.detector.shard_count}"
         self.dir = state_dir(settings)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.dir / "checkpoint.pkl"
@@ -112,7 +116,7 @@ class Detector:
         self.watcher.on_swap = self._on_swap  # the loop hears of every champion swap
         self.incidents = parts.incidents
         self.serve = serve
-        self.metrics.set_model(settings.model_name, None)
+        self.metrics.set_model(settings.mlflow.model_name, None)
         self.stop_event = threading.Event()
         #: Held while the loop mutates the feature state or the online model, so the scoring API
         #: (other threads) copies a consistent view; never held across I/O.
@@ -129,7 +133,7 @@ class Detector:
         #: The window audit (late and duplicated points) counts the whole fleet, whichever shard
         #: reads: only shard 0 runs it. Every shard recounting the same points cost InfluxDB
         #: ~0.45 s of CPU per 10,000-host interval per shard, and summed to N times the truth.
-        self.audits = settings.shard_index == 0
+        self.audits = settings.detector.shard_index == 0
         self._databases_ready = False
         self.host_last_seen: dict[str, int] = {}
         self.last_features: pd.DataFrame | None = None
@@ -183,11 +187,11 @@ class Detector:
         host is known (a fresh start from a past ``--start``) one interval is read first, to
         learn the fleet's size.
         """
-        cap = self.settings.detector_max_catchup_intervals
+        cap = self.settings.detector.max_catchup_intervals
         known = len(self.host_last_seen)
         if known == 0:
             return 1
-        return max(1, min(cap, self.settings.detector_read_budget // known))
+        return max(1, min(cap, self.settings.detector.read_budget // known))
 
     def _on_swap(self, model: LoadedModel) -> None:
         self.champion_loaded_at = time.time()
@@ -198,10 +202,10 @@ class Detector:
         return self.watcher.current
 
     def _ensure_databases(self) -> None:
-        if self._databases_ready or not self.settings.influx_create_databases:
+        if self._databases_ready or not self.settings.influx.create_databases:
             return
         try:
-            self.write_client.create_database(self.settings.influx_vigil_db)
+            self.write_client.create_database(self.settings.influx.vigil_db)
             self._databases_ready = True
         except InfluxUnavailable:
             pass
@@ -213,7 +217,7 @@ class Detector:
         t0 = time.perf_counter()
         self._heartbeat = time.time()
         now = time.time() if now is None else now
-        end_ns = self._floor(int((now - self.settings.allowed_lateness_s) * NS))
+        end_ns = self._floor(int((now - self.settings.detector.allowed_lateness_s) * NS))
         if self.watermark_ns is None:
             self.watermark_ns = end_ns - self.interval_ns  # fresh start: the newest complete interval
         result = IterationResult(start_ns=self.watermark_ns, end_ns=self.watermark_ns)
@@ -224,7 +228,7 @@ class Detector:
                 self._process_window(self.watermark_ns, hi, result)
             except InfluxUnavailable as exc:
                 self._read_failures += 1
-                delay = min(self.settings.influx_backoff_s * 2 ** (self._read_failures - 1), MAX_BACKOFF_S)
+                delay = min(self.settings.influx.backoff_s * 2 ** (self._read_failures - 1), MAX_BACKOFF_S)
                 self._next_read = time.monotonic() + delay
                 self.read_error = str(exc)
                 result.error = self.read_error
@@ -243,7 +247,7 @@ class Detector:
         self.sink.flush()
         self.metrics.add(predictions=self.sink.written - before)
         self.iterations += 1
-        if self.iterations % max(1, self.settings.checkpoint_every) == 0:
+        if self.iterations % max(1, self.settings.detector.checkpoint_every) == 0:
             self.checkpoint()
         lag = (
             time.time() - self.watermark_ns / NS
@@ -328,7 +332,7 @@ class Detector:
         """Absorb the recent history of hosts seen for the first time (baseline + counters)."""
         hosts = sorted({h for f in raw.values() if not f.empty for h in f["host"].astype(str).unique()})
         new = [h for h in hosts if self.pipeline.builder.seen(h) == 0 and h not in self.host_last_seen]
-        hours = self.settings.detector_history_hours
+        hours = self.settings.detector.history_hours
         if not new or hours <= 0:
             return []
         start = pd.Timestamp(self._floor(lo - int(hours * 3600 * NS)), tz="UTC")
@@ -358,7 +362,7 @@ class Detector:
         live baselines are not touched (each host still gets its own warm start).
         """
         self._online_warm_retry_at = time.monotonic() + ONLINE_WARM_RETRY_S
-        hours = min(self.settings.detector_history_hours, ONLINE_WARM_HOURS)
+        hours = min(self.settings.detector.history_hours, ONLINE_WARM_HOURS)
         if hours <= 0 or self.online.n_seen >= self.online.config.warmup:
             self._online_warm_tried = True  # nothing to do, ever
             return
@@ -367,7 +371,7 @@ class Detector:
             f"LIMIT {ONLINE_WARM_HOSTS}"
         )
         try:
-            series = self.write_client.query(self.settings.influx_raw_db, q)
+            series = self.write_client.query(self.settings.influx.raw_db, q)
             hosts = sorted({str(v[1]) for sr in series for v in sr.get("values") or []})
             hosts = [h for h in hosts if self.shard.owns(h)]
             if not hosts:
@@ -432,7 +436,7 @@ class Detector:
             )
         lines += prediction_lines(
             scored.combined,
-            model=settings.model_name,
+            model=settings.mlflow.model_name,
             version=str(champion.version) if champion is not None else "online-only",
             source="combined",
             on_error=self.metrics.error,
@@ -468,11 +472,11 @@ class Detector:
         up to a whole poll interval more; waking when it is due takes that out of the lag
         (``bench/detector_bench.py``: p99 lag at 10,000 hosts).
         """
-        poll = max(0.0, self.settings.poll_interval_s - elapsed_s)
-        if not self.settings.detector_wake_on_due or self.watermark_ns is None or self._read_failures:
+        poll = max(0.0, self.settings.detector.poll_interval_s - elapsed_s)
+        if not self.settings.detector.wake_on_due or self.watermark_ns is None or self._read_failures:
             return poll
         now = time.time() if now is None else now
-        due = (self.watermark_ns + self.interval_ns) / NS + self.settings.allowed_lateness_s
+        due = (self.watermark_ns + self.interval_ns) / NS + self.settings.detector.allowed_lateness_s
         return min(poll, max(0.0, due - now + 0.01))  # +10 ms: wake just after it is due, not just before
 
     # --- state -------------------------------------------------------------------------------
@@ -508,7 +512,7 @@ class Detector:
     def health(self) -> dict[str, Any]:
         """Liveness (the loop is turning) and readiness with the reasons it is not ready."""
         now = time.time()
-        stale_after = 3 * self.settings.poll_interval_s + 30
+        stale_after = 3 * self.settings.detector.poll_interval_s + 30
         live = now - self._heartbeat < stale_after + 60
         reasons: list[str] = []
         if self.read_error:
@@ -529,7 +533,7 @@ class Detector:
             "reasons": reasons,
             "mode": status.mode,
             "model": {
-                "name": self.settings.model_name,
+                "name": self.settings.mlflow.model_name,
                 "version": status.version,
                 "last_error": status.last_error,
             },
@@ -584,7 +588,7 @@ class Detector:
                 behind = (
                     result is not None
                     and result.end_ns
-                    < self._floor(int((time.time() - self.settings.allowed_lateness_s) * NS))
+                    < self._floor(int((time.time() - self.settings.detector.allowed_lateness_s) * NS))
                     and result.error is None
                 )
                 if not behind:

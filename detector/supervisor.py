@@ -4,7 +4,7 @@ Why processes: one detector is one Python interpreter, so it scores on one core 
 (the GIL), while the machine has more. The shard mechanism already splits hosts by a stable
 hash (:mod:`detector.sharding`) and gives each shard its own state folder
 (``run_dir/detector/shard-I-of-N``); the supervisor starts one ``vigil detector run`` per shard
-with ``VIGIL_SHARD_INDEX`` / ``VIGIL_SHARD_COUNT`` set, and keeps them running:
+with ``VIGIL_DETECTOR__SHARD_INDEX`` / ``VIGIL_DETECTOR__SHARD_COUNT`` set, and keeps them running:
 
 * a worker that exits (crash, ``kill -9``, out of memory) is started again after a back-off
   (1 s, doubling to 30 s while it keeps dying within a minute); it resumes from its own
@@ -16,7 +16,7 @@ with ``VIGIL_SHARD_INDEX`` / ``VIGIL_SHARD_COUNT`` set, and keeps them running:
 
 Worker ``i`` serves its HTTP API (``/health``, ``/metrics``, the scoring API for its own
 hosts) on ``detector_port + i``. Composes with instance-level sharding: instance ``k`` of
-``K`` (``VIGIL_SHARD_INDEX`` / ``VIGIL_SHARD_COUNT``) with ``N`` workers runs shards
+``K`` (``VIGIL_DETECTOR__SHARD_INDEX`` / ``VIGIL_DETECTOR__SHARD_COUNT``) with ``N`` workers runs shards
 ``k*N .. k*N+N-1`` of ``K*N``.
 """
 
@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from vigil.settings import Settings
+from vigil.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Supervisor:
 
     def __init__(
         self,
-        settings: Settings,
+        detector: DetectorSettings,
         workers: int,
         worker_args: list[str] | None = None,
         stop_timeout_s: float = 60.0,
@@ -84,18 +84,18 @@ class Supervisor:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        self.settings = settings
+        self.detector = detector
         self.worker_args = list(worker_args or [])
         self.stop_timeout_s = stop_timeout_s
         self.poll_s = poll_s
         self.stop_event = threading.Event()
-        count = settings.shard_count * workers
+        count = detector.shard_count * workers
         self.workers = [
             Worker(
                 index=i,
-                shard_index=settings.shard_index * workers + i,
+                shard_index=detector.shard_index * workers + i,
                 shard_count=count,
-                port=settings.detector_port + i if settings.detector_port else 0,
+                port=detector.port + i if detector.port else 0,
             )
             for i in range(workers)
         ]
@@ -108,10 +108,10 @@ class Supervisor:
         """This process's environment with the worker's shard and port (everything else inherited)."""
         return {
             **os.environ,
-            "VIGIL_SHARD_INDEX": str(worker.shard_index),
-            "VIGIL_SHARD_COUNT": str(worker.shard_count),
-            "VIGIL_DETECTOR_PORT": str(worker.port),
-            "VIGIL_DETECTOR_WORKERS": "1",
+            "VIGIL_DETECTOR__SHARD_INDEX": str(worker.shard_index),
+            "VIGIL_DETECTOR__SHARD_COUNT": str(worker.shard_count),
+            "VIGIL_DETECTOR__PORT": str(worker.port),
+            "VIGIL_DETECTOR__WORKERS": "1",
         }
 
     def spawn(self, worker: Worker) -> None:
@@ -170,7 +170,7 @@ class Supervisor:
             "detector supervisor: %d workers (shards %s), state under %s",
             len(self.workers),
             ", ".join(w.label for w in self.workers),
-            self.settings.run_dir / "detector",
+            self.detector.run_dir / "detector",
         )
         for w in self.workers:
             self.spawn(w)

@@ -11,7 +11,7 @@ Only the combined decision is judged (:func:`pipelines.served.served_metrics`): 
 (injected and labelled, apart and pooled), false alarms per host-day, median time to detect.
 
 Warm-up: the path absorbs ``warmup`` of history before ``--from`` (default
-``settings.detector_history_hours``, the history the detector reads to warm-start a host); only
+``settings.detector.history_hours``, the history the detector reads to warm-start a host); only
 rows at or after ``--from`` are judged. With the window and warm-up of a dataset's holdout, the
 backtest replays exactly what ``evaluate`` replayed and reports the same numbers (tested).
 
@@ -127,7 +127,7 @@ _SPEC = re.compile(
 
 
 def resolve_model(settings: Settings, spec: str) -> ModelRef:
-    """``NAME@ALIAS`` | ``NAME/VERSION`` | ``VERSION`` | ``@ALIAS`` (of ``settings.model_name``) -> a version.
+    """``NAME@ALIAS`` | ``NAME/VERSION`` | ``VERSION`` | ``@ALIAS`` (of ``settings.mlflow.model_name``) -> a version.
 
     Raises :class:`PipelineError` naming the spec when it is malformed, or the version or alias
     does not exist, or the registry cannot be reached.
@@ -137,12 +137,12 @@ def resolve_model(settings: Settings, spec: str) -> ModelRef:
     match = _SPEC.match(spec.strip())
     if not match:
         raise PipelineError(
-            f"bad model spec {spec!r}: use NAME@ALIAS, NAME/VERSION or VERSION (e.g. {settings.model_name}@champion)"
+            f"bad model spec {spec!r}: use NAME@ALIAS, NAME/VERSION or VERSION (e.g. {settings.mlflow.model_name}@champion)"
         )
-    name = match["name"] or settings.model_name
+    name = match["name"] or settings.mlflow.model_name
     alias = match["alias"] or match["alias_only"]
     version = match["version"] or match["bare"]
-    client = mlflow_client(settings)
+    client = mlflow_client(settings.mlflow)
     try:
         mv = (
             client.get_model_version_by_alias(name, alias)
@@ -152,10 +152,10 @@ def resolve_model(settings: Settings, spec: str) -> ModelRef:
     except MlflowException as exc:
         what = f"alias {alias!r}" if alias else f"version {version}"
         raise PipelineError(
-            f"model {spec!r}: registered model {name!r} has no {what} at {settings.mlflow_uri}"
+            f"model {spec!r}: registered model {name!r} has no {what} at {settings.mlflow.uri}"
         ) from exc
     except Exception as exc:  # connection refused, timeouts
-        raise PipelineError(f"cannot reach the MLflow registry at {settings.mlflow_uri}: {exc}") from exc
+        raise PipelineError(f"cannot reach the MLflow registry at {settings.mlflow.uri}: {exc}") from exc
     return ModelRef(spec, name, int(mv.version), alias, mv.run_id)
 
 
@@ -183,10 +183,10 @@ def backtest(
     if not models:
         raise PipelineError("backtest needs at least one model")
     start_ts, end_ts = resolve_window(start, end, None)
-    lead = pd.Timedelta(warmup) if warmup is not None else pd.Timedelta(hours=settings.detector_history_hours)
+    lead = pd.Timedelta(warmup) if warmup is not None else pd.Timedelta(hours=settings.detector.history_hours)
     if lead < pd.Timedelta(0):
         raise PipelineError(f"warm-up must not be negative (got {warmup!r})")
-    configure_mlflow(settings)
+    configure_mlflow(settings.mlflow)
     refs = [resolve_model(settings, spec) for spec in models]  # fail fast, before reading history
     out_dir = Path(
         out_dir
@@ -354,7 +354,9 @@ def plot_compare(
 
 
 @click.command("backtest")
-@click.option("--model", "model_spec", help="NAME@ALIAS, NAME/VERSION or VERSION (of VIGIL_MODEL_NAME).")
+@click.option(
+    "--model", "model_spec", help="NAME@ALIAS, NAME/VERSION or VERSION (of VIGIL_MLFLOW__MODEL_NAME)."
+)
 @click.option("--compare", nargs=2, metavar="A B", help="Two model specs side by side on the same window.")
 @click.option("--from", "start", required=True, help="Window start (ISO time).")
 @click.option("--to", "end", required=True, help="Window end (ISO time).")

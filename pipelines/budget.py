@@ -1,6 +1,6 @@
 """Thresholds from an alarm budget, and recall of events at those thresholds (no labels needed).
 
-What pages people is bounded first: ``VIGIL_ALARM_BUDGET_PER_HOST_DAY`` (default 1) alarms per
+What pages people is bounded first: ``VIGIL_TRAINING__ALARM_BUDGET_PER_HOST_DAY`` (default 1) alarms per
 host and day on rows nobody has reason to call anomalous. A threshold is then the score that
 leaves at most that many of those rows above it, and a model is as good as the share of known
 anomalies (injected ones, and real labels where there are any) it catches *at that threshold*.

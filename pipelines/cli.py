@@ -95,7 +95,7 @@ def train(dataset: Path, engine: str, families: tuple[str, ...], objective: str)
     result.results = []  # the per-cell table is in MLflow; keep the output short
     from pipelines.mlflow_logging import run_links
 
-    _emit({**to_jsonable(result), **run_links(get_settings(), result.run_id)})
+    _emit({**to_jsonable(result), **run_links(get_settings().mlflow, result.run_id)})
 
 
 @pipeline.command()

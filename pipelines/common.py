@@ -19,7 +19,7 @@ import pandas as pd
 
 from vigil.errors import VigilError
 from vigil.features import FEATURE_COLUMNS
-from vigil.settings import PROJECT_ROOT, Settings
+from vigil.settings import PROJECT_ROOT, FeatureSettings, MlflowSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,22 @@ def default_out_dir(settings: Settings) -> Path:
     return settings.run_dir / "pipelines"
 
 
-def configure_mlflow(settings: Settings, experiment: str | None = None) -> None:
-    """Point the MLflow client at ``settings`` (never the environment) and select the experiment
+def configure_mlflow(registry: MlflowSettings, experiment: str | None = None) -> None:
+    """Point the MLflow client at ``registry`` (``settings.mlflow``; never the environment) and select the experiment
     (tagged as classic model development: :func:`pipelines.mlflow_logging.tag_experiment`)."""
     import mlflow
     from pipelines.mlflow_logging import quiet_mlflow_links, tag_experiment
 
     quiet_mlflow_links()
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    tag_experiment(mlflow.set_experiment(experiment or settings.mlflow_experiment))
+    mlflow.set_tracking_uri(registry.uri)
+    mlflow.set_registry_uri(registry.uri)
+    tag_experiment(mlflow.set_experiment(experiment or registry.experiment))
 
 
-def mlflow_client(settings: Settings):
+def mlflow_client(registry: MlflowSettings):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    return MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
 
 
 def code_version() -> str:
@@ -119,12 +119,12 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def feature_pipeline(settings: Settings | None = None):
+def feature_pipeline(features: FeatureSettings | None = None):
     """The feature pipeline every batch step builds features with (extract, the injected copy of
     validation), one place so they agree with each other and with the detector's."""
     from vigil.features import FeaturePipeline
 
-    return FeaturePipeline(interval_s=(settings.feature_interval_s if settings is not None else 10.0))
+    return FeaturePipeline(interval_s=(features or FeatureSettings()).interval_s)
 
 
 def raw_path_of(dataset_path: str | Path) -> Path:
@@ -183,7 +183,7 @@ def label_sources_in(frame: pd.DataFrame, sources: tuple[str, ...] | None) -> pd
     """``frame`` with only the labels of ``sources`` kept (None: all); the others read as unlabelled.
 
     Why: a retrain learns from operator and stress verdicts, while the seeder's ground truth only
-    scores the result (``settings.train_label_sources``): hidden labels must not leak into training.
+    scores the result (``settings.training.label_sources``): hidden labels must not leak into training.
     """
     if sources is None or LABEL_SOURCE_COLUMN not in frame.columns:
         return frame

@@ -46,7 +46,7 @@ from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
 from vigil.model import CHAMPION
 from vigil.schema import DRIFT, DRIFT_SUMMARY
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,11 @@ def champion_reference(settings: Settings) -> tuple[pd.DataFrame, str]:
     """The champion's training dataset and its version, via the model version's tags."""
     from mlflow.exceptions import MlflowException
 
-    client = mlflow_client(settings)
+    client = mlflow_client(settings.mlflow)
     try:
-        champion = client.get_model_version_by_alias(settings.model_name, CHAMPION)
+        champion = client.get_model_version_by_alias(settings.mlflow.model_name, CHAMPION)
     except MlflowException as exc:
-        raise PipelineError(f"{settings.model_name} has no champion: no reference for drift") from exc
+        raise PipelineError(f"{settings.mlflow.model_name} has no champion: no reference for drift") from exc
     path, digest = champion.tags.get(TAG_DATASET_PATH), champion.tags.get(TAG_DATASET_HASH)
     if not path or not Path(path).exists():
         raise PipelineError(
@@ -174,7 +174,7 @@ def drift(
     import mlflow
 
     seed = settings.random_seed if seed is None else seed
-    configure_mlflow(settings)
+    configure_mlflow(settings.mlflow)
     if reference_path is not None:
         reference_full, ref_version = read_dataset(reference_path), "file"
     else:
@@ -214,7 +214,7 @@ def drift(
             mlflow.log_artifact(str(html), artifact_path="drift")
             mlflow.log_artifact(str(result.json_path), artifact_path="drift")
     if write_influx:
-        write_drift_points(settings, result, influx)
+        write_drift_points(settings.influx, result, influx)
     log.info(
         "drift: %d/%d features drifted (Holm, alpha=%s) vs version %s",
         n_drifted,
@@ -225,10 +225,12 @@ def drift(
     return result
 
 
-def write_drift_points(settings: Settings, result: DriftResult, influx: InfluxClient | None = None) -> None:
-    client = influx or InfluxClient(settings=settings)
-    if settings.influx_create_databases:
-        client.create_database(settings.influx_vigil_db)
+def write_drift_points(
+    influx_config: InfluxSettings, result: DriftResult, influx: InfluxClient | None = None
+) -> None:
+    client = influx or InfluxClient(influx_config)
+    if influx_config.create_databases:
+        client.create_database(influx_config.vigil_db)
     now = time.time_ns()
     points = [
         DRIFT.point(
@@ -256,4 +258,4 @@ def write_drift_points(settings: Settings, result: DriftResult, influx: InfluxCl
             now,
         )
     )
-    client.write_points(settings.influx_vigil_db, points)
+    client.write_points(influx_config.vigil_db, points)

@@ -77,7 +77,7 @@ class EvaluationResult:
 def holdout_fraction_of(settings: Settings, run_id: str | None) -> float:
     if not run_id:
         return DEFAULT_HOLDOUT_FRACTION
-    tags = mlflow_client(settings).get_run(run_id).data.tags
+    tags = mlflow_client(settings.mlflow).get_run(run_id).data.tags
     return float(tags.get(TAG_HOLDOUT_FRACTION, DEFAULT_HOLDOUT_FRACTION))
 
 
@@ -135,7 +135,7 @@ def served_evaluation(
     label_source) for the rows of the window: its windows are scored and kept clear of injection.
     A window too short to inject into is judged on its real labels alone, with a note.
     """
-    interval = settings.feature_interval_s
+    interval = settings.features.interval_s
     real, normal = label_windows(labels, interval)
     notes: list[str] = []
     try:
@@ -259,7 +259,7 @@ def evaluate(
     """
     import mlflow
 
-    configure_mlflow(settings)
+    configure_mlflow(settings.mlflow)
     if run_id is None and model_uri.startswith("runs:/"):
         run_id = model_uri.split("/")[1]
     fraction = holdout_fraction if holdout_fraction is not None else holdout_fraction_of(settings, run_id)
@@ -273,7 +273,7 @@ def evaluate(
     except Exception as exc:
         raise PipelineError(f"cannot load model {model_uri}: {exc}") from exc
     start = split.holdout_start
-    end = frame["time"].max() + pd.Timedelta(seconds=settings.feature_interval_s)
+    end = frame["time"].max() + pd.Timedelta(seconds=settings.features.interval_s)
     version = (
         int(model_uri.rsplit("/", 1)[-1])
         if model_uri.startswith("models:/") and model_uri.rsplit("/", 1)[-1].isdigit()
@@ -286,7 +286,7 @@ def evaluate(
         frame[frame["time"] >= start],
         start,
         end,
-        name=settings.model_name,
+        name=settings.mlflow.model_name,
         version=version,
         run_id=run_id,
         keep_features=with_robustness,
@@ -310,7 +310,7 @@ def evaluate(
         out_dir / f"{prefix}holdout_metrics.json", {"model_uri": model_uri, **metrics, "notes": ev.notes}
     )
     if run_id and log_to_run:
-        client = mlflow_client(settings)
+        client = mlflow_client(settings.mlflow)
         for key, value in metrics.items():
             if np.isfinite(value):
                 client.log_metric(run_id, key, value)

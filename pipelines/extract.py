@@ -154,19 +154,19 @@ def extract(
     """
     began = time.perf_counter()
     start_ts, end_ts = resolve_window(start, end, lookback)
-    client = client or InfluxClient(settings=settings)
-    db = raw_db or settings.influx_raw_db
+    client = client or InfluxClient(settings.influx)
+    db = raw_db or settings.influx.raw_db
     log.info("extract: reading %s .. %s from %r", start_ts, end_ts, db)
-    raw = fetch_raw(client, db, start_ts, end_ts, settings.feature_interval_s)
-    _, features = feature_pipeline(settings).update(raw)
+    raw = fetch_raw(client, db, start_ts, end_ts, settings.features.interval_s)
+    _, features = feature_pipeline(settings.features).update(raw)
     if features.empty:
         raise PipelineError(f"no raw metrics in {db!r} between {start_ts} and {end_ts}")
     log.info(
         "extract: %d feature rows for %d hosts; joining labels", len(features), features["host"].nunique()
     )
-    labels = load_labels(client, settings, start_ts, end_ts)
+    labels = load_labels(client, settings.influx, start_ts, end_ts)
     skipped = len(labels) - len(usable_labels(labels))
-    data = join_labels(features, labels, settings.feature_interval_s)
+    data = join_labels(features, labels, settings.features.interval_s)
     data["time"] = pd.to_datetime(data["time"], utc=True).astype("datetime64[ns, UTC]")
     data["warmup"] = data["warmup"].astype(np.int64)
     data = data[list(DATASET_COLUMNS)].sort_values(["host", "time"], kind="stable").reset_index(drop=True)

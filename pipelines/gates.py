@@ -27,7 +27,7 @@ from pipelines.robustness import PERTURBATIONS
 from pipelines.served import served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHAMPION
-from vigil.settings import Settings
+from vigil.settings import Settings, TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def perturbation_drops(metrics: dict[str, float], prefix: str = "") -> dict[str,
 
 
 def robustness_gate(
-    settings: Settings,
+    training: TrainingSettings,
     challenger_version: int,
     champion_version: int | None,
     challenger_drops: dict[str, float],
@@ -74,7 +74,7 @@ def robustness_gate(
     missing field, an outlier or a shifted baseline takes away, compared perturbation by
     perturbation. Missing (NaN) champion figures cannot be judged and pass, saying so.
     """
-    tol = settings.robustness_tolerance if tolerance is None else tolerance
+    tol = training.robustness_tolerance if tolerance is None else tolerance
     excess = {
         p: challenger_drops.get(p, float("nan")) - champion_drops[p]
         for p in champion_drops
@@ -116,7 +116,7 @@ def backtest_gate(
 ) -> GateResult:
     """Back-test challenger and champion on ``window`` = (start, end) through the served decision;
     pass when :func:`pipelines.served.served_gate` passes with the challenger allowed ``tolerance``
-    (default ``settings.backtest_tolerance``) fewer events caught than the champion: it must not
+    (default ``settings.training.backtest_tolerance``) fewer events caught than the champion: it must not
     page more than both the champion and the alarm budget, nor detect much slower.
 
     ``champion_version=None`` means the current ``champion`` alias; with no champion at all the
@@ -128,8 +128,8 @@ def backtest_gate(
     the reason — exactly what ``promote`` records for its own refusals.
     ``promote(backtest_window=...)`` calls it with ``record=False`` and records the decision itself.
     """
-    name = settings.model_name
-    tol = settings.backtest_tolerance if tolerance is None else tolerance
+    name = settings.mlflow.model_name
+    tol = settings.training.backtest_tolerance if tolerance is None else tolerance
     challenger = resolve_model(settings, f"{name}/{int(challenger_version)}")
     if champion_version is None:
         try:
@@ -165,10 +165,10 @@ def backtest_gate(
     verdict = served_gate(
         chall,
         champ,
-        budget=settings.alarm_budget_per_host_day,
+        budget=settings.training.alarm_budget_per_host_day,
         margin=-tol,
-        interval_s=settings.feature_interval_s,
-        ttd_slack=settings.promotion_ttd_slack,
+        interval_s=settings.features.interval_s,
+        ttd_slack=settings.training.promotion_ttd_slack,
     )
     passed, why = verdict.passed, f"backtest {verdict.reason}"
     chall, champ = chall[GATE_METRIC], champ[GATE_METRIC]
@@ -189,7 +189,7 @@ def _record(
     )
     if not record:
         return gate
-    client = mlflow_client(settings)
+    client = mlflow_client(settings.mlflow)
     verdict = ("passed: " if gate.passed else "failed: ") + gate.reason
     client.set_model_version_tag(challenger.name, str(challenger.version), "vigil.gate.backtest", verdict)
     if challenger.run_id and gate.challenger_metric is not None and np.isfinite(gate.challenger_metric):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vigil import mlflow_ui
-from vigil.settings import Settings
+from vigil.settings import MlflowSettings
 
 if TYPE_CHECKING:
     from mlflow.data.pandas_dataset import PandasDataset
@@ -182,16 +182,16 @@ def log_grid(
     return ids
 
 
-def run_links(settings: Settings, run_id: str) -> dict[str, str]:
+def run_links(registry: MlflowSettings, run_id: str) -> dict[str, str]:
     """UI addresses of a training run and of the compare view of its grid's child runs."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=registry.uri)
     experiment_id = client.get_run(run_id).info.experiment_id
     children = client.search_runs(
         [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000
     )
-    base = settings.mlflow_uri
+    base = registry.uri
     links = {
         "mlflow_experiment_url": mlflow_ui.experiment_url(base, experiment_id),
         "mlflow_run_url": mlflow_ui.run_url(base, experiment_id, run_id),

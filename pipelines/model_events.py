@@ -26,9 +26,9 @@ def write_event(
     influx: InfluxClient | None = None,
 ) -> None:
     """One ``vigil_model_events`` point (register | promote | reject | rollback)."""
-    client = influx or InfluxClient(settings=settings)
-    if settings.influx_create_databases:
-        client.create_database(settings.influx_vigil_db)
+    client = influx or InfluxClient(settings.influx)
+    if settings.influx.create_databases:
+        client.create_database(settings.influx.vigil_db)
     fields = {
         "version": version,
         "previous_version": previous_version,
@@ -39,5 +39,5 @@ def write_event(
         "forced": int(forced),
         "reason": reason,
     }
-    point = MODEL_EVENTS.point({"model": settings.model_name, "event": event}, fields, time.time_ns())
-    client.write_points(settings.influx_vigil_db, [point])
+    point = MODEL_EVENTS.point({"model": settings.mlflow.model_name, "event": event}, fields, time.time_ns())
+    client.write_points(settings.influx.vigil_db, [point])

@@ -1,6 +1,6 @@
 """register, promote, rollback: the MLflow registry side of the batch loop.
 
-* ``register`` creates a version of ``settings.model_name`` from a training run's model, tagged
+* ``register`` creates a version of ``settings.mlflow.model_name`` from a training run's model, tagged
   with the dataset hash and path, holdout metrics, engine, family, code version and validation
   status, and points the ``challenger`` alias at it.
 * ``promote`` moves ``champion`` to the challenger only if validation passed and **the decision
@@ -11,7 +11,7 @@
   ``force`` skips the comparison and is recorded as such.
   Two extra gates then apply (only when there is a champion and ``force`` is off):
   the **robustness gate** refuses a challenger that, under one of the perturbations of
-  :mod:`pipelines.robustness`, loses more than ``settings.robustness_tolerance`` F1 beyond what the
+  :mod:`pipelines.robustness`, loses more than ``settings.training.robustness_tolerance`` F1 beyond what the
   champion loses under the same one (same perturbed holdout); the optional **backtest gate**
   (``backtest_window=``) runs the same served comparison over a window of raw history
   (:func:`pipelines.gates.backtest_gate`).
@@ -114,8 +114,8 @@ def register(
     """Register ``runs:/<run_id>/<artifact_name>`` and alias it ``challenger``."""
     import mlflow
 
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
+    configure_mlflow(settings.mlflow)
+    client = mlflow_client(settings.mlflow)
     run = client.get_run(run_id)
     run_tags, metrics = run.data.tags, run.data.metrics
     if TAG_DATASET_HASH not in run_tags:
@@ -135,8 +135,8 @@ def register(
         **{f"metric.{k}": f"{v:.6g}" for k, v in robust.items()},
     }
     source = run_tags.get("vigil.logged_model_uri") or f"runs:/{run_id}/{artifact_name}"
-    version = mlflow.register_model(source, settings.model_name, tags=tags)
-    client.set_registered_model_alias(settings.model_name, CHALLENGER, version.version)
+    version = mlflow.register_model(source, settings.mlflow.model_name, tags=tags)
+    client.set_registered_model_alias(settings.mlflow.model_name, CHALLENGER, version.version)
     write_event(
         settings,
         "register",
@@ -145,8 +145,8 @@ def register(
         reason=f"run {run_id}",
         influx=influx,
     )
-    log.info("register: %s version %s (challenger)", settings.model_name, version.version)
-    return RegisterResult(settings.model_name, int(version.version), run_id, tags)
+    log.info("register: %s version %s (challenger)", settings.mlflow.model_name, version.version)
+    return RegisterResult(settings.mlflow.model_name, int(version.version), run_id, tags)
 
 
 def promote(
@@ -163,11 +163,11 @@ def promote(
 
     ``backtest_window=(start, end)`` adds the backtest gate over that window of raw history
     (``backtest_warmup`` of history before ``start`` warms the baselines; default
-    ``settings.detector_history_hours``, as the detector does).
+    ``settings.detector.history_hours``, as the detector does).
     """
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
-    name = settings.model_name
+    configure_mlflow(settings.mlflow)
+    client = mlflow_client(settings.mlflow)
+    name = settings.mlflow.model_name
     if version is None:
         chall = _version_of(client, name, CHALLENGER)
         if chall is None:
@@ -210,10 +210,10 @@ def promote(
         verdict = served_gate(
             chall_served,
             champ_served,
-            budget=settings.alarm_budget_per_host_day,
-            margin=settings.promotion_margin,
-            interval_s=settings.feature_interval_s,
-            ttd_slack=settings.promotion_ttd_slack,
+            budget=settings.training.alarm_budget_per_host_day,
+            margin=settings.training.promotion_margin,
+            interval_s=settings.features.interval_s,
+            ttd_slack=settings.training.promotion_ttd_slack,
         )
         promoted, reason = verdict.passed, verdict.reason
         gates.append(
@@ -222,7 +222,9 @@ def promote(
         if promoted:
             challenger_robust = _challenger_robustness(settings, mv, dataset)
             champion_robust = perturbation_drops(champ_eval.metrics, "champion_")
-            gates.append(robustness_gate(settings, version, prev_version, challenger_robust, champion_robust))
+            gates.append(
+                robustness_gate(settings.training, version, prev_version, challenger_robust, champion_robust)
+            )
             promoted = gates[-1].passed
         if promoted and backtest_window is not None:
             gates.append(
@@ -288,7 +290,7 @@ def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict
 
     NaN is not logged to MLflow (a holdout without events has no recall): missing keys read as NaN.
     """
-    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics if mv.run_id else {}
+    logged = mlflow_client(settings.mlflow).get_run(mv.run_id).data.metrics if mv.run_id else {}
     if SERVED_MARKER not in logged:
         ev = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id)
         logged = ev.metrics
@@ -303,7 +305,7 @@ def _challenger_served(settings: Settings, mv: Any, dataset: str | Path) -> dict
 def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> dict[str, float]:
     """The challenger's F1 drop per perturbation: from its run's metrics, else computed now through
     ``evaluate`` on its own holdout (a run evaluated before robustness existed; logged like any)."""
-    logged = mlflow_client(settings).get_run(mv.run_id).data.metrics if mv.run_id else {}
+    logged = mlflow_client(settings.mlflow).get_run(mv.run_id).data.metrics if mv.run_id else {}
     if ROBUSTNESS_DROP not in logged:
         logged = evaluate(settings, f"models:/{mv.name}/{mv.version}", dataset, run_id=mv.run_id).metrics
     return perturbation_drops(logged)
@@ -313,9 +315,9 @@ def rollback(
     settings: Settings, *, influx: InfluxClient | None = None, reason: str = ""
 ) -> PromotionDecision:
     """Move ``champion`` back to the version the current champion replaced."""
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
-    name = settings.model_name
+    configure_mlflow(settings.mlflow)
+    client = mlflow_client(settings.mlflow)
+    name = settings.mlflow.model_name
     champion = _version_of(client, name, CHAMPION)
     if champion is None:
         raise PipelineError(f"{name} has no champion to roll back")

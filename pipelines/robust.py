@@ -11,14 +11,14 @@ anomalies are **trimmed**:
    already host-relative deviations (``vigil.features``: robust per-host baselines, in units of
    the host's own spread, capped at ``BaselineConfig.z_cap``), so this needs no model and no fit,
    and it is the same yardstick for every host.
-2. A row is a **suspect** when its pre-score exceeds ``sigmas`` (``VIGIL_TRAIN_TRIM_SIGMAS``,
+2. A row is a **suspect** when its pre-score exceeds ``sigmas`` (``VIGIL_TRAINING__TRIM_SIGMAS``,
    default 5): some metric is more than five of the host's own sigmas from its baseline. On the
    seeded history, 0.01 % of the normal rows and 83 % of the anomalous ones are beyond 5 (every
    seeded event has suspects).
 3. Rows of the same host up to ``recovery_s`` (120 s) **after** a suspect are trimmed too: the
    short-window features (``*_zmean``, ``*_vol``) carry an anomaly's trace for one short window
    after it ends, and those rows score like anomalies without being beyond 5 sigmas themselves.
-4. **Cap**: at most ``max_fraction`` (``VIGIL_TRAIN_TRIM_MAX_FRACTION``, default 0.2) of the rows
+4. **Cap**: at most ``max_fraction`` (``VIGIL_TRAINING__TRIM_MAX_FRACTION``, default 0.2) of the rows
    are trimmed. A fleet where more rows than that look extreme is one whose normal is extreme;
    then only the rows with the highest pre-scores go, and the cap is reported.
 

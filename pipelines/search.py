@@ -12,13 +12,13 @@ Protocol (time-ordered, labels optional — ``docs/pipelines.md#labels-optional`
 * score the later validation period twice: its real rows, and a copy of them with anomalies
   injected (:mod:`pipelines.inject`);
 * objective ``injected`` (the default): each host's threshold is the score that raises at most
-  ``VIGIL_ALARM_BUDGET_PER_HOST_DAY`` alarms per day on that host's untouched validation rows
+  ``VIGIL_TRAINING__ALARM_BUDGET_PER_HOST_DAY`` alarms per day on that host's untouched validation rows
   (not trimmed, not labelled anomalies) and stays above its operator false positives
   (:mod:`pipelines.budget`); the cell's objective is the share of injected events caught at
   those thresholds (``val_injected_recall``; ties: the share of injected rows caught). The model
   keeps the fleet-wide budget threshold (the same rule over all hosts' untouched rows:
   ``val_threshold``), the one the detector serves. Real labels of the sources a retrain learns
-  from (``VIGIL_TRAIN_LABEL_SOURCES``), where there are any, are scored at the same thresholds and
+  from (``VIGIL_TRAINING__LABEL_SOURCES``), where there are any, are scored at the same thresholds and
   reported apart (``val_real_event_recall``);
 * objectives ``pr_auc`` / ``f1`` (labelled, for comparison): PR-AUC or F1 of the real validation
   rows against their labels, with the threshold at the conservative end of the validation F1

@@ -7,7 +7,7 @@ a copy of its logic — over a window of raw history:
 
 1. a fresh path absorbs the raw history before the window (baselines and counters warm, the
    online model taught its most recent rows: what the detector does for a host it meets);
-2. the window is fed to ``ServingPath.update`` in time order, ``settings.served_eval_step_s``
+2. the window is fed to ``ServingPath.update`` in time order, ``settings.training.served_eval_step_s``
    (300 s) at a time — a detector catching up (it reads up to ``detector_max_catchup_intervals``,
    10 min at 10 s, per iteration) — with the model under test as champion. Why not one interval
    at a time as a detector in step does: each update has a fixed cost (~0.1-0.2 s here), so 6 h
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
 #: A challenger may detect this much slower (median) than the champion, plus one interval, and pass
-#: (the default of ``settings.promotion_ttd_slack``).
+#: (the default of ``settings.training.promotion_ttd_slack``).
 TTD_SLACK = 1.5
 #: Columns of the combined frame the judgement reads (the public surface of ``Scored.combined``).
 JUDGED = ["host", "time", "score", "threshold", "is_anomaly", "warmup"]
@@ -107,11 +107,11 @@ def replay(
     if any(not f.empty for f in history.values()):
         path.teach_online(path.absorb(history))
     combined, features = [], []
-    chunks = _chunks(slice_raw(raw, start, end), start, settings.served_eval_step_s)
+    chunks = _chunks(slice_raw(raw, start, end), start, settings.training.served_eval_step_s)
     every = max(1, len(chunks) // 10)
     for i, chunk in enumerate(chunks):
         if i % every == 0 and len(chunks) > 20:  # long replays show progress
-            log.info("replay: %d/%d updates of %g s (%.0f s so far)", i, len(chunks), settings.served_eval_step_s,
+            log.info("replay: %d/%d updates of %g s (%.0f s so far)", i, len(chunks), settings.training.served_eval_step_s,
                      time.perf_counter() - began)  # fmt: skip
         served = path.update(chunk, champion)
         if served.scored is None:
@@ -203,7 +203,7 @@ def inject_window(
         window,
         (pd.Timestamp(start), pd.Timestamp(end)),
         before,
-        interval_s=settings.feature_interval_s,
+        interval_s=settings.features.interval_s,
         seed=settings.random_seed + 1,
         avoid=avoid,
         prefix="hold",
@@ -353,7 +353,7 @@ def served_gate(
        some sensitivity, and that is their call) — and, where there are real labelled events,
        ``real_event_recall >= champion's`` always (a negative margin loosens this too);
     3. it is not much slower: ``median_ttd_s <= ttd_slack x champion's + one interval``
-       (``settings.promotion_ttd_slack``, 1.5).
+       (``settings.training.promotion_ttd_slack``, 1.5).
 
     Ties pass: a challenger as good as the champion has seen the newest data.
     """

@@ -11,7 +11,7 @@
     ``BinaryClassificationEvaluator(areaUnderPR)`` on the score column. The fitted models are
     exported to numpy (:class:`vigil.model.CentroidScorer`): serving needs no Spark.
 
-The master comes from ``settings.spark_master`` (``local[*]``, or ``spark://host:7077``).
+The master comes from ``settings.training.spark_master`` (``local[*]``, or ``spark://host:7077``).
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ KMEANS_GRID: dict[str, list[Any]] = {"k": [2, 4, 8], "maxIter": [20]}
 
 
 def spark_session(settings: Settings, app_name: str = "vigil-train", partitions: int = 4):
-    """A SparkSession on ``settings.spark_master``, bound to loopback, executors on this venv's Python."""
+    """A SparkSession on ``settings.training.spark_master``, bound to loopback, executors on this venv's Python."""
     from pyspark.sql import SparkSession
 
     # the Python workers must be this venv's interpreter (PySpark reads this at context creation)
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     session = (
-        SparkSession.builder.master(settings.spark_master)
+        SparkSession.builder.master(settings.training.spark_master)
         .appName(app_name)
         .config("spark.driver.host", settings.bind_host)
         .config("spark.driver.bindAddress", settings.bind_host)

@@ -1,6 +1,6 @@
 """train: grid search on scikit-learn or Spark, every cell an MLflow child run, the best model logged.
 
-Run layout in MLflow (experiment ``settings.mlflow_experiment``), so the UI compares like with like:
+Run layout in MLflow (experiment ``settings.mlflow.experiment``), so the UI compares like with like:
 
 * parent run ``train-<engine>-<dataset hash>``: tags dataset hash/path, engine, code version;
   params objective, seeds, split fractions, grid size, best cell; metrics the best cell's
@@ -21,7 +21,7 @@ Labels are optional (``docs/pipelines.md#labels-optional``): the default objecti
 judges every cell by the anomalies injected into a copy of the validation period's raw metrics
 (:mod:`pipelines.inject`) at the alarm budget (:mod:`pipelines.budget`), on rows trimmed of
 probable unlabelled anomalies (:mod:`pipelines.robust`). Only labels of
-``settings.train_label_sources`` are seen here (by default operator and stress verdicts; the
+``settings.training.label_sources`` are seen here (by default operator and stress verdicts; the
 seeder's ground truth is hidden and only scores the result in ``evaluate``).
 """
 
@@ -120,7 +120,7 @@ def train(
 
     ``label_column_override`` replaces the labels (used to train a deliberately bad challenger,
     e.g. with shuffled labels); it is recorded as a tag so such a run can never pass for a real one.
-    ``label_sources``: the label sources to learn from (default ``settings.train_label_sources``;
+    ``label_sources``: the label sources to learn from (default ``settings.training.label_sources``;
     with ``label_column_override`` every overridden label counts).
     """
     if engine not in ENGINES:
@@ -134,7 +134,7 @@ def train(
     frame = read_dataset(dataset_path)
     digest = dataset_hash(frame)
     dataset = training_dataset(frame, dataset_path, digest)  # what MLflow shows as the run's input
-    sources = training_sources(settings) if label_sources is None else tuple(label_sources)
+    sources = training_sources(settings.training) if label_sources is None else tuple(label_sources)
     if label_column_override is not None:
         frame = frame.copy()
         frame["label"] = np.asarray(label_column_override, dtype=np.int64)
@@ -142,7 +142,7 @@ def train(
         sources = (*sources, "override")
     frame = label_sources_in(frame, sources)
     split = time_split(frame, holdout_fraction, validation_fraction)
-    trim_args = {"sigmas": settings.train_trim_sigmas, "max_fraction": settings.train_trim_max_fraction}
+    trim_args = {"sigmas": settings.training.trim_sigmas, "max_fraction": settings.training.trim_max_fraction}
     trim_train, trim_val = trim_mask(split.train, **trim_args), trim_mask(split.validation, **trim_args)
     injection = None
     if objective == "injected":
@@ -159,8 +159,8 @@ def train(
         objective=objective,
         trimmed_train=trim_train.mask,
         trimmed_val=trim_val.mask,
-        interval_s=settings.feature_interval_s,
-        budget=settings.alarm_budget_per_host_day,
+        interval_s=settings.features.interval_s,
+        budget=settings.training.alarm_budget_per_host_day,
         injected=(injection.rows, injection.event_of_row) if injection else None,
     )
     cells = build_grid(families, grid_overrides)
@@ -177,7 +177,7 @@ def train(
         100 * trim_val.fraction,
         data.injected_events,
     )
-    configure_mlflow(settings)
+    configure_mlflow(settings.mlflow)
     name = run_name or f"train-{engine}-{digest[:8]}"
     with mlflow.start_run(run_name=name) as parent:
         parent_id = parent.info.run_id
@@ -205,8 +205,8 @@ def train(
                 "n_cells": len(cells),
                 "validation_start": split.validation_start.isoformat(),
                 "holdout_start": split.holdout_start.isoformat(),
-                "alarm_budget_per_host_day": settings.alarm_budget_per_host_day,
-                "train_trim_sigmas": settings.train_trim_sigmas,
+                "alarm_budget_per_host_day": settings.training.alarm_budget_per_host_day,
+                "train_trim_sigmas": settings.training.trim_sigmas,
                 "train_label_sources": ",".join(sources) or "none",
             }
         )
@@ -255,7 +255,7 @@ def train(
         mlflow.set_tag("vigil.logged_model_uri", info.model_uri)
         total = time.perf_counter() - began
         mlflow.log_metric("total_seconds", total)
-        log.info("train: MLflow run %s", run_url(settings.mlflow_uri, parent.info.experiment_id, parent_id))
+        log.info("train: MLflow run %s", run_url(settings.mlflow.uri, parent.info.experiment_id, parent_id))
     return TrainResult(
         run_id=parent_id,
         model_uri=f"runs:/{parent_id}/model",  # resolves to the logged model; names the run for evaluate
@@ -308,7 +308,7 @@ def inject_validation(
     clear of injected events."""
     raw = read_raw(dataset_path)
     start, end = split.validation_start, split.holdout_start
-    pipe = feature_pipeline(settings)
+    pipe = feature_pipeline(settings.features)
     before, _ = pipe.update(slice_raw(raw, None, start))
     labelled = frame[(frame["label_id"] != "") & (frame["time"] >= start) & (frame["time"] < end)]
     avoid = (
@@ -316,12 +316,12 @@ def inject_validation(
         .agg(host=("host", "first"), start=("time", "min"), end=("time", "max"))
         .reset_index(drop=True)
     )
-    avoid["end"] = avoid["end"] + pd.Timedelta(seconds=settings.feature_interval_s)
+    avoid["end"] = avoid["end"] + pd.Timedelta(seconds=settings.features.interval_s)
     injection = inject(
         slice_raw(raw, start, end),
         (start, end),
         before,
-        interval_s=settings.feature_interval_s,
+        interval_s=settings.features.interval_s,
         seed=seed,
         avoid=avoid,
         prefix="val",

@@ -218,7 +218,7 @@ def _log_to_mlflow(settings: Settings, report: ValidationReport, run_id: str | N
         return
     from pipelines.common import mlflow_client
 
-    client = mlflow_client(settings)
+    client = mlflow_client(settings.mlflow)
     client.log_artifact(run_id, str(report.json_path), artifact_path="validation")
     client.log_metric(run_id, "validation_success", float(report.success))
     client.set_tag(run_id, "vigil.validation", "passed" if report.success else "failed")

@@ -137,7 +137,7 @@ def suite(
 @click.option("--hosts", type=int, default=None, help="Number of synthetic hosts (overrides --rate).")
 @click.option("--interval", type=int, default=None, help="Seconds between reports of each host (default 10).")
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds of load, then stop.")
-@click.option("--db", default=None, help="Database to write into (default: VIGIL_INFLUX_RAW_DB).")
+@click.option("--db", default=None, help="Database to write into (default: VIGIL_INFLUX__RAW_DB).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def load(
     mode: str,
@@ -157,7 +157,9 @@ def load(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     try:
-        result = run_load(get_settings(), fleet, duration_s=duration, db=db, seed=seed, echo=click.echo)
+        result = run_load(
+            get_settings().influx, fleet, duration_s=duration, db=db, seed=seed, echo=click.echo
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duration") from exc
     except InfluxError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from vigil.processes import ProcessRecord, log_tail, start_process, stop_process, wait_healthy
-from vigil.settings import Settings
+from vigil.settings import Settings, flat_get, new_env_name
 
 #: Settings passed to the detector subprocess (everything else keeps its default).
 EXPORTED = (
@@ -51,11 +51,11 @@ EXPORTED = (
 
 
 def detector_env(settings: Settings) -> dict[str, str]:
-    env = {f"VIGIL_{name.upper()}": str(getattr(settings, name)) for name in EXPORTED}
+    env = {new_env_name(name): str(flat_get(settings, name)) for name in EXPORTED}
     env = {k: v for k, v in env.items() if v != "None"}
-    secret = settings.influx_password.get_secret_value()
+    secret = settings.influx.password.get_secret_value()
     if secret:
-        env["VIGIL_INFLUX_PASSWORD"] = secret
+        env["VIGIL_INFLUX__PASSWORD"] = secret
     return env
 
 
@@ -107,12 +107,12 @@ def start_detector(settings: Settings, name: str = "detector", timeout_s: float 
     """Start the detector with ``settings`` (``detector_port`` must be a real free port); wait for /metrics."""
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    url = f"http://{settings.bind_host}:{settings.detector_port}"
+    url = f"http://{settings.bind_host}:{settings.detector.port}"
     record = start_process(
         name,
         [sys.executable, "-m", "toolkit.cli", "detector", "run"],
         run_dir=run_dir,
-        port=settings.detector_port,
+        port=settings.detector.port,
         url=url,
         env=detector_env(settings),
         cwd=run_dir,  # no stray .env from the caller's folder

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vigil.influx import InfluxClient
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings
 from vigil.synthetic import generate_host
 from vigil.synthetic.history import HostHistory
 from vigil.synthetic.lines import MEASUREMENTS, host_lines
@@ -157,7 +157,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_load(
-    settings: Settings,
+    influx: InfluxSettings,
     mode: FleetMode,
     *,
     duration_s: float,
@@ -176,9 +176,9 @@ def run_load(
     """
     if not 0 < duration_s <= MAX_DURATION_S:
         raise ValueError(f"--duration must be in (0, {MAX_DURATION_S:g}] s, not {duration_s}")
-    db = db or settings.influx_raw_db
-    client = client or InfluxClient(settings=settings)
-    if settings.influx_create_databases:
+    db = db or influx.raw_db
+    client = client or InfluxClient(influx)
+    if influx.create_databases:
         client.create_database(db)
     iv = mode.interval_s
     n_ticks = max(1, math.ceil(duration_s / iv))

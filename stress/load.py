@@ -262,12 +262,12 @@ def ensure_target(settings: Settings, target_url: str | None = None) -> Iterator
     procstat is what the collector watches); a bare run or a test gets a temporary app that
     is stopped afterwards.
     """
-    url = target_url or f"http://127.0.0.1:{settings.target_port}"
+    url = target_url or f"http://127.0.0.1:{settings.stress.target_port}"
     assert_loopback_url(url)
     if target_healthy(url):
         yield url
         return
-    port = settings.target_port if not port_in_use(settings.target_port) else free_port()
+    port = settings.stress.target_port if not port_in_use(settings.stress.target_port) else free_port()
     run_dir = settings.run_dir
     env = {**os.environ, "VIGIL_RUN_DIR": str(Path(run_dir).resolve())}
     proc = subprocess.Popen(

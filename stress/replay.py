@@ -1,6 +1,6 @@
 """``vigil replay``: re-feed recorded raw metrics into a scratch database, optionally perturbed.
 
-Why: to reproduce a detection exactly (point the detector's ``VIGIL_INFLUX_RAW_DB`` at the
+Why: to reproduce a detection exactly (point the detector's ``VIGIL_INFLUX__RAW_DB`` at the
 scratch database) and to see how the detector copes with the data faults real collectors
 produce — points out of order, sent twice, or lost. Everything random comes from one
 ``numpy`` generator seeded with ``--seed``, drawn in a fixed order (drops, then duplicates,
@@ -36,7 +36,7 @@ from stress.replay_source import ReplayInputError, read_bundle, read_influx_wind
 from vigil.cli_errors import interrupted
 from vigil.influx import InfluxClient, InfluxError
 from vigil.lineprotocol import Point
-from vigil.settings import Settings, get_settings
+from vigil.settings import InfluxSettings, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def write_replay(
 
 
 def load_points(
-    settings: Settings,
+    influx: InfluxSettings,
     client: InfluxClient,
     *,
     source: str,
@@ -236,8 +236,8 @@ def load_points(
     if source == "influx":
         if start is None or end is None:
             raise ReplayInputError("--source influx needs --from and --to")
-        points = read_influx_window(client, settings.influx_raw_db, start, end, hosts)
-        where = f"{settings.influx_raw_db!r} between {start} and {end}"
+        points = read_influx_window(client, influx.raw_db, start, end, hosts)
+        where = f"{influx.raw_db!r} between {start} and {end}"
     elif source == "bundle":
         if bundle is None:
             raise ReplayInputError("--source bundle needs --bundle DIR")
@@ -269,18 +269,20 @@ def replay_run(
     """Read, plan, shift and write: the whole ``vigil replay``."""
     if speed < 0 or not math.isfinite(speed):
         raise ReplayInputError(f"--speed must be >= 0 (0 = as fast as possible), not {speed}")
-    if into == settings.influx_raw_db:
+    if into == settings.influx.raw_db:
         raise ReplayInputError(
             f"--into {into!r} is the live raw database; replay into a scratch database "
-            "(and point the detector's VIGIL_INFLUX_RAW_DB at it)"
+            "(and point the detector's VIGIL_INFLUX__RAW_DB at it)"
         )
-    client = client or InfluxClient(settings=settings)
-    points = load_points(settings, client, source=source, start=start, end=end, hosts=hosts, bundle=bundle)
-    plan = plan_replay(points, perturbation, settings.feature_interval_s)
-    shift = time_shift(
-        plan, speed=speed, now_ns=time.time_ns(), interval_s=settings.feature_interval_s, keep_time=keep_time
+    client = client or InfluxClient(settings.influx)
+    points = load_points(
+        settings.influx, client, source=source, start=start, end=end, hosts=hosts, bundle=bundle
     )
-    if settings.influx_create_databases:
+    plan = plan_replay(points, perturbation, settings.features.interval_s)
+    shift = time_shift(
+        plan, speed=speed, now_ns=time.time_ns(), interval_s=settings.features.interval_s, keep_time=keep_time
+    )
+    if settings.influx.create_databases:
         client.create_database(into)
     first = pd.Timestamp(plan.first_slot_ns + shift, tz="UTC")
     echo(

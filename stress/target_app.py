@@ -243,7 +243,9 @@ def serve(
     settings: Settings, host: str | None = None, port: int | None = None, usual_rps: float | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT; the PID file exists exactly while we serve."""
-    server = make_server(host or settings.bind_host, port if port is not None else settings.target_port)
+    server = make_server(
+        host or settings.bind_host, port if port is not None else settings.stress.target_port
+    )
     pidfile = target_pidfile(settings)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(f"{os.getpid()}\n")
@@ -255,7 +257,7 @@ def serve(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     bound_host, bound_port = server.server_address[:2]
-    users = UsualTraffic(bound_port, settings.target_usual_rps if usual_rps is None else usual_rps)
+    users = UsualTraffic(bound_port, settings.stress.target_usual_rps if usual_rps is None else usual_rps)
     server.RequestHandlerClass.users = users  # type: ignore[attr-defined]
     print(f"target app pid {os.getpid()} serving on http://{bound_host}:{bound_port}", flush=True)
     users.start()
@@ -275,12 +277,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=None, help=f"bind address (default {settings.bind_host})")
-    parser.add_argument("--port", type=int, default=None, help=f"port (default {settings.target_port})")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"port (default {settings.stress.target_port})"
+    )
     parser.add_argument(
         "--usual-rps",
         type=float,
         default=None,
-        help=f"everyday requests per second to itself (default {settings.target_usual_rps:g}; 0 = none)",
+        help=f"everyday requests per second to itself (default {settings.stress.target_usual_rps:g}; 0 = none)",
     )
     args = parser.parse_args(argv)
     serve(settings, args.host, args.port, args.usual_rps)

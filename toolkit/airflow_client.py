@@ -49,15 +49,15 @@ class AirflowApiError(VigilError, RuntimeError):
 
 def admin_password(settings: Settings, username: str | None = None) -> str:
     """The password from the settings, else the one SimpleAuthManager generated for ``username``."""
-    if settings.airflow_password is not None:
-        return settings.airflow_password.get_secret_value()
-    user = username or settings.airflow_username
+    if settings.airflow.password is not None:
+        return settings.airflow.password.get_secret_value()
+    user = username or settings.airflow.username
     path = password_file(settings)
     try:
         passwords = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise AirflowApiError(
-            f"no Airflow password: set VIGIL_AIRFLOW_PASSWORD or start the stack (`vigil up`), "
+            f"no Airflow password: set VIGIL_AIRFLOW__PASSWORD or start the stack (`vigil up`), "
             f"which writes {path}"
         ) from exc
     if user not in passwords:
@@ -104,7 +104,7 @@ class AirflowClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AirflowClient:
-        return cls(settings.airflow_base_url, settings.airflow_username, admin_password(settings))
+        return cls(settings.airflow.base_url, settings.airflow.username, admin_password(settings))
 
     # --- plumbing ---------------------------------------------------------------------------
 

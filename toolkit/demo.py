@@ -8,7 +8,7 @@ Steps (each prints its progress and its time):
    ``vigil_labels`` with ``source=seed``;
 4. trigger ``vigil_retrain`` through Airflow's REST API and wait for a champion
    (skipped when a champion exists, unless ``--retrain``). The retrain is **label-free**: it
-   learns only from operator and stress labels (``VIGIL_TRAIN_LABEL_SOURCES``), so the seeded
+   learns only from operator and stress labels (``VIGIL_TRAINING__LABEL_SOURCES``), so the seeded
    labels are hidden from it and only score the champion afterwards — the demo prints how many of
    the holdout's seeded events its served decision caught;
 5. start the collector (``vigil up`` for the last service), so this machine's baseline is
@@ -46,7 +46,7 @@ from vigil import schema
 from vigil.cli_errors import interrupted
 from vigil.errors import VigilError
 from vigil.influx import InfluxClient, InfluxError, quote_ident, quote_literal
-from vigil.settings import Settings, get_settings
+from vigil.settings import Settings, get_settings, is_explicit
 
 Echo = Callable[[str], None]
 RETRAIN_DAG = "vigil_retrain"
@@ -59,14 +59,14 @@ DEMO_SETTLE_S = 10.0
 #: 30-interval warm-up, the features' 6-interval short window that keeps a load's trace, the
 #: time to alarm), so halving the interval halves them. Measured with the suite resting until
 #: the host is quiet: 10 s took 898 s for the suite (plus ~5 min warm-up), 5 s took 518 s,
-#: every scenario as expected both times. Set VIGIL_FEATURE_INTERVAL_S or
-#: VIGIL_COLLECT_INTERVAL_S to choose another interval.
+#: every scenario as expected both times. Set VIGIL_FEATURES__INTERVAL_S or
+#: VIGIL_COLLECTION__INTERVAL_S to choose another interval.
 DEMO_INTERVAL_S = 5
 
 
 def demo_settings(settings: Settings) -> Settings:
     """``settings`` with the demo's interval, unless the user chose an interval."""
-    if {"feature_interval_s", "collect_interval_s"} & settings.model_fields_set:
+    if is_explicit(settings, "feature_interval_s") or is_explicit(settings, "collect_interval_s"):
         return settings
     return settings.model_copy(
         update={"feature_interval_s": DEMO_INTERVAL_S, "collect_interval_s": float(DEMO_INTERVAL_S)}
@@ -154,17 +154,17 @@ def history_present(client: InfluxClient, settings: Settings, host: str, hours: 
         f"WHERE {quote_ident('host')} = {quote_literal(host)} AND time > now() - {int(hours * 3600)}s"
     )
     try:
-        series = client.query(settings.influx_raw_db, q)
+        series = client.query(settings.influx.raw_db, q)
     except InfluxError:
         return False
     count = series[0]["values"][0][1] if series and series[0].get("values") else 0
-    return count >= 0.9 * hours * 3600 / settings.collect_interval_s
+    return count >= 0.9 * hours * 3600 / settings.collection.interval_s
 
 
 def seed(settings: Settings, hours: float, hosts: int, echo: Echo) -> None:
     from vigil.synthetic.history import host_names, seed_history
 
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     first = host_names(hosts)[0]
     if history_present(client, settings, first, hours):
         echo(f"{hours:g} h of history already there for {first}: not seeding again")
@@ -181,8 +181,8 @@ def champion_version(settings: Settings) -> str | None:
 
     try:
         return str(
-            MlflowClient(tracking_uri=settings.mlflow_uri)
-            .get_model_version_by_alias(settings.model_name, "champion")
+            MlflowClient(tracking_uri=settings.mlflow.uri)
+            .get_model_version_by_alias(settings.mlflow.model_name, "champion")
             .version
         )
     except MlflowException:
@@ -200,7 +200,9 @@ def retrain(settings: Settings, force: bool, echo: Echo, timeout_s: float = 900.
 
     existing = champion_version(settings)
     if existing and not force:
-        echo(f"champion already registered: {settings.model_name} v{existing} (use --retrain to train again)")
+        echo(
+            f"champion already registered: {settings.mlflow.model_name} v{existing} (use --retrain to train again)"
+        )
         return existing
     try:
         client = AirflowClient.from_settings(settings)
@@ -217,9 +219,9 @@ def retrain(settings: Settings, force: bool, echo: Echo, timeout_s: float = 900.
     deadline = time.monotonic() + 60
     while (version := champion_version(settings)) is None:
         if time.monotonic() > deadline:
-            raise DemoError(f"{RETRAIN_DAG} succeeded but no champion alias on {settings.model_name}")
+            raise DemoError(f"{RETRAIN_DAG} succeeded but no champion alias on {settings.mlflow.model_name}")
         time.sleep(2)
-    echo(f"champion: {settings.model_name} v{version}")
+    echo(f"champion: {settings.mlflow.model_name} v{version}")
     figures = champion_figures(settings, version)
     if figures:
         echo(figures)
@@ -230,7 +232,11 @@ def champion_figures(settings: Settings, version: str) -> str:
     """One line of the champion's served holdout figures (its version tags), "" if it has none."""
     from mlflow import MlflowClient
 
-    tags = MlflowClient(tracking_uri=settings.mlflow_uri).get_model_version(settings.model_name, version).tags
+    tags = (
+        MlflowClient(tracking_uri=settings.mlflow.uri)
+        .get_model_version(settings.mlflow.model_name, version)
+        .tags
+    )
 
     def tag(name: str) -> float:
         try:
@@ -250,7 +256,7 @@ def champion_figures(settings: Settings, version: str) -> str:
 
 def detector_health(settings: Settings) -> dict[str, Any] | None:
     try:
-        resp = requests.get(f"{settings.detector_url}/health", timeout=3)
+        resp = requests.get(f"{settings.detector.url}/health", timeout=3)
         return resp.json()
     except (requests.RequestException, ValueError):
         return None
@@ -264,7 +270,7 @@ def latest_prediction(client: InfluxClient, settings: Settings, host: str) -> di
         f"AND time > now() - 10m"
     )
     try:
-        frame = client.query_df(settings.influx_vigil_db, q)
+        frame = client.query_df(settings.influx.vigil_db, q)
     except InfluxError:
         return None
     if frame.empty:
@@ -283,8 +289,8 @@ def wait_detector_ready(
     would count every scenario as missed.
     """
     host = monitored_host(settings)
-    client = InfluxClient(settings=settings)
-    limit = timeout_s or settings.warmup_s + 300
+    client = InfluxClient(settings.influx)
+    limit = timeout_s or settings.detector.warmup_s + 300
     deadline = time.monotonic() + limit
     last_echo = 0.0
     while True:
@@ -321,15 +327,15 @@ def mlflow_experiment_link(settings: Settings) -> str:
 
     try:
         resp = requests.get(
-            f"{settings.mlflow_uri}/api/2.0/mlflow/experiments/get-by-name",
-            params={"experiment_name": settings.mlflow_experiment},
+            f"{settings.mlflow.uri}/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": settings.mlflow.experiment},
             timeout=3,
         )
         experiment_id = resp.json()["experiment"]["experiment_id"] if resp.ok else None
     except (requests.RequestException, ValueError, KeyError):
         experiment_id = None
     return (
-        experiment_url(settings.mlflow_uri, experiment_id) if experiment_id else home_url(settings.mlflow_uri)
+        experiment_url(settings.mlflow.uri, experiment_id) if experiment_id else home_url(settings.mlflow.uri)
     )
 
 
@@ -339,15 +345,15 @@ def addresses(settings: Settings, report_dir: Path | None) -> list[tuple[str, st
     rows = [
         (
             "Airflow UI",
-            f"{settings.airflow_base_url}  (user {settings.airflow_username}, password in {password_file(settings)})",
+            f"{settings.airflow.base_url}  (user {settings.airflow.username}, password in {password_file(settings)})",
         ),
         ("MLflow UI", mlflow_experiment_link(settings)),
         (
             "InfluxDB",
-            f"{settings.influx_base_url}  (databases {settings.influx_raw_db}, {settings.influx_vigil_db})",
+            f"{settings.influx.base_url}  (databases {settings.influx.raw_db}, {settings.influx.vigil_db})",
         ),
-        ("detector", f"{settings.detector_url}/health"),
-        ("target app", f"http://127.0.0.1:{settings.target_port}/health"),
+        ("detector", f"{settings.detector.url}/health"),
+        ("target app", f"http://127.0.0.1:{settings.stress.target_port}/health"),
     ]
     if report_dir is not None:
         rows.append(("reports", str(report_dir)))
@@ -417,7 +423,7 @@ def write_summary(result: DemoResult, settings: Settings) -> Path | None:
     lines = [
         "# Vigil demo",
         "",
-        f"Champion: {settings.model_name} v{result.champion_version}; total {result.total_s:.0f} s.",
+        f"Champion: {settings.mlflow.model_name} v{result.champion_version}; total {result.total_s:.0f} s.",
         "",
         "| step | seconds |",
         "| --- | --- |",

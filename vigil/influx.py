@@ -20,7 +20,7 @@ import tenacity
 
 from vigil.errors import VigilError
 from vigil.lineprotocol import Point
-from vigil.settings import Settings, get_settings
+from vigil.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ class InfluxClient:
 
     def __init__(
         self,
-        url: str | None = None,
+        config: InfluxSettings | None = None,
         *,
-        settings: Settings | None = None,
+        url: str | None = None,
         username: str | None = None,
         password: str | None = None,
         timeout_s: float | None = None,
@@ -97,16 +97,19 @@ class InfluxClient:
         backoff_s: float | None = None,
         rp: str | None = None,
     ) -> None:
-        s = settings or get_settings()
-        self.url = (url or s.influx_base_url).rstrip("/")
-        self.timeout_s = timeout_s if timeout_s is not None else s.influx_timeout_s
-        self.batch_size = batch_size or s.influx_batch_size
-        self.retries = retries if retries is not None else s.influx_retries
-        self.backoff_s = backoff_s if backoff_s is not None else s.influx_backoff_s
-        self.rp = rp if rp is not None else s.influx_rp
+        """``config``: the InfluxDB section of the settings (``settings.influx``); None = the
+        built-in defaults (the local influxd on 127.0.0.1:8086), never the environment. The
+        keyword arguments override single values of it."""
+        s = config if config is not None else InfluxSettings()
+        self.url = (url or s.base_url).rstrip("/")
+        self.timeout_s = timeout_s if timeout_s is not None else s.timeout_s
+        self.batch_size = batch_size or s.batch_size
+        self.retries = retries if retries is not None else s.retries
+        self.backoff_s = backoff_s if backoff_s is not None else s.backoff_s
+        self.rp = rp if rp is not None else s.rp
         self.session = requests.Session()
-        user = username if username is not None else s.influx_username
-        secret = password if password is not None else s.influx_password.get_secret_value()
+        user = username if username is not None else s.username
+        secret = password if password is not None else s.password.get_secret_value()
         if user or secret:
             self.session.auth = (user or "vigil", secret)
 

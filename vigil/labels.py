@@ -42,7 +42,7 @@ from vigil.errors import VigilError
 from vigil.influx import InfluxClient, InfluxError, quote_ident, quote_literal, time_literal
 from vigil.lineprotocol import Point
 from vigil.schema import LABELS
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings, TrainingSettings
 
 #: ``source`` of labels written by ``vigil label`` and ``POST /labels``.
 OPERATOR = "operator"
@@ -147,9 +147,9 @@ def new_label_id(host: str, start: pd.Timestamp, end: pd.Timestamp, kind: str) -
     return f"op-{safe}-{start:%Y%m%dT%H%M%SZ}-{digest}"
 
 
-def training_sources(settings: Settings) -> tuple[str, ...]:
-    """The label sources a retrain learns from (``settings.train_label_sources``)."""
-    return tuple(s.strip() for s in settings.train_label_sources.split(",") if s.strip())
+def training_sources(training: TrainingSettings) -> tuple[str, ...]:
+    """The label sources a retrain learns from (``training.label_sources``)."""
+    return tuple(s.strip() for s in training.label_sources.split(",") if s.strip())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def training_sources(settings: Settings) -> tuple[str, ...]:
 
 def load_labels(
     client: InfluxClient,
-    settings: Settings,
+    influx: InfluxSettings,
     start: datetime | pd.Timestamp | str,
     end: datetime | pd.Timestamp | str,
     *,
@@ -180,7 +180,7 @@ def load_labels(
     q = f"SELECT {', '.join(quote_ident(f) for f in fields)} FROM {quote_ident(LABELS.name)} WHERE {where}"
     columns = LABEL_COLUMNS + (["description", "incident_id"] if details else [])
     try:
-        df = client.query_df(settings.influx_vigil_db, q)
+        df = client.query_df(influx.vigil_db, q)
     except InfluxError as exc:
         if "database not found" in str(exc):
             return pd.DataFrame(columns=columns)
@@ -212,7 +212,7 @@ def conflicts(new: Label, existing: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_labels(
-    client: InfluxClient, settings: Settings, labels: Iterable[Label], *, now: pd.Timestamp | None = None
+    client: InfluxClient, influx: InfluxSettings, labels: Iterable[Label], *, now: pd.Timestamp | None = None
 ) -> list[Label]:
     """Check ``labels`` (each, against each other and against those stored) and write them all, or
     none: the first problem raises :class:`LabelError`. Returns the stored labels (with ids).
@@ -233,7 +233,7 @@ def add_labels(
     lo = min(lab.start for lab in checked)
     hi = max(lab.end for lab in checked)
     hosts = sorted({lab.host for lab in checked})
-    existing = load_labels(client, settings, lo, hi, hosts=hosts)
+    existing = load_labels(client, influx, lo, hi, hosts=hosts)
     for lab in checked:
         clash = conflicts(lab, existing)
         if not clash.empty:
@@ -243,9 +243,9 @@ def add_labels(
                 f"({row['source']}, {row['kind']}, {row['start']}..{row['end']}); one interval has one verdict",
                 "start",
             )
-    if settings.influx_create_databases:
-        client.create_database(settings.influx_vigil_db)
-    client.write_points(settings.influx_vigil_db, [lab.point() for lab in checked])
+    if influx.create_databases:
+        client.create_database(influx.vigil_db)
+    client.write_points(influx.vigil_db, [lab.point() for lab in checked])
     return checked
 
 

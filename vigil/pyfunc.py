@@ -16,7 +16,7 @@ from mlflow.pyfunc import PythonModel
 
 import mlflow
 from vigil.loaded import CHAMPION, LoadedModel, ModelLoadError, NoChampionError
-from vigil.settings import Settings
+from vigil.settings import MlflowSettings
 
 if TYPE_CHECKING:
     from vigil.model import AnomalyModel
@@ -49,50 +49,50 @@ def log_anomaly_model(model: AnomalyModel, name: str = "model", **kwargs: Any) -
 
 
 def register_anomaly_model(
-    settings: Settings,
+    registry: MlflowSettings,
     model: AnomalyModel,
     alias: str = CHAMPION,
     experiment: str | None = None,
     **kwargs: Any,
 ) -> int:
-    """Log ``model`` in a run of its own, register it as ``settings.model_name`` and point ``alias``
+    """Log ``model`` in a run of its own, register it as ``registry.model_name`` and point ``alias``
     at it (none if empty); its version. For tests and benchmarks: training registers through the
     promotion rules of ``pipelines.registry`` instead."""
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    mlflow.set_experiment(experiment or settings.mlflow_experiment)
+    mlflow.set_tracking_uri(registry.uri)
+    mlflow.set_registry_uri(registry.uri)
+    mlflow.set_experiment(experiment or registry.experiment)
     with mlflow.start_run():
-        info = log_anomaly_model(model, registered_model_name=settings.model_name, **kwargs)
+        info = log_anomaly_model(model, registered_model_name=registry.model_name, **kwargs)
     version = int(info.registered_model_version)
     if alias:
-        MlflowClient(settings.mlflow_uri).set_registered_model_alias(settings.model_name, alias, str(version))
+        MlflowClient(registry.uri).set_registered_model_alias(registry.model_name, alias, str(version))
     return version
 
 
-def load_champion(settings: Settings, alias: str = CHAMPION) -> LoadedModel:
-    """Load ``models:/<settings.model_name>@<alias>``; raise :class:`ModelUnavailableError` subclasses.
+def load_champion(registry: MlflowSettings, alias: str = CHAMPION) -> LoadedModel:
+    """Load ``models:/<registry.model_name>@<alias>``; raise :class:`ModelUnavailableError` subclasses.
 
-    The tracking (and registry) URI comes from ``settings``, never from the environment.
+    The tracking (and registry) URI comes from ``registry`` (``settings.mlflow``), never from the environment.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-    name = settings.model_name
+    mlflow.set_tracking_uri(registry.uri)
+    mlflow.set_registry_uri(registry.uri)
+    client = MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
+    name = registry.model_name
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise NoChampionError(
-            f"registered model {name!r} has no version with alias {alias!r} at {settings.mlflow_uri}: "
+            f"registered model {name!r} has no version with alias {alias!r} at {registry.uri}: "
             f"{exc.message if hasattr(exc, 'message') else exc}"
         ) from exc
     except Exception as exc:  # connection refused, timeouts ...
         raise ModelLoadError(
-            f"cannot reach the MLflow registry at {settings.mlflow_uri} to resolve {name}@{alias}: {exc}"
+            f"cannot reach the MLflow registry at {registry.uri} to resolve {name}@{alias}: {exc}"
         ) from exc
     uri = f"models:/{name}@{alias}"
     try:

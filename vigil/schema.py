@@ -56,7 +56,7 @@ class Measurement:
         return Point(self.name, {k: str(v) for k, v in tags.items() if v not in (None, "")}, typed, time_ns)
 
 
-# --- raw metrics, as Telegraf writes them (database: settings.influx_raw_db) -----------------
+# --- raw metrics, as Telegraf writes them (database: settings.influx.raw_db) -----------------
 RAW_CPU = "cpu"
 RAW_MEM = "mem"
 RAW_NET = "net"
@@ -68,7 +68,7 @@ RAW_PROCSTAT_LOOKUP = "procstat_lookup"
 CPU_TOTAL_TAG = "cpu-total"
 HOST_TAG = "host"
 
-# --- what Vigil writes (database: settings.influx_vigil_db) -------------------------------------
+# --- what Vigil writes (database: settings.influx.vigil_db) -------------------------------------
 LABELS = Measurement(
     "vigil_labels",
     tags=("host", "kind", "source", "label_id"),

@@ -4,7 +4,7 @@ The request is one label — ``{"host", "start", "end", "kind", "note"?, "incide
 ``kind=false_positive`` for "this window was normal" — stored in ``vigil_labels`` with
 ``source=operator`` (:mod:`vigil.labels`, the same checks and writer ``vigil label`` uses).
 
-It changes state, so it needs ``Authorization: Bearer <VIGIL_DETECTOR_API_TOKEN>``: a missing or
+It changes state, so it needs ``Authorization: Bearer <VIGIL_API__TOKEN>``: a missing or
 wrong token is a 401 before the body is even read (and every request is refused while no token
 is configured). Bad input is a 422 whose ``detail`` names the field (``loc: ["body", "end"]``):
 a missing field, a malformed time, an end not after the start, a kind that is not a plain word,
@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vigil.influx import InfluxClient, InfluxError
 from vigil.labels import FALSE_POSITIVE, OPERATOR, Label, LabelError, add_labels
-from vigil.settings import Settings
+from vigil.settings import ApiSettings, InfluxSettings
 
 
 class LabelRequest(BaseModel):
@@ -67,25 +67,26 @@ def _invalid(field: str, message: str, kind: str = "value_error") -> JSONRespons
     return JSONResponse({"detail": [{"loc": ["body", field], "msg": message, "type": kind}]}, status_code=422)
 
 
-def authorized(request: Request, settings: Settings) -> JSONResponse | None:
-    """None when the request carries the configured bearer token, else the 401 to answer."""
-    token = settings.detector_api_token.get_secret_value() if settings.detector_api_token else ""
+def authorized(request: Request, api: ApiSettings) -> JSONResponse | None:
+    """None when the request carries the configured bearer token (``api.token``), else the 401 to answer."""
+    token = api.token.get_secret_value() if api.token else ""
     if not token:
-        return _unauthorized(
-            "state-changing requests are disabled: no VIGIL_DETECTOR_API_TOKEN is configured"
-        )
+        return _unauthorized("state-changing requests are disabled: no VIGIL_API__TOKEN is configured")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        return _unauthorized("missing bearer token (Authorization: Bearer <VIGIL_DETECTOR_API_TOKEN>)")
+        return _unauthorized("missing bearer token (Authorization: Bearer <VIGIL_API__TOKEN>)")
     if not secrets.compare_digest(given.strip().encode(), token.encode()):
         return _unauthorized("wrong bearer token")
     return None
 
 
-def labels_router(settings: Settings, client: InfluxClient | None = None) -> APIRouter:
-    """The ``POST /labels`` route, writing with ``client`` (default: a client of ``settings``)."""
+def labels_router(
+    api: ApiSettings, influx_config: InfluxSettings, client: InfluxClient | None = None
+) -> APIRouter:
+    """The ``POST /labels`` route (``settings.api``: its token), writing to the database of
+    ``influx_config`` (``settings.influx``) with ``client`` (default: a client of that section)."""
     router = APIRouter()
-    influx = client or InfluxClient(settings=settings)
+    influx = client or InfluxClient(influx_config)
 
     @router.post(
         "/labels",
@@ -105,7 +106,7 @@ def labels_router(settings: Settings, client: InfluxClient | None = None) -> API
         },
     )
     async def post_label(request: Request) -> Any:
-        refused = authorized(request, settings)
+        refused = authorized(request, api)
         if refused is not None:
             return refused
         try:
@@ -123,7 +124,7 @@ def labels_router(settings: Settings, client: InfluxClient | None = None) -> API
         label = Label(body.host, body.start, body.end, body.kind, OPERATOR, body.note, body.incident_id)
         try:
             # InfluxDB I/O off the event loop: the scoring endpoints share it
-            (stored,) = await run_in_threadpool(add_labels, influx, settings, [label])
+            (stored,) = await run_in_threadpool(add_labels, influx, influx_config, [label])
         except LabelError as exc:
             return _invalid(exc.field, str(exc))
         except InfluxError as exc:

@@ -40,7 +40,7 @@ class ScoringView:
     def __init__(self, detector: ServedDetector, refresh_s: float | None = None) -> None:
         self.detector = detector
         self.settings = detector.settings
-        self.refresh_s = detector.settings.poll_interval_s if refresh_s is None else refresh_s
+        self.refresh_s = detector.settings.detector.poll_interval_s if refresh_s is None else refresh_s
         self._lock = threading.Lock()
         self._snap: tuple[OnlineDetector, dict[tuple[str, str], tuple[int, float]]] | None = None
         self._taken_iteration = -1
@@ -91,7 +91,7 @@ class ScoringView:
         loaded_at = det.champion_loaded_at
         return VersionResponse(
             mode="champion" if champion else "online-only",
-            registered_model=self.settings.model_name,
+            registered_model=self.settings.mlflow.model_name,
             champion=ChampionInfo(
                 name=champion.name,
                 version=champion.version,
@@ -111,7 +111,7 @@ class ScoringView:
                 features=list(ONLINE_FEATURES),
             ),
             features=list(FEATURE_COLUMNS),
-            interval_s=int(self.settings.feature_interval_s),
+            interval_s=int(self.settings.features.interval_s),
             shard=det.shard_label,
         )
 

@@ -64,6 +64,6 @@ def serve_detector(detector: ServedDetector) -> DetectorHttpServer:
     :meth:`detector.service.Detector.run` (``serve=``)."""
     s = detector.settings
     view = ScoringView(detector)
-    app = build_app(view, detector.metrics, detector.health, s.api_max_batch_rows)
-    app.include_router(labels_router(s))  # POST /labels (bearer token): operators' verdicts
-    return DetectorHttpServer(s.bind_host, s.detector_port, app, on_stop=view.close).start()
+    app = build_app(view, detector.metrics, detector.health, s.api.max_batch_rows)
+    app.include_router(labels_router(s.api, s.influx))  # POST /labels (bearer token): operators' verdicts
+    return DetectorHttpServer(s.bind_host, s.detector.port, app, on_stop=view.close).start()

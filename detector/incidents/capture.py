@@ -117,9 +117,9 @@ def capture(
     """Read the window from InfluxDB and write events.jsonl, report.md, the PNG, then meta.json."""
     hosts = sorted(h for h, ep in incident.hosts.items() if ep.captured)
     events, types, truncated = read_raw_events(
-        client, settings.influx_raw_db, hosts, incident.start_ns, incident.end_ns, max_events
+        client, settings.influx.raw_db, hosts, incident.start_ns, incident.end_ns, max_events
     )
-    preds = read_predictions(client, settings.influx_vigil_db, hosts, incident.start_ns, incident.end_ns)
+    preds = read_predictions(client, settings.influx.vigil_db, hosts, incident.start_ns, incident.end_ns)
     pred_events = _prediction_events(preds)
     tmp = folder / (EVENTS + ".tmp")
     with tmp.open("w") as fh:

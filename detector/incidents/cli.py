@@ -23,7 +23,7 @@ def list_cmd(as_json: bool) -> None:
     from detector.incidents.model import incidents_root
 
     settings = get_settings()
-    root = incidents_root(settings)
+    root = incidents_root(settings.incidents)
     found = list_incidents(root)
     if not found:
         click.echo(f"no incidents in {root}")
@@ -57,7 +57,7 @@ def _verdicts(settings, metas: list[dict]) -> dict[str, str]:
 
     spans = {}
     for meta in metas:
-        step = int(meta.get("interval_s", settings.feature_interval_s)) * 1_000_000_000
+        step = int(meta.get("interval_s", settings.features.interval_s)) * 1_000_000_000
         spans[meta["id"]] = {
             host: (int(ep["first_alarm_ns"]), int(ep["last_alarm_ns"]) + step)
             for host, ep in (meta.get("hosts") or {}).items()
@@ -68,7 +68,7 @@ def _verdicts(settings, metas: list[dict]) -> dict[str, str]:
     lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
     try:
         labels = load_labels(
-            InfluxClient(settings=settings, retries=0, timeout_s=5), settings, lo, hi, details=True
+            InfluxClient(settings.influx, retries=0, timeout_s=5), settings.influx, lo, hi, details=True
         )
     except InfluxError as exc:
         click.echo(f"warning: verdicts unknown, InfluxDB unreachable ({exc})", err=True)
@@ -94,7 +94,7 @@ def show_cmd(incident_id: str) -> None:
     from detector.incidents.bundles import load_incident
     from detector.incidents.model import REPORT, IncidentError, incidents_root
 
-    root = incidents_root(get_settings())
+    root = incidents_root(get_settings().incidents)
     if "/" in incident_id or incident_id in ("", ".", ".."):
         raise click.ClickException(f"not an incident id: {incident_id!r}")
     folder = root / incident_id

@@ -15,7 +15,7 @@ import pandas as pd
 
 from vigil.decision import COMBINED_THRESHOLD, CONVICTION
 from vigil.errors import VigilError
-from vigil.settings import Settings
+from vigil.settings import IncidentSettings, Settings
 
 NS = 1_000_000_000
 META, EVENTS, REPORT, PLOT = "meta.json", "events.jsonl", "report.md", "incident.png"
@@ -27,8 +27,8 @@ class IncidentError(VigilError, RuntimeError):
     """An incident (bundle) is missing or damaged; the message says which file and why."""
 
 
-def incidents_root(settings: Settings) -> Path:
-    return settings.run_dir / "incidents"
+def incidents_root(incidents: IncidentSettings) -> Path:
+    return incidents.root
 
 
 def _iso(ns: int | None) -> str | None:
@@ -154,16 +154,16 @@ def models_in_force(
         else {"name": champion.name, "version": champion.version, "threshold": champion_threshold},
         "online": {"name": ONLINE_MODEL_NAME, "version": ONLINE_MODEL_VERSION, "threshold": online_threshold},
         "combined": {
-            "name": settings.model_name,
+            "name": settings.mlflow.model_name,
             "threshold": COMBINED_THRESHOLD,
             "conviction": CONVICTION,
             "rule": "alarm when both models flag, or one is CONVICTION times beyond its threshold (vigil.decision)",
         },
         "settings": {
-            "incident_before_min": settings.incident_before_min,
-            "incident_after_min": settings.incident_after_min,
-            "incident_cooldown_min": settings.incident_cooldown_min,
-            "warmup_s": settings.warmup_s,
-            "feature_interval_s": settings.feature_interval_s,
+            "incident_before_min": settings.incidents.before_min,
+            "incident_after_min": settings.incidents.after_min,
+            "incident_cooldown_min": settings.incidents.cooldown_min,
+            "warmup_s": settings.detector.warmup_s,
+            "feature_interval_s": settings.features.interval_s,
         },
     }

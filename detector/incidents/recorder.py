@@ -39,11 +39,11 @@ class IncidentRecorder:
         max_events: int = 500_000,
     ) -> None:
         self.settings = settings
-        self.root = incidents_root(settings)
+        self.root = incidents_root(settings.incidents)
         self.on_error = on_error or (lambda kind: None)
         self.max_events = max_events
-        self.interval_s = int(settings.feature_interval_s)
-        self.cooldown_ns = int(settings.incident_cooldown_min * 60 * NS)
+        self.interval_s = int(settings.features.interval_s)
+        self.cooldown_ns = int(settings.incidents.cooldown_min * 60 * NS)
         self.open: dict[str, Incident] = {}
         self.host_last_alarm: dict[str, tuple[int, str]] = {}  # host -> (last alarm ns, incident id)
         self._suppressed: dict[str, int] = {}  # complete incident id -> alarms suppressed since
@@ -104,7 +104,7 @@ class IncidentRecorder:
             ep = incident.hosts.get(host)
             if ep is None:
                 ep = incident.hosts[host] = HostEpisode(
-                    host, t, t, captured=len(incident.hosts) < self.settings.incident_max_hosts
+                    host, t, t, captured=len(incident.hosts) < self.settings.incidents.max_hosts
                 )
             ep.add(t, score, top)
             incident.last_alarm_ns = max(incident.last_alarm_ns, t)
@@ -134,8 +134,8 @@ class IncidentRecorder:
             status="open",
             first_alarm_ns=t,
             last_alarm_ns=t,
-            before_s=self.settings.incident_before_min * 60,
-            after_s=self.settings.incident_after_min * 60,
+            before_s=self.settings.incidents.before_min * 60,
+            after_s=self.settings.incidents.after_min * 60,
             interval_s=self.interval_s,
             models=models,
         )
@@ -183,7 +183,7 @@ class IncidentRecorder:
         return done
 
     def _capture(self, incident: Incident) -> Incident:
-        client = InfluxClient(settings=self.settings, retries=1)
+        client = InfluxClient(self.settings.influx, retries=1)
         try:
             return capture(incident, self.settings, client, self._folder(incident.id), self.max_events)
         finally:

@@ -47,7 +47,7 @@ def render_report(incident: Incident, folder: Path) -> str:
         "## Reproduce",
         "",
         f"`vigil replay --source bundle --bundle {folder} --into SCRATCH_DB --speed 0`, then run a detector",
-        "with `VIGIL_INFLUX_RAW_DB=SCRATCH_DB` and the champion version above.",
+        "with `VIGIL_INFLUX__RAW_DB=SCRATCH_DB` and the champion version above.",
         "",
     ]
     return "\n".join(lines)

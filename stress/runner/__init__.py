@@ -6,7 +6,7 @@ the load runs and for a grace period after, then write the report (Markdown,
 JSON, PNG). Ctrl-C or SIGTERM stop the load at once, shorten the label to what
 really ran, and still write the report.
 
-Which host: the collector tags points with ``settings.hostname`` or the machine's
+Which host: the collector tags points with ``settings.collection.hostname`` or the machine's
 name, and the loads run on this machine, so that is the host whose predictions
 are read and whose window is labelled.
 

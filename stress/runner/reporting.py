@@ -32,11 +32,11 @@ def build_report(
 
     Usable on its own to rebuild the report of any past window (labels say where they are).
     """
-    client = client or InfluxClient(settings=settings)
-    interval_ns = int(settings.feature_interval_s * 1e9)
+    client = client or InfluxClient(settings.influx)
+    interval_ns = int(settings.features.interval_s * 1e9)
     predictions = fetch_predictions(
         client,
-        settings.influx_vigil_db,
+        settings.influx.vigil_db,
         host,
         window.view_start_ns,
         window.view_end_ns,
@@ -44,11 +44,11 @@ def build_report(
     )
     metrics = fetch_metrics(
         client,
-        settings.influx_raw_db,
+        settings.influx.raw_db,
         host,
         window.view_start_ns - interval_ns,
         window.view_end_ns,
-        settings.feature_interval_s,
+        settings.features.interval_s,
     )
     report = analyse(
         scenario=scenario.name,
@@ -58,7 +58,7 @@ def build_report(
         intensity=intensity,
         planned_duration_s=planned_duration_s or (window.end_ns - window.start_ns) / 1e9,
         window=window,
-        interval_s=settings.feature_interval_s,
+        interval_s=settings.features.interval_s,
         predictions=predictions,
         label_id=label_id,
         wall_clock_detect_s=wall_clock_detect_s,

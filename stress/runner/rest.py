@@ -28,7 +28,7 @@ def _combined_since(
     """The detector's combined predictions of ``host`` from ``since_ns`` on (None if unreadable)."""
     try:
         return combined_of(
-            fetch_predictions(client, settings.influx_vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
+            fetch_predictions(client, settings.influx.vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
         )
     except InfluxError:
         return None
@@ -72,7 +72,7 @@ def rest_until_quiet(
     flagged on ``cpu_busy_vol`` 3 s in). The next scenario's lookback for false alarms starts
     where the quiet began, so the previous tail is not counted against it.
     """
-    client = client or InfluxClient(settings=settings)
+    client = client or InfluxClient(settings.influx)
     began = time.monotonic()
     last_echo = began
     time.sleep(min_s)

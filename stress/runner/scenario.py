@@ -24,7 +24,7 @@ from stress.runner.watch import (
 from stress.scenarios import Scenario, check_run_args, get_scenario, plan_loads
 from vigil import schema
 from vigil.influx import InfluxClient, InfluxError
-from vigil.settings import Settings, get_settings
+from vigil.settings import Settings
 
 
 def _label_point(scenario: Scenario, host: str, label_id: str, start_ns: int, end_ns: int):
@@ -42,7 +42,7 @@ def _label_point(scenario: Scenario, host: str, label_id: str, start_ns: int, en
 
 def run_scenario(
     name: str,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     duration_s: float | None = None,
     intensity: float | None = None,
@@ -66,15 +66,14 @@ def run_scenario(
     suite's rest before this run (seconds, whether the host was quiet at its end), for the
     report. Raises KeyboardInterrupt after writing the report if the run was interrupted.
     """
-    settings = settings or get_settings()
     scenario = get_scenario(name)
     duration, level = check_run_args(scenario, duration_s, intensity)
     grace = default_grace_s(settings) if grace_s is None else float(grace_s)
     max_lag = default_max_lag_s(settings) if max_lag_s is None else float(max_lag_s)
     host = monitored_host(settings)
-    client = InfluxClient(settings=settings)
-    if settings.influx_create_databases:
-        client.create_database(settings.influx_vigil_db)
+    client = InfluxClient(settings.influx)
+    if settings.influx.create_databases:
+        client.create_database(settings.influx.vigil_db)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = report_dir or settings.run_dir / "reports" / f"{stamp}-{scenario.name}"
     label_id = f"{scenario.name}-{stamp}" if scenario.anomalous else None
@@ -99,7 +98,7 @@ def run_scenario(
                 detect_end_ns = start_ns + int((duration + grace) * 1e9)
                 if label_id:  # normal periods are not anomalies: they get no label
                     client.write_points(
-                        settings.influx_vigil_db,
+                        settings.influx.vigil_db,
                         [_label_point(scenario, host, label_id, start_ns, start_ns + int(duration * 1e9))],
                     )
                 with LoadRun(specs, tmp_dir, out_dir / "logs") as run:
@@ -108,7 +107,7 @@ def run_scenario(
 
                     def tick(elapsed: float) -> None:
                         nonlocal last_poll, last_echo
-                        if wait_for_detection and elapsed - last_poll >= settings.poll_interval_s:
+                        if wait_for_detection and elapsed - last_poll >= settings.detector.poll_interval_s:
                             last_poll = elapsed
                             _poll(client, settings, host, start_ns, detect_end_ns, began, watch)
                             if stop_on_detect and watch.detected_at_s is not None:
@@ -134,7 +133,7 @@ def run_scenario(
             if label_id and end_ns > start_ns:
                 with contextlib.suppress(InfluxError):
                     client.write_points(
-                        settings.influx_vigil_db, [_label_point(scenario, host, label_id, start_ns, end_ns)]
+                        settings.influx.vigil_db, [_label_point(scenario, host, label_id, start_ns, end_ns)]
                     )
         echo(f"[{scenario.name}] load ended after {(end_ns - start_ns) / 1e9:.1f} s")
 

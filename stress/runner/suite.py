@@ -13,7 +13,7 @@ from stress.runner.scenario import run_scenario
 from stress.runner.table import format_table
 from stress.runner.watch import Echo, monitored_host
 from stress.scenarios import SCENARIO_NAMES, get_scenario
-from vigil.settings import Settings, get_settings
+from vigil.settings import Settings
 
 #: Suite order: the false-positive check first, on a quiet machine, then the anomalies.
 SUITE_ORDER: tuple[str, ...] = ("normal_busy_period",) + tuple(
@@ -22,7 +22,7 @@ SUITE_ORDER: tuple[str, ...] = ("normal_busy_period",) + tuple(
 
 
 def run_suite(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     names: tuple[str, ...] | None = None,
     duration_s: float | None = None,
@@ -38,7 +38,6 @@ def run_suite(
     """Every scenario in :data:`SUITE_ORDER` (or ``names``), one after the other, resting between
     them at least ``settle_s`` and until the host is quiet (:func:`rest_until_quiet`); writes
     ``suite.md`` and ``suite.json`` next to the per-scenario reports."""
-    settings = settings or get_settings()
     order = tuple(names) if names else SUITE_ORDER
     for n in order:
         get_scenario(n)  # unknown names fail before anything runs
@@ -51,7 +50,7 @@ def run_suite(
     # the demo's suite began). If this call loaded it, only intervals begun after count.
     loaded_now = preload_plotting()
     since = time.time_ns() - (
-        0 if loaded_now else int((QUIET_INTERVALS + 1) * settings.feature_interval_s * 1e9)
+        0 if loaded_now else int((QUIET_INTERVALS + 1) * settings.features.interval_s * 1e9)
     )
     echo(f"waiting until {host} is quiet before the first scenario")
     rest = rest_until_quiet(settings, host, since, min_s=0.0, max_s=max_rest_s, echo=echo)

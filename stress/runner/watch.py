@@ -20,17 +20,21 @@ Echo = Callable[[str], None]
 
 def monitored_host(settings: Settings) -> str:
     """The host tag the collector writes for this machine."""
-    return settings.hostname or socket.gethostname()
+    return settings.collection.hostname or socket.gethostname()
 
 
 def default_grace_s(settings: Settings) -> float:
     """Alarms this long after the load still count: three intervals, at least 30 s."""
-    return max(30.0, 3.0 * settings.feature_interval_s)
+    return max(30.0, 3.0 * settings.features.interval_s)
 
 
 def default_max_lag_s(settings: Settings) -> float:
     """How long to wait past the grace for the detector's predictions to arrive."""
-    return settings.feature_interval_s + settings.allowed_lateness_s + 2 * settings.poll_interval_s
+    return (
+        settings.features.interval_s
+        + settings.detector.allowed_lateness_s
+        + 2 * settings.detector.poll_interval_s
+    )
 
 
 @dataclass
@@ -51,11 +55,11 @@ def _poll(
     watch: _Watch,
 ) -> None:
     """One poll of the combined predictions since the window start; updates ``watch``."""
-    interval_ns = int(settings.feature_interval_s * 1e9)
+    interval_ns = int(settings.features.interval_s * 1e9)
     try:
         frame = combined_of(
             fetch_predictions(
-                client, settings.influx_vigil_db, host, start_ns - interval_ns, detect_end_ns + 3600 * 10**9
+                client, settings.influx.vigil_db, host, start_ns - interval_ns, detect_end_ns + 3600 * 10**9
             )
         )
     except InfluxError:
@@ -86,7 +90,7 @@ def _wait_for_predictions(
 ) -> None:
     """Poll until the predictions cover the grace period (or, for an anomaly, an alarm is seen
     and the predictions reach the window's end), giving up ``max_lag_s`` after the grace."""
-    interval_ns = int(settings.feature_interval_s * 1e9)
+    interval_ns = int(settings.features.interval_s * 1e9)
     give_up = time.time() + (window.detect_end_ns - time.time_ns()) / 1e9 + max_lag_s
     last_echo = 0.0
     while True:
@@ -110,4 +114,4 @@ def _wait_for_predictions(
             left = give_up - time.time()
             state = "alarm seen" if watch.detected_at_s is not None else "no alarm yet"
             echo(f"[{scenario.name}] waiting for the detector ({state}, at most {left:.0f} s more)")
-        time.sleep(min(settings.poll_interval_s, max(0.2, give_up - time.time())))
+        time.sleep(min(settings.detector.poll_interval_s, max(0.2, give_up - time.time())))

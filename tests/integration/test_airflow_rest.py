@@ -39,9 +39,9 @@ def champion(settings: Settings) -> Any:
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
     try:
-        return client.get_model_version_by_alias(settings.model_name, "champion")
+        return client.get_model_version_by_alias(settings.mlflow.model_name, "champion")
     except MlflowException:
         return None
 
@@ -61,9 +61,9 @@ def test_a_fleet_without_labels_retrains_through_the_rest_api(
     settings, client = airflow_stack
     assert client.import_errors() == []
     assert champion(settings) is None
-    influx = InfluxClient(settings=settings)
+    influx = InfluxClient(settings.influx)
     seed_history(influx, settings, hours=24, hosts=10, seed=24, progress=False)
-    influx.query(settings.influx_vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
+    influx.query(settings.influx.vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
     client.unpause("vigil_retrain")
     run_id = client.trigger("vigil_retrain", {"lookback_hours": 24, "backtest_hours": 0})
     outcome = client.follow("vigil_retrain", run_id, timeout_s=1500)
@@ -73,7 +73,7 @@ def test_a_fleet_without_labels_retrains_through_the_rest_api(
     assert found is not None, "no champion after the label-free retrain"
     from pipelines.common import mlflow_client
 
-    run = mlflow_client(settings).get_run(found.run_id)
+    run = mlflow_client(settings.mlflow).get_run(found.run_id)
     metrics, params = run.data.metrics, run.data.params
     for key in ("holdout_injected_event_recall", "holdout_false_alarms_per_host_day", "val_injected_recall"):
         assert key in metrics, key
@@ -113,7 +113,7 @@ def test_rest_trigger_with_form_conf_trains_and_promotes_a_champion(
     found = champion(settings)
     assert found is not None and summary["champion_version"] == int(found.version)
     assert int(found.version) > int(before.version if before else 0)
-    assert summary["promoted"] is True and summary["mlflow_run_url"].startswith(settings.mlflow_uri)
+    assert summary["promoted"] is True and summary["mlflow_run_url"].startswith(settings.mlflow.uri)
     run = client.get_run("vigil_retrain", run_id)
     assert run["conf"]["lookback_hours"] == 6 and run["run_type"] == "manual"
 
@@ -152,7 +152,7 @@ def test_vigil_retrain_cli_follows_the_run_and_promotes_a_new_champion(
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "triggered vigil_retrain run manual__" in out
-    assert f"Airflow UI: {settings.airflow_base_url}/dags/vigil_retrain/runs/manual__" in out
+    assert f"Airflow UI: {settings.airflow.base_url}/dags/vigil_retrain/runs/manual__" in out
     for task_id in (
         "check_services",
         "extract",

@@ -43,9 +43,9 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 
 def log_in(driver: WebDriver, settings: Settings) -> None:
-    driver.get(settings.airflow_base_url + "/")
+    driver.get(settings.airflow.base_url + "/")
     wait(driver).until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(
-        settings.airflow_username
+        settings.airflow.username
     )
     driver.find_element(By.NAME, "password").send_keys(admin_password(settings))
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
@@ -57,7 +57,7 @@ def test_trigger_form_shows_params_and_a_changed_value_runs_to_success(
 ) -> None:
     settings, client = airflow_stack
     log_in(browser, settings)
-    browser.get(settings.airflow_base_url + "/dags/vigil_retrain")
+    browser.get(settings.airflow.base_url + "/dags/vigil_retrain")
     wait(browser).until(
         ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))
     ).click()

@@ -55,7 +55,7 @@ def history(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
             "mlflow_experiment": "backtest",
         }
     )
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     seeded = seed_history(client, settings, hours=12, hosts=5, seed=21, progress=False)
     ds = extract(settings, start=seeded.start, end=seeded.end)
     evaluations = {}
@@ -81,8 +81,8 @@ def history(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         ds.dataset_hash,
         ev.holdout_rows,
     )
-    client.drop_database(settings.influx_raw_db)
-    client.drop_database(settings.influx_vigil_db)
+    client.drop_database(settings.influx.raw_db)
+    client.drop_database(settings.influx.vigil_db)
 
 
 def _cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str):
@@ -104,7 +104,7 @@ def test_backtest_of_the_holdout_window_equals_evaluate(history: History, tmp_pa
     s = history.settings
     result = backtest(
         s,
-        [f"{s.model_name}@champion"],
+        [f"{s.mlflow.model_name}@champion"],
         history.holdout_start,
         history.end,
         warmup=history.holdout_start - history.start,  # the dataset's own history: same features
@@ -135,7 +135,7 @@ def test_compare_puts_two_versions_side_by_side(
     run = _cli(
         s,
         monkeypatch,
-        "--compare", f"{s.model_name}@champion", "2",
+        "--compare", f"{s.mlflow.model_name}@champion", "2",
         "--from", history.holdout_start.isoformat(),
         "--to", history.end.isoformat(),
         "--warmup", str(history.holdout_start - history.start),
@@ -173,8 +173,8 @@ def test_backtest_gate_passes_the_better_and_refuses_the_worse(history: History,
     window = (history.holdout_start, history.end)
     warmup = history.holdout_start - history.start
     expected = served_gate(
-        history.evaluations[better], history.evaluations[worse], budget=s.alarm_budget_per_host_day,
-        margin=0.0, interval_s=s.feature_interval_s,
+        history.evaluations[better], history.evaluations[worse], budget=s.training.alarm_budget_per_host_day,
+        margin=0.0, interval_s=s.features.interval_s,
     )  # fmt: skip
     ok = backtest_gate(s, better, worse, window, warmup=warmup, tolerance=0.0, out_dir=tmp_path / "a")
     assert ok.passed is expected.passed and ok.challenger_metric == pytest.approx(recall[better])
@@ -186,12 +186,12 @@ def test_backtest_gate_passes_the_better_and_refuses_the_worse(history: History,
     assert refused.reason.startswith("backtest ")
     assert "catches" in refused.reason or "pages more" in refused.reason
     # recorded: a reject event with the reason, and tags on the version
-    events = InfluxClient(settings=s).query_df(s.influx_vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"')
+    events = InfluxClient(s.influx).query_df(s.influx.vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"')
     last = events.iloc[-1]
     assert last["event"] == "reject" and int(last["version"]) == worse and last["reason"] == refused.reason
     from pipelines.common import mlflow_client
 
-    tags = mlflow_client(s).get_model_version(s.model_name, str(worse)).tags
+    tags = mlflow_client(s.mlflow).get_model_version(s.mlflow.model_name, str(worse)).tags
     assert tags["vigil.gate.backtest"].startswith("failed") and tags["vigil.promotion"] == "rejected"
 
 
@@ -276,5 +276,5 @@ def test_promote_applies_the_backtest_gate_after_the_holdout_and_robustness_chec
         assert decision.reason == gate.reason and decision.reason.startswith("backtest ")
     from pipelines.common import mlflow_client
 
-    tag = mlflow_client(s).get_model_version(s.model_name, "2").tags["vigil.gate.backtest"]
+    tag = mlflow_client(s.mlflow).get_model_version(s.mlflow.model_name, "2").tags["vigil.gate.backtest"]
     assert tag.startswith("passed" if gate.passed else "failed")

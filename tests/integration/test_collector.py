@@ -25,7 +25,7 @@ EXPECTED = {"cpu", "mem", "net", "diskio", "system", "processes", "procstat_look
 
 def _env(settings: Settings, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env |= {"VIGIL_INFLUX_PORT": str(settings.influx_port), "VIGIL_RUN_DIR": str(tmp_path / "run")}
+    env |= {"VIGIL_INFLUX__PORT": str(settings.influx.port), "VIGIL_RUN_DIR": str(tmp_path / "run")}
     return env
 
 
@@ -37,7 +37,7 @@ def test_collect_once_cli_writes_the_telegraf_measurements(
         result = CliRunner().invoke(
             main,
             ["collect", "--once", "--db", fresh_db],
-            env=_env(settings, tmp_path) | {"VIGIL_HOSTNAME": "once-host"},
+            env=_env(settings, tmp_path) | {"VIGIL_COLLECTION__HOSTNAME": "once-host"},
         )
     finally:
         get_settings.cache_clear()
@@ -77,7 +77,7 @@ def test_buffer_drains_when_influxdb_comes_back(
     collector.collect_and_flush()
     kept = len(collector.buffer)
     assert kept > 0 and collector.buffer.written == 0
-    collector.buffer.client = InfluxClient(settings=settings, retries=0)  # the server is back
+    collector.buffer.client = InfluxClient(settings.influx, retries=0)  # the server is back
     assert collector.buffer.flush()
     assert collector.buffer.written == kept and len(collector.buffer) == 0
     rows = influx.query(fresh_db, f"SELECT count(*) FROM {quote_ident('processes')}")

@@ -88,12 +88,12 @@ def seeded(run_settings: Settings) -> Iterator[InfluxClient]:
     """SEED_HOURS x SEED_HOSTS of labelled history ending now, in the module's raw database."""
     from vigil.synthetic import seed_history
 
-    client = InfluxClient(settings=run_settings)
-    for db in (run_settings.influx_raw_db, run_settings.influx_vigil_db):
+    client = InfluxClient(run_settings.influx)
+    for db in (run_settings.influx.raw_db, run_settings.influx.vigil_db):
         client.create_database(db)
     seed_history(client, run_settings, hours=SEED_HOURS, hosts=SEED_HOSTS, progress=False)
     yield client
-    for db in (run_settings.influx_raw_db, run_settings.influx_vigil_db):
+    for db in (run_settings.influx.raw_db, run_settings.influx.vigil_db):
         client.drop_database(db)
 
 
@@ -128,9 +128,9 @@ def champion_version(settings: Settings) -> int | None:
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
     try:
-        return int(client.get_model_version_by_alias(settings.model_name, "champion").version)
+        return int(client.get_model_version_by_alias(settings.mlflow.model_name, "champion").version)
     except MlflowException:
         return None
 
@@ -138,7 +138,7 @@ def champion_version(settings: Settings) -> int | None:
 def model_versions(settings: Settings, name: str) -> list[Any]:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
     return list(client.search_model_versions(f"name='{name}'"))
 
 
@@ -172,7 +172,7 @@ def test_seeded_history_promotes_a_champion(first_run: dict[str, Any], run_setti
     assert summary["champion_version"] == champion_version(run_settings)
     metrics = summary["champion_metrics"]  # the served decision on the holdout, label-free
     assert "holdout_false_alarms_per_host_day" in metrics and "holdout_injected_event_recall" in metrics
-    assert summary["mlflow_run_url"].startswith(run_settings.mlflow_uri + "/#/experiments/")
+    assert summary["mlflow_run_url"].startswith(run_settings.mlflow.uri + "/#/experiments/")
     assert summary["mlflow_run_url"].endswith("?workflowType=machine_learning")  # runs, not GenAI
     assert summary["mlflow_model_url"].endswith("?workflowType=machine_learning")
     assert summary["challenger"]["run_id"] in summary["mlflow_run_url"]
@@ -206,7 +206,7 @@ def test_drift_monitor_emits_an_asset_event_on_shifted_data(
     from vigil.synthetic import seed_history
 
     shifted_db = "dagrun_shifted"
-    client = InfluxClient(settings=run_settings)
+    client = InfluxClient(run_settings.influx)
     client.create_database(shifted_db)
     now = datetime.now(UTC).replace(microsecond=0)
     for seed, start in ((1, now - timedelta(hours=2)), (977, now - timedelta(hours=1))):
@@ -221,11 +221,11 @@ def test_drift_monitor_emits_an_asset_event_on_shifted_data(
             progress=False,
             db=shifted_db,
         )
-    env.set(VIGIL_INFLUX_RAW_DB=shifted_db)
+    env.set(VIGIL_INFLUX__RAW_DB=shifted_db)
     try:
         dag_run, tis, _ = run_dag(dags["vigil_drift_monitor"], {"lookback_hours": 2})
     finally:
-        env.set(VIGIL_INFLUX_RAW_DB=run_settings.influx_raw_db)
+        env.set(VIGIL_INFLUX__RAW_DB=run_settings.influx.raw_db)
         client.drop_database(shifted_db)
     assert dag_run.state == "success"
     result = xcom(dag_run, "drift")
@@ -240,7 +240,7 @@ def test_drift_monitor_emits_an_asset_event_on_shifted_data(
         assert len(events) == 1
         assert events[0].extra["share"] == result["share"]
     # the drift results are in InfluxDB for Grafana
-    rows = client.query(run_settings.influx_vigil_db, 'SELECT * FROM "vigil_drift_summary"')
+    rows = client.query(run_settings.influx.vigil_db, 'SELECT * FROM "vigil_drift_summary"')
     assert rows and rows[0]["values"]
 
 
@@ -251,14 +251,17 @@ def test_bad_data_fails_at_validate_without_retry_and_promotes_nothing(
     from vigil.synthetic import seed_history
 
     bad_db, bad_model = "dagrun_bad", "vigil-dagtest-bad"
-    client = InfluxClient(settings=run_settings)
+    client = InfluxClient(run_settings.influx)
     client.create_database(bad_db)
     seed_history(client, run_settings, hours=1, hosts=1, anomalies=False, progress=False, db=bad_db)
-    env.set(VIGIL_INFLUX_RAW_DB=bad_db, VIGIL_MODEL_NAME=bad_model)
+    env.set(VIGIL_INFLUX__RAW_DB=bad_db, VIGIL_MLFLOW__MODEL_NAME=bad_model)
     try:
         dag_run, tis, _ = run_dag(dags["vigil_retrain"], {"lookback_hours": 2, "force_promote": True})
     finally:
-        env.set(VIGIL_INFLUX_RAW_DB=run_settings.influx_raw_db, VIGIL_MODEL_NAME=run_settings.model_name)
+        env.set(
+            VIGIL_INFLUX__RAW_DB=run_settings.influx.raw_db,
+            VIGIL_MLFLOW__MODEL_NAME=run_settings.mlflow.model_name,
+        )
         client.drop_database(bad_db)
     assert dag_run.state == "failed"
     assert tis["extract"].state == "success"
@@ -279,11 +282,11 @@ def test_unreachable_influxdb_fails_the_first_task_naming_it(
     dags: dict[str, Any], run_settings: Settings, env: EnvPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     dead_port = free_port()
-    env.set(VIGIL_INFLUX_PORT=str(dead_port))
+    env.set(VIGIL_INFLUX__PORT=str(dead_port))
     try:
         dag_run, tis, _ = run_dag(dags["vigil_retrain"], {})
     finally:
-        env.set(VIGIL_INFLUX_PORT=str(run_settings.influx_port))
+        env.set(VIGIL_INFLUX__PORT=str(run_settings.influx.port))
     assert dag_run.state == "failed"
     assert tis["check_services"].state == "failed"
     assert tis["check_services"].try_number == 2  # an infrastructure error is retried (retries=1 here)

@@ -29,9 +29,9 @@ def test_dashboard_command_renders_every_panel_and_lists_firing_alerts(
     grafana_history, grafana_settings, tmp_path, monkeypatch
 ) -> None:
     for key, value in {
-        "VIGIL_INFLUX_PORT": str(grafana_settings.influx_port),
-        "VIGIL_INFLUX_RAW_DB": grafana_history.raw_db,
-        "VIGIL_INFLUX_VIGIL_DB": grafana_history.vigil_db,
+        "VIGIL_INFLUX__PORT": str(grafana_settings.influx.port),
+        "VIGIL_INFLUX__RAW_DB": grafana_history.raw_db,
+        "VIGIL_INFLUX__VIGIL_DB": grafana_history.vigil_db,
         "VIGIL_RUN_DIR": str(tmp_path / "run"),
     }.items():
         monkeypatch.setenv(key, value)

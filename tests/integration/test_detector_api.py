@@ -40,7 +40,7 @@ HOSTS = 3
 def served(settings, tmp_path_factory):
     """A detector that has scored all but the last interval of 12 min of 3 hosts, with a champion,
     serving HTTP on a free port. Yields (detector, base url, seeded, raw db)."""
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     raw_db, vigil_db = "api_raw", "api_vigil"
     for db in (raw_db, vigil_db):
         client.drop_database(db)
@@ -144,7 +144,7 @@ def test_raw_rows_get_the_detectors_own_features_and_teach_nothing(served, influ
         assert time.monotonic() < deadline, "the scoring API never refreshed its online model snapshot"
         time.sleep(0.2)
     # ... and the same predictions: every model's score, threshold and decision
-    vigil_db = det.settings.influx_vigil_db
+    vigil_db = det.settings.influx.vigil_db
     written = predictions(influx, vigil_db)
     written = written[pd.to_datetime(written["time"], utc=True) == last].set_index(["source", "host"])
     for r in results:
@@ -216,7 +216,7 @@ def test_non_json_nan_and_oversized_bodies_are_rejected_cleanly(served):
         url + "/predict", data=b'{"cpu_busy_z": NaN}', headers={"content-type": "application/json"}, timeout=5
     )
     assert ("body.features.cpu_busy_z", "Input should be a finite number") in errors_of(nan)
-    too_many = {"rows": [{"cpu_busy_z": 0.0}] * (det.settings.api_max_batch_rows + 1)}
+    too_many = {"rows": [{"cpu_busy_z": 0.0}] * (det.settings.api.max_batch_rows + 1)}
     assert any("at most" in m for _, m in errors_of(requests.post(url + "/predict/batch", json=too_many)))
     # the detector is unharmed
     assert requests.get(url + "/health", timeout=5).status_code == 200
@@ -226,7 +226,8 @@ def test_non_json_nan_and_oversized_bodies_are_rejected_cleanly(served):
 #: loaded eagerly: schemathesis' lazy ``from_fixture`` loader does not run under pytest 9
 #: (it reads ``node._nodeid``). The test checks the served /openapi.json is this document.
 _APP = build_app(object(), DetectorMetrics(), dict)
-_APP.include_router(labels_router(Settings(_env_file=None)))  # what serve_detector adds: POST /labels
+_DEFAULTS = Settings(_env_file=None)
+_APP.include_router(labels_router(_DEFAULTS.api, _DEFAULTS.influx))  # what serve_detector adds: POST /labels
 OPENAPI = _APP.openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI).exclude(path="/health")
 

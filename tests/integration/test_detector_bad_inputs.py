@@ -206,7 +206,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_is_handled_and_counted(case: Case, settings, tmp_path):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     raw_db, vigil_db = "bad_raw", "bad_vigil"
     with fresh_databases(client, raw_db, vigil_db):
         client.write_lines(raw_db, case.lines, precision="s")

@@ -119,7 +119,7 @@ def recording(det: Detector) -> list[pd.DataFrame]:
 
 @pytest.fixture()
 def dbs(settings: Settings):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     with fresh_databases(client, "dq_raw", "dq_vigil"):
         yield client
 

@@ -37,7 +37,7 @@ def scenario(mlflow_settings, tmp_path_factory):
 
 def build_scenario(base, run_dir):
     """Seed, train a champion on other hosts, run the detector over the seeded window."""
-    client = InfluxClient(settings=base)
+    client = InfluxClient(base.influx)
     raw_db, vigil_db, train_db = "det_e2e_raw", "det_e2e_vigil", "det_e2e_train"
     for db in (raw_db, vigil_db, train_db):
         client.drop_database(db)
@@ -150,7 +150,7 @@ def test_known_hosts_are_warm_started_and_a_new_host_warms_up_without_alarming(s
     known = combined[combined["host"] != "newcomer"]
     assert (known["warmup"] == 0).all(), "history warm start: no warm-up for hosts with 1 h of history"
     new = combined[combined["host"] == "newcomer"]
-    warm_limit = round(scenario["settings"].warmup_s / scenario["settings"].feature_interval_s)
+    warm_limit = round(scenario["settings"].detector.warmup_s / scenario["settings"].features.interval_s)
     assert (new["warmup"].iloc[:warm_limit] == 1).all()
     assert (new["is_anomaly"].iloc[:warm_limit] == 0).all(), "in warm-up a host is scored but cannot alarm"
     assert (new["warmup"].iloc[warm_limit + 1 :] == 0).all()
@@ -177,7 +177,7 @@ def test_fleet_warm_start_is_retried_until_history_exists(mlflow_settings, tmp_p
     import detector.service as service
 
     monkeypatch.setattr(service, "ONLINE_WARM_RETRY_S", 0.0)  # retry on the next poll, not in 30 s
-    client = InfluxClient(settings=mlflow_settings)
+    client = InfluxClient(mlflow_settings.influx)
     raw_db, vigil_db = "det_retry_raw", "det_retry_vigil"
     with fresh_databases(client, raw_db, vigil_db):
         s = detector_settings(

@@ -35,7 +35,7 @@ def test_influxdb_outage_loses_nothing_and_scores_every_interval_once(settings, 
             detector_max_catchup_intervals=6,
             detector_history_hours=2 / 60,
         )
-        client = InfluxClient(settings=s)
+        client = InfluxClient(s.influx)
         now = pd.Timestamp.now(tz="UTC").floor("10s")
         seeded = seed_history(
             client,
@@ -80,11 +80,11 @@ def test_influxdb_outage_loses_nothing_and_scores_every_interval_once(settings, 
         assert det.sink.buffered == 0 and det.health()["ready"]
 
         expected = list(pd.date_range(begin, seeded.end, freq="10s", inclusive="left"))
-        pred = predictions(client, s.influx_vigil_db)
+        pred = predictions(client, s.influx.vigil_db)
         assert not pred.duplicated(["host", "time", "source"]).any()
         for source in ("online", "combined"):
             for host, part in pred[pred["source"] == source].groupby("host"):
                 assert list(part["time"].sort_values()) == expected, (source, host)
-        assert len(stats(client, s.influx_vigil_db)) == calls, "every stats point buffered through the outage"
+        assert len(stats(client, s.influx.vigil_db)) == calls, "every stats point buffered through the outage"
     finally:
         stop_process(record)

@@ -40,16 +40,16 @@ def test_the_detector_process_serves_a_registered_champion_without_mlflow(mlflow
     rows = _frame(seed=1, n=7)
     rows.iloc[0] = 25.0  # one clear outlier, so is_anomaly is not all zeros
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    mlflow.set_tracking_uri(s.mlflow_uri)
-    expected = mlflow.pyfunc.load_model(f"models:/{s.model_name}/{version}").predict(rows)
+    mlflow.set_tracking_uri(s.mlflow.uri)
+    expected = mlflow.pyfunc.load_model(f"models:/{s.mlflow.model_name}/{version}").predict(rows)
     child = textwrap.dedent(
         f"""
         import sys, detector.cli  # the entry point of `vigil detector run`
         import pandas as pd
         from detector.champion import ChampionWatcher
         from vigil.settings import Settings
-        s = Settings(_env_file=None, mlflow_port={s.mlflow_port}, model_name={s.model_name!r})
-        w = ChampionWatcher(s)
+        s = Settings(_env_file=None, mlflow_port={s.mlflow.port}, model_name={s.mlflow.model_name!r})
+        w = ChampionWatcher(s.mlflow)
         assert w.check_once(), w.last_error
         out = w.current.predict(pd.read_csv({str(tmp_path / "rows.csv")!r}))
         out.to_csv({str(tmp_path / "out.csv")!r}, index=False)
@@ -72,29 +72,29 @@ def _csv(frame: pd.DataFrame, path: Path) -> Path:
 
 def test_no_alias_no_model_and_a_dead_registry_are_told_apart(mlflow_settings):
     s = mlflow_settings.model_copy(update={"model_name": "registry-absent"})
-    assert resolve_version(s) is None  # no such registered model
+    assert resolve_version(s.mlflow) is None  # no such registered model
     version = register_champion(s, fit_model(_frame()), alias="")
-    assert resolve_version(s) is None  # the model exists, the alias does not
-    MlflowClient(s.mlflow_uri).set_registered_model_alias(s.model_name, "champion", str(version))
-    assert resolve_version(s) == (
+    assert resolve_version(s.mlflow) is None  # the model exists, the alias does not
+    MlflowClient(s.mlflow.uri).set_registered_model_alias(s.mlflow.model_name, "champion", str(version))
+    assert resolve_version(s.mlflow) == (
         version,
-        MlflowClient(s.mlflow_uri).get_model_version(s.model_name, version).run_id,
+        MlflowClient(s.mlflow.uri).get_model_version(s.mlflow.model_name, version).run_id,
     )
     with pytest.raises(RegistryError, match="cannot reach"):
-        resolve_version(s.model_copy(update={"mlflow_port": free_port()}))
+        resolve_version(s.model_copy(update={"mlflow_port": free_port()}).mlflow)
 
 
 def test_a_pyfunc_that_is_not_vigils_contract_is_loaded_with_mlflow(mlflow_settings):
     """The loader child cannot unwrap it (exit 3), so the detector process falls back to MLflow in
     process, which must work there too (with pyarrow and SQLAlchemy kept out)."""
     s = mlflow_settings.model_copy(update={"model_name": "registry-foreign"})
-    mlflow.set_tracking_uri(s.mlflow_uri)
+    mlflow.set_tracking_uri(s.mlflow.uri)
     mlflow.set_experiment("detector-tests")
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=ZeroScoreModel(),
-            registered_model_name=s.model_name,
+            registered_model_name=s.mlflow.model_name,
             pip_requirements=["mlflow"],
         )
     child = textwrap.dedent(
@@ -103,8 +103,8 @@ def test_a_pyfunc_that_is_not_vigils_contract_is_loaded_with_mlflow(mlflow_setti
         import numpy as np, pandas as pd
         from detector.registry import load_version
         from vigil.settings import Settings
-        s = Settings(_env_file=None, mlflow_port={s.mlflow_port}, model_name={s.model_name!r})
-        m = load_version(s, {int(info.registered_model_version)}, None)
+        s = Settings(_env_file=None, mlflow_port={s.mlflow.port}, model_name={s.mlflow.model_name!r})
+        m = load_version(s.mlflow, {int(info.registered_model_version)}, None)
         print(type(m.model).__name__, m.predict(pd.DataFrame({{"x": [1.0, 2.0]}}))["score"].tolist(),
               "mlflow" in sys.modules, "sqlalchemy" in sys.modules)
         """
@@ -154,13 +154,13 @@ def test_the_registry_is_read_with_mlflows_credentials(auth_mlflow, monkeypatch)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     version = register_champion(s, fit_model(_frame()))
-    watcher = ChampionWatcher(s)
+    watcher = ChampionWatcher(s.mlflow)
     assert watcher.check_once(), watcher.last_error
     assert watcher.current.version == version and isinstance(watcher.current.model, AnomalyModel)
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
     with pytest.raises(RegistryError, match="401"):
-        resolve_version(s)
+        resolve_version(s.mlflow)
     errors = []
     watcher.on_error = errors.append
     assert watcher.check_once() is False
@@ -168,4 +168,4 @@ def test_the_registry_is_read_with_mlflows_credentials(auth_mlflow, monkeypatch)
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
     with pytest.raises(RegistryError, match="401"):
-        resolve_version(s)
+        resolve_version(s.mlflow)

@@ -25,7 +25,7 @@ def _model(seed: int):
 
 
 def test_promotion_is_hot_reloaded_and_failures_keep_the_cached_model(mlflow_settings, tmp_path):
-    client = InfluxClient(settings=mlflow_settings)
+    client = InfluxClient(mlflow_settings.influx)
     for db in ("reload_raw", "reload_vigil"):
         client.drop_database(db)
         client.create_database(db)
@@ -56,14 +56,16 @@ def test_promotion_is_hot_reloaded_and_failures_keep_the_cached_model(mlflow_set
                 f"promotion picked up after {time.monotonic() - promoted:.1f}s (reload interval 1 s + load)"
             )
             det.run_once(now=seeded.end.value / 1e9)
-            batch = predictions(client, s.influx_vigil_db, "batch")
+            batch = predictions(client, s.influx.vigil_db, "batch")
             assert set(batch["version"]) == {str(v2)}
 
             # a version whose artifact cannot be loaded: reported, not served
             with mlflow.start_run() as run:
                 mlflow.log_text("this is not an MLmodel file: {", "broken/MLmodel")
-            broken = mlflow.register_model(f"runs:/{run.info.run_id}/broken", s.model_name)
-            MlflowClient(s.mlflow_uri).set_registered_model_alias(s.model_name, "champion", broken.version)
+            broken = mlflow.register_model(f"runs:/{run.info.run_id}/broken", s.mlflow.model_name)
+            MlflowClient(s.mlflow.uri).set_registered_model_alias(
+                s.mlflow.model_name, "champion", broken.version
+            )
             deadline = time.monotonic() + 60
             while det.metrics.errors["model_load_failed"] == 0:
                 assert time.monotonic() < deadline
@@ -75,7 +77,7 @@ def test_promotion_is_hot_reloaded_and_failures_keep_the_cached_model(mlflow_set
             det.watcher.stop()
 
         # MLflow unreachable: keep serving the cached model, count the error
-        det.watcher.settings = s.model_copy(update={"mlflow_port": free_port()})
+        det.watcher.registry = s.model_copy(update={"mlflow_port": free_port()}).mlflow
         assert det.watcher.check_once() is False
         assert det.champion.version == v2 and det.metrics.errors["mlflow_unavailable"] >= 1
         assert "registry unreachable" in det.health()["model"]["last_error"]

@@ -33,17 +33,17 @@ def _env(s, port: int) -> dict[str, str]:
     return {
         **os.environ,
         "VIGIL_RUN_DIR": str(s.run_dir),
-        "VIGIL_INFLUX_PORT": str(s.influx_port),
-        "VIGIL_INFLUX_RAW_DB": s.influx_raw_db,
-        "VIGIL_INFLUX_VIGIL_DB": s.influx_vigil_db,
-        "VIGIL_MLFLOW_PORT": str(free_port()),  # nobody listens: online-only mode
-        "VIGIL_POLL_INTERVAL_S": "0.5",
-        "VIGIL_ALLOWED_LATENESS_S": "0",
-        "VIGIL_CHECKPOINT_EVERY": "3",
-        "VIGIL_DETECTOR_MAX_CATCHUP_INTERVALS": "2",
-        "VIGIL_DETECTOR_HISTORY_HOURS": str(SKIP_MINUTES / 60),
-        "VIGIL_DETECTOR_PORT": str(port),
-        "VIGIL_INFLUX_BACKOFF_S": "0.2",
+        "VIGIL_INFLUX__PORT": str(s.influx.port),
+        "VIGIL_INFLUX__RAW_DB": s.influx.raw_db,
+        "VIGIL_INFLUX__VIGIL_DB": s.influx.vigil_db,
+        "VIGIL_MLFLOW__PORT": str(free_port()),  # nobody listens: online-only mode
+        "VIGIL_DETECTOR__POLL_INTERVAL_S": "0.5",
+        "VIGIL_DETECTOR__ALLOWED_LATENESS_S": "0",
+        "VIGIL_DETECTOR__CHECKPOINT_EVERY": "3",
+        "VIGIL_DETECTOR__MAX_CATCHUP_INTERVALS": "2",
+        "VIGIL_DETECTOR__HISTORY_HOURS": str(SKIP_MINUTES / 60),
+        "VIGIL_DETECTOR__PORT": str(port),
+        "VIGIL_INFLUX__BACKOFF_S": "0.2",
     }
 
 
@@ -76,7 +76,7 @@ def _wait(cond, timeout: float, what: str, proc: subprocess.Popen, log: Path) ->
 
 @pytest.fixture()
 def seeded(settings, tmp_path):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     raw_db, vigil_db, ref_db = "det_restart_raw", "det_restart_vigil", "det_restart_ref"
     for db in (raw_db, vigil_db, ref_db):
         client.drop_database(db)
@@ -108,12 +108,12 @@ def test_kill_9_restart_resumes_without_gap_or_duplicate_and_sigterm_drains(seed
     try:
 
         def progressed() -> bool:
-            return len(predictions(client, s.influx_vigil_db, "combined")) >= len(expected)  # ~1/3 of 3 hosts
+            return len(predictions(client, s.influx.vigil_db, "combined")) >= len(expected)  # ~1/3 of 3 hosts
 
         _wait(progressed, 120, "first predictions", proc, log)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        before = len(predictions(client, s.influx_vigil_db, "combined"))
+        before = len(predictions(client, s.influx.vigil_db, "combined"))
         assert before < 3 * len(expected), "killed while still catching up"
 
         proc = _start(s, port, begin, log)  # same run_dir: resumes from the checkpoint
@@ -143,13 +143,13 @@ def test_kill_9_restart_resumes_without_gap_or_duplicate_and_sigterm_drains(seed
             proc.wait()
     assert "detector stopped" in log.read_text()
 
-    pred = predictions(client, s.influx_vigil_db)
+    pred = predictions(client, s.influx.vigil_db)
     combined = pred[pred["source"] == "combined"]
     assert set(combined["version"]) == {"online-only"}
     for host, part in combined.groupby("host"):
         assert list(part["time"].sort_values()) == list(expected), f"gap or extra interval for {host}"
     assert not pred.duplicated(["host", "time", "source"]).any()
-    assert len(stats(client, s.influx_vigil_db)) > 0, "detector stats written for Grafana"
+    assert len(stats(client, s.influx.vigil_db)) > 0, "detector stats written for Grafana"
 
     # an uninterrupted in-process run over the same data gives the same scores: the restart
     # neither skipped nor absorbed any interval twice

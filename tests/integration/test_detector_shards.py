@@ -33,7 +33,7 @@ def test_shard_hash_is_stable_across_processes():
 
 
 def test_two_shards_score_every_host_exactly_once(settings, tmp_path):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     dbs = ("shard_raw", "shard_vigil_0", "shard_vigil_1")
     for db in dbs:
         client.drop_database(db)

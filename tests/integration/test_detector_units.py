@@ -111,7 +111,7 @@ def test_prediction_lines_equal_point_to_line():
 
 
 def test_sink_spills_while_influxdb_is_unreachable_and_drains_later(settings, fresh_db, tmp_path):
-    dead = InfluxClient(f"http://127.0.0.1:{free_port()}", settings=settings, retries=0)
+    dead = InfluxClient(settings.influx, url=f"http://127.0.0.1:{free_port()}", retries=0)
     sink = PredictionSink(dead, fresh_db, tmp_path / "spill", max_points=10, backoff_s=0.01)
     lines = [
         f"vigil_predictions,host=h{i},source=online score={i}.5,threshold=1.0,is_anomaly=0i {10**18 + i}"
@@ -121,10 +121,10 @@ def test_sink_spills_while_influxdb_is_unreachable_and_drains_later(settings, fr
     assert sink.flush(force=True) == 0 and sink.spilled > 0 and sink.buffered == 35
     sink.persist()
     # a restarted process finds the spill files and sends them to the (now reachable) server
-    live = PredictionSink(InfluxClient(settings=settings), fresh_db, tmp_path / "spill", max_points=10)
+    live = PredictionSink(InfluxClient(settings.influx), fresh_db, tmp_path / "spill", max_points=10)
     assert live.buffered == 35
     assert live.flush() == 35 and live.buffered == 0
-    got = InfluxClient(settings=settings).query_df(fresh_db, "SELECT * FROM vigil_predictions")
+    got = InfluxClient(settings.influx).query_df(fresh_db, "SELECT * FROM vigil_predictions")
     assert len(got) == 35
 
 
@@ -137,31 +137,31 @@ def test_sink_with_two_writers_sends_every_line_and_loses_none_when_influxdb_is_
     ]
     dead_url = f"http://127.0.0.1:{free_port()}"
     down = PredictionSink(
-        InfluxClient(dead_url, settings=settings, retries=0),
+        InfluxClient(settings.influx, url=dead_url, retries=0),
         fresh_db,
         tmp_path / "down",
         max_points=10_000,
         batch_size=100,
         writers=2,
-        client_factory=lambda: InfluxClient(dead_url, settings=settings, retries=0),
+        client_factory=lambda: InfluxClient(settings.influx, url=dead_url, retries=0),
     )
     down.add(lines)
     assert down.writers == 2 and down.flush(force=True) == 0 and down.buffered == 1050
     assert down.last_error is not None and not down.healthy
     down.close()
     sink = PredictionSink(
-        InfluxClient(settings=settings),
+        InfluxClient(settings.influx),
         fresh_db,
         tmp_path / "up",
         max_points=10_000,
         batch_size=100,
         writers=2,
-        client_factory=lambda: InfluxClient(settings=settings, retries=0),
+        client_factory=lambda: InfluxClient(settings.influx, retries=0),
     )
     sink.add(lines)
     assert sink.flush() == 1050 and sink.buffered == 0 and sink.written == 1050
     sink.close()
-    got = InfluxClient(settings=settings).query_df(fresh_db, "SELECT * FROM vigil_predictions")
+    got = InfluxClient(settings.influx).query_df(fresh_db, "SELECT * FROM vigil_predictions")
     assert len(got) == 1050 and sorted(got["host"]) == sorted(f"h{i}" for i in range(1050))
 
 
@@ -319,7 +319,7 @@ def test_the_audit_counted_from_a_read_equals_the_servers_count(settings, fresh_
     from detector.reader import RawReader
     from detector.sharding import ShardFilter
 
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     t0 = 1_700_000_000 // 10 * 10
     lines = []
     for k, t in enumerate((t0, t0 + 10)):
@@ -344,7 +344,13 @@ def test_the_audit_counted_from_a_read_equals_the_servers_count(settings, fresh_
     )
     errors: dict[str, int] = {}
     shard = ShardFilter(0, 2)
-    reader = RawReader(s, shard, lambda kind, n=1: errors.__setitem__(kind, errors.get(kind, 0) + n))
+    reader = RawReader(
+        s.influx,
+        shard,
+        lambda kind, n=1: errors.__setitem__(kind, errors.get(kind, 0) + n),
+        interval_s=s.features.interval_s,
+        collect_interval_s=s.collection.interval_s,
+    )
     try:
         lo, hi = pd.Timestamp(t0, unit="s", tz="UTC"), pd.Timestamp(t0 + 20, unit="s", tz="UTC")
         frames, rows, audit, _quality = reader.read_audited(lo, hi)
@@ -368,7 +374,7 @@ def test_one_iteration_reads_at_most_the_budget_of_host_intervals(settings, fres
     intervals at a time; every interval is still scored, once."""
     from detector.factory import build_detector
 
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     vigil_db = fresh_db + "_v"
     client.create_database(vigil_db)
     t0 = 1_700_000_000 // 10 * 10

@@ -43,7 +43,7 @@ def workers_of(pid: int) -> dict[int, psutil.Process]:
     for child in psutil.Process(pid).children():
         try:
             if child.status() != psutil.STATUS_ZOMBIE:
-                out[int(child.environ()["VIGIL_SHARD_INDEX"])] = child
+                out[int(child.environ()["VIGIL_DETECTOR__SHARD_INDEX"])] = child
         except (psutil.Error, KeyError):
             continue
     return out
@@ -78,7 +78,7 @@ def wait_until(check, timeout_s: float, what: str, log_path: str) -> None:
 
 
 def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     with fresh_databases(client, "wk_raw", "wk_vigil"):
         now = pd.Timestamp.now(tz="UTC").floor("10s")
         start = now - pd.Timedelta(minutes=4)
@@ -102,7 +102,7 @@ def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path)
             anomalies=False,
             progress=False,
         )
-        env = {**detector_env(s), "VIGIL_DETECTOR_WORKERS": "2"}
+        env = {**detector_env(s), "VIGIL_DETECTOR__WORKERS": "2"}
         sup = start_process(
             "supervisor",
             [sys.executable, "-m", "toolkit.cli", "detector", "run", "--start", start.isoformat()],

@@ -22,7 +22,7 @@ TARGETS = [t for d in DASHBOARDS for t in panel_targets(d) + annotation_targets(
 
 @pytest.mark.parametrize("target", TARGETS, ids=[f"{t.dashboard_uid}:{t.panel_title}" for t in TARGETS])
 def test_query_returns_series_over_seeded_history(grafana_history, grafana_settings, target) -> None:
-    client = InfluxClient(settings=grafana_settings)
+    client = InfluxClient(grafana_settings.influx)
     dbs = datasource_databases(grafana_settings)
     tr = TimeRange.of(grafana_history.start, grafana_history.end)
     dashboard = next(d for d in DASHBOARDS if d["uid"] == target.dashboard_uid)
@@ -43,7 +43,7 @@ def test_host_variable_narrows_the_panels(grafana_history, grafana_settings) -> 
     """Choosing one host in $host returns that host's series only (the regex is anchored and escaped)."""
     from toolkit.grafana.macros import Variable
 
-    client = InfluxClient(settings=grafana_settings)
+    client = InfluxClient(grafana_settings.influx)
     dbs = datasource_databases(grafana_settings)
     tr = TimeRange.of(grafana_history.start, grafana_history.end)
     infra = next(d for d in DASHBOARDS if d["uid"] == "vigil-infrastructure")
@@ -59,7 +59,7 @@ def test_host_variable_narrows_the_panels(grafana_history, grafana_settings) -> 
 def test_a_query_influx_rejects_raises_with_the_expanded_text(grafana_history, grafana_settings) -> None:
     from dataclasses import replace
 
-    client = InfluxClient(settings=grafana_settings)
+    client = InfluxClient(grafana_settings.influx)
     dbs = datasource_databases(grafana_settings)
     tr = TimeRange.of(grafana_history.start, grafana_history.end)
     broken = replace(TARGETS[0], query="SELECT mean( FROM cpu WHERE $timeFilter")

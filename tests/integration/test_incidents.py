@@ -46,7 +46,7 @@ def distance_champion(features: pd.DataFrame) -> LoadedModel:
 
 @pytest.fixture(scope="module")
 def recorded(settings, tmp_path_factory):
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     raw_db, vigil_db = "inc_raw", "inc_vigil"
     for db in (raw_db, vigil_db):
         client.drop_database(db)
@@ -86,7 +86,7 @@ def recorded(settings, tmp_path_factory):
     client.write_points(raw_db, spikes)
     det = build_detector(s, start=seeded.start)
     det.watcher.current = champion
-    interval = s.feature_interval_s * NS
+    interval = s.features.interval_s * NS
     t = seeded.start.value + interval
     while t <= seeded.end.value:
         det.run_once(now=t / NS)
@@ -130,7 +130,7 @@ def test_overlapping_hosts_make_one_complete_incident_with_everything_in_it(reco
     # nothing lost: exactly the raw points InfluxDB holds for those hosts and that window...
     stored = read_influx_window(
         influx,
-        s.influx_raw_db,
+        s.influx.raw_db,
         pd.Timestamp(start_ns, tz="UTC"),
         pd.Timestamp(end_ns, tz="UTC"),
         sorted(SPIKES),
@@ -214,7 +214,7 @@ def test_stress_report_links_the_incident_of_its_host_and_window(recorded, influ
         grace_s=30, lookback_s=60,
     )  # fmt: skip
     preds = {
-        h: fetch_predictions(influx, s.influx_vigil_db, h, window.view_start_ns, window.view_end_ns)
+        h: fetch_predictions(influx, s.influx.vigil_db, h, window.view_start_ns, window.view_end_ns)
         for h in ("host-00", "host-02")
     }
     kwargs = dict(scenario="cpu", description="d", anomalous=True, intensity=1.0, planned_duration_s=60,

@@ -78,7 +78,7 @@ def test_precision_is_explicit(influx: InfluxClient, fresh_db: str) -> None:
 
 
 def test_small_batches_write_everything(settings: Settings, fresh_db: str) -> None:
-    client = InfluxClient(settings=settings, batch_size=7)
+    client = InfluxClient(settings.influx, batch_size=7)
     assert client.write_lines(fresh_db, (f"m v={i}i {T0 + i}" for i in range(100))) == 100
     assert client.query(fresh_db, 'SELECT count("v") FROM "m"')[0]["values"][0][1] == 100
 
@@ -252,7 +252,7 @@ def test_bad_influxql_is_raised(influx: InfluxClient, fresh_db: str) -> None:
 
 def test_unreachable_server_names_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    client = InfluxClient(url, settings=Settings(_env_file=None), retries=2, backoff_s=0.01, timeout_s=1)
+    client = InfluxClient(Settings(_env_file=None).influx, url=url, retries=2, backoff_s=0.01, timeout_s=1)
     with pytest.raises(InfluxUnavailable, match=url.replace(".", r"\.")):
         client.write_lines("db", ["m v=1 1"])
     with pytest.raises(InfluxUnavailable, match="cannot reach"):
@@ -269,7 +269,7 @@ def test_retention_policy_creation_and_rp_writes(
         for v in influx.query(fresh_db, f"SHOW RETENTION POLICIES ON {quote_ident(fresh_db)}")[0]["values"]
     ]
     assert "short" in names
-    with_rp = InfluxClient(settings=settings, rp="short")
+    with_rp = InfluxClient(settings.influx, rp="short")
     now_ns = time.time_ns()
     with_rp.write_lines(fresh_db, [f"m v=1i {now_ns}"])
     assert with_rp.query(fresh_db, 'SELECT "v" FROM "m"')[0]["values"] == [[now_ns, 1]]
@@ -295,7 +295,7 @@ def test_restart_during_batched_write_loses_and_duplicates_nothing(
 ) -> None:
     run_dir, http_port, rpc_port = own_influx
     settings = Settings(_env_file=None, influx_port=http_port)
-    client = InfluxClient(settings=settings, batch_size=500, retries=10, backoff_s=0.2, timeout_s=5)
+    client = InfluxClient(settings.influx, batch_size=500, retries=10, backoff_s=0.2, timeout_s=5)
     client.create_database("restart")
     total = 50_000
     halfway = threading.Event()

@@ -52,7 +52,7 @@ def _cli(s: Settings, monkeypatch: pytest.MonkeyPatch, group, *args: str):
 
 def _stored(s: Settings) -> pd.DataFrame:
     return load_labels(
-        InfluxClient(settings=s), s, T - pd.Timedelta(days=1), T + pd.Timedelta(days=1), details=True
+        InfluxClient(s.influx), s.influx, T - pd.Timedelta(days=1), T + pd.Timedelta(days=1), details=True
     )
 
 
@@ -78,24 +78,26 @@ def test_bad_labels_are_refused_naming_the_field(label: Label, field: str) -> No
 
 
 def test_overlapping_labels_are_refused_and_nothing_is_written(lab_settings: Settings) -> None:
-    s, client = lab_settings, InfluxClient(settings=lab_settings)
-    first = add_labels(client, s, [Label("web-1", T, T + pd.Timedelta("5min"), "cpu_spike")])[0]
-    again = add_labels(client, s, [Label("web-1", T, T + pd.Timedelta("5min"), "cpu_spike")])[0]
+    s, client = lab_settings, InfluxClient(lab_settings.influx)
+    first = add_labels(client, s.influx, [Label("web-1", T, T + pd.Timedelta("5min"), "cpu_spike")])[0]
+    again = add_labels(client, s.influx, [Label("web-1", T, T + pd.Timedelta("5min"), "cpu_spike")])[0]
     assert again.label_id == first.label_id and len(_stored(s)) == 1  # the same verdict twice: one label
     with pytest.raises(LabelError, match=f"overlaps label {first.label_id}"):
         add_labels(
-            client, s, [Label("web-1", T + pd.Timedelta("4min"), T + pd.Timedelta("9min"), FALSE_POSITIVE)]
+            client,
+            s.influx,
+            [Label("web-1", T + pd.Timedelta("4min"), T + pd.Timedelta("9min"), FALSE_POSITIVE)],
         )
     with pytest.raises(LabelError, match="in the same request"):
         add_labels(
             client,
-            s,
+            s.influx,
             [
                 Label("db-1", T, T + pd.Timedelta("5min"), "a"),
                 Label("db-1", T + pd.Timedelta("1min"), T + pd.Timedelta("2min"), "b"),
             ],
         )
-    other_host = add_labels(client, s, [Label("web-2", T, T + pd.Timedelta("5min"), FALSE_POSITIVE)])
+    other_host = add_labels(client, s.influx, [Label("web-2", T, T + pd.Timedelta("5min"), FALSE_POSITIVE)])
     assert len(other_host) == 1
     assert sorted(_stored(s)["host"]) == ["web-1", "web-2"]  # the refused ones left nothing behind
 
@@ -136,7 +138,7 @@ def _incident(s: Settings, hosts: dict[str, tuple[int, int]]) -> str:
             h: HostEpisode(h, a, b, alarms=3, peak_score=1.4, peak_time_ns=a) for h, (a, b) in hosts.items()
         },
     )
-    folder = incidents_root(s) / inc.id
+    folder = incidents_root(s.incidents) / inc.id
     folder.mkdir(parents=True)
     write_json_atomic(folder / "meta.json", inc.to_meta())
     return inc.id
@@ -196,7 +198,7 @@ def test_label_commands_and_incident_verdicts(
 @pytest.fixture()
 def api(lab_settings: Settings):
     app = FastAPI()
-    app.include_router(labels_router(lab_settings))
+    app.include_router(labels_router(lab_settings.api, lab_settings.influx))
     server = DetectorHttpServer("127.0.0.1", 0, app).start()
     try:
         yield f"http://127.0.0.1:{server.port}/labels"
@@ -220,14 +222,15 @@ def test_post_labels_needs_the_bearer_token(api: str, lab_settings: Settings) ->
     assert resp.status_code == 401  # the token is checked before the body is read
     # no token configured at all: every request refused, saying why
     app = FastAPI()
-    app.include_router(labels_router(lab_settings.model_copy(update={"detector_api_token": None})))
+    no_token = lab_settings.model_copy(update={"detector_api_token": None})
+    app.include_router(labels_router(no_token.api, no_token.influx))
     server = DetectorHttpServer("127.0.0.1", 0, app).start()
     try:
         url = f"http://127.0.0.1:{server.port}/labels"
         resp = requests.post(url, json=GOOD, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     finally:
         server.stop()
-    assert resp.status_code == 401 and "VIGIL_DETECTOR_API_TOKEN" in resp.json()["detail"]
+    assert resp.status_code == 401 and "VIGIL_API__TOKEN" in resp.json()["detail"]
     assert _stored(lab_settings).empty
 
 
@@ -261,8 +264,8 @@ def test_post_labels_stores_an_operator_label_and_names_bad_fields(api: str, lab
     )
     assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["body", "body"]
     assert len(_stored(lab_settings)) == 1
-    points = InfluxClient(settings=lab_settings).query_df(
-        lab_settings.influx_vigil_db, f'SELECT * FROM "{LABELS.name}"'
+    points = InfluxClient(lab_settings.influx).query_df(
+        lab_settings.influx.vigil_db, f'SELECT * FROM "{LABELS.name}"'
     )
     assert points["source"].tolist() == ["operator"]
 
@@ -270,7 +273,7 @@ def test_post_labels_stores_an_operator_label_and_names_bad_fields(api: str, lab
 def test_post_labels_answers_503_when_influxdb_is_down(lab_settings: Settings) -> None:
     s = lab_settings.model_copy(update={"influx_port": 9, "influx_retries": 0})
     app = FastAPI()
-    app.include_router(labels_router(s))
+    app.include_router(labels_router(s.api, s.influx))
     server = DetectorHttpServer("127.0.0.1", 0, app).start()
     try:
         resp = requests.post(

@@ -42,7 +42,7 @@ def test_modes_map_to_the_documented_rates():
 def test_mini_load_writes_the_expected_points_and_stops_by_itself(settings, influx, fresh_db):
     lines: list[str] = []
     began = time.monotonic()
-    result = run_load(settings, FleetMode(3, 1), duration_s=3, db=fresh_db, echo=lines.append)
+    result = run_load(settings.influx, FleetMode(3, 1), duration_s=3, db=fresh_db, echo=lines.append)
     took = time.monotonic() - began
     assert result.ticks == 3 and not result.interrupted
     assert result.points == 3 * 3 * len(MEASUREMENTS)
@@ -63,14 +63,14 @@ def test_stop_request_ends_the_load_between_writes(settings, influx, fresh_db):
             ticks.append(line)
 
     result = run_load(
-        settings, FleetMode(2, 1), duration_s=30, db=fresh_db, echo=echo, stop=lambda: len(ticks) >= 2
+        settings.influx, FleetMode(2, 1), duration_s=30, db=fresh_db, echo=echo, stop=lambda: len(ticks) >= 2
     )
     assert result.interrupted and result.ticks == 2
     assert sum(count_by_measurement(influx, fresh_db).values()) == result.points == 2 * 2 * len(MEASUREMENTS)
 
 
 def test_cli_mini_mode_and_bad_arguments(settings, influx, fresh_db, monkeypatch):
-    monkeypatch.setenv("VIGIL_INFLUX_PORT", str(settings.influx_port))
+    monkeypatch.setenv("VIGIL_INFLUX__PORT", str(settings.influx.port))
     get_settings.cache_clear()
     try:
         runner = CliRunner()
@@ -109,7 +109,9 @@ def test_detector_subprocess_scores_every_synthetic_host(settings, influx, tmp_p
     )
     det = start_detector(s)
     try:
-        result = run_load(s, FleetMode(4, 2), duration_s=12, db=raw_db, echo=lambda _: None, prefix="e2e")
+        result = run_load(
+            s.influx, FleetMode(4, 2), duration_s=12, db=raw_db, echo=lambda _: None, prefix="e2e"
+        )
         last_interval_end = (result.last_tick_s // 10) * 10  # the last complete feature interval ends here
         deadline = time.monotonic() + 20
         pred = None

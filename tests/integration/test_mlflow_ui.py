@@ -70,7 +70,7 @@ def test_runs_carry_the_dataset_and_comparable_params_and_metrics(trained) -> No
     from mlflow import MlflowClient
 
     settings, result = trained
-    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=settings.mlflow.uri)
     parent = client.get_run(result.run_id)
     experiment = client.get_experiment(parent.info.experiment_id)
     assert experiment.tags.get(EXPERIMENT_KIND_TAG) == EXPERIMENT_KIND
@@ -103,9 +103,9 @@ def test_runs_carry_the_dataset_and_comparable_params_and_metrics(trained) -> No
     for r in children:
         assert [i.dataset.digest for i in r.inputs.dataset_inputs] == [result.dataset_hash[:16]]
 
-    links = run_links(settings, result.run_id)
+    links = run_links(settings.mlflow, result.run_id)
     for url in links.values():
-        assert url.startswith(settings.mlflow_uri + "/#/") and url.endswith(WORKFLOW_QUERY)
+        assert url.startswith(settings.mlflow.uri + "/#/") and url.endswith(WORKFLOW_QUERY)
     for r in children:
         assert r.info.run_id in links["mlflow_grid_compare_url"]
 
@@ -121,8 +121,8 @@ def test_the_train_command_prints_addresses_that_open_on_runs(
 
     settings, result = trained
     for key, value in {
-        "VIGIL_MLFLOW_PORT": str(settings.mlflow_port),
-        "VIGIL_MLFLOW_EXPERIMENT": settings.mlflow_experiment
+        "VIGIL_MLFLOW__PORT": str(settings.mlflow.port),
+        "VIGIL_MLFLOW__EXPERIMENT": settings.mlflow.experiment
         + "-cli",  # keeps the UI test's runs list as the grid left it
         "VIGIL_RUN_DIR": str(tmp_path / "run"),
     }.items():
@@ -135,7 +135,7 @@ def test_the_train_command_prints_addresses_that_open_on_runs(
     assert out.exit_code == 0, out.output
     printed = json.loads(out.output[out.output.index("{") :])
     for key in ("mlflow_experiment_url", "mlflow_run_url", "mlflow_grid_compare_url"):
-        assert printed[key].startswith(settings.mlflow_uri + "/#/") and printed[key].endswith(
+        assert printed[key].startswith(settings.mlflow.uri + "/#/") and printed[key].endswith(
             WORKFLOW_QUERY
         ), key
     assert printed["run_id"] in printed["mlflow_run_url"]
@@ -185,7 +185,7 @@ def test_the_ui_opens_on_runs_shows_the_dataset_and_compares_the_grid(
     from mlflow import MlflowClient
 
     settings, result = trained
-    links = run_links(settings, result.run_id)
+    links = run_links(settings.mlflow, result.run_id)
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"\nMLflow UI screenshots: {shots}")
@@ -242,7 +242,7 @@ def test_the_ui_opens_on_runs_shows_the_dataset_and_compares_the_grid(
     table = metric_table(browser)
     assert {"val_injected_recall", "val_threshold", "cell_seconds"} <= set(table), sorted(table)
     assert all(len(values) == 5 for values in table.values()), table
-    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=settings.mlflow.uri)
     logged = sorted(
         r.data.metrics["val_injected_recall"]
         for r in client.search_runs(

@@ -3,7 +3,7 @@
 promotion is recorded, and rollback restores the previous champion.
 
 The seeded history carries labels (source=seed): validate checks their rate, but training never
-sees them (``VIGIL_TRAIN_LABEL_SOURCES``: operator and stress only) — they only score the
+sees them (``VIGIL_TRAINING__LABEL_SOURCES``: operator and stress only) — they only score the
 label-free champion's served decision on the holdout afterwards."""
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ def e2e_settings(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFac
 
 
 def _events(client: InfluxClient, settings: Settings) -> pd.DataFrame:
-    return client.query_df(settings.influx_vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"')
+    return client.query_df(settings.influx.vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"')
 
 
 def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     settings = e2e_settings
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     seeded = seed_history(client, settings, hours=16, hosts=6, seed=11, progress=False)
     assert len(seeded.labels) >= 6
 
@@ -76,7 +76,7 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     v1 = register(settings, good.run_id, validation_passed=report.success)
     first = promote(settings)
     assert first.promoted and first.version == v1.version and first.reason == "no champion yet"
-    champion = load_champion(settings)
+    champion = load_champion(settings.mlflow)
     assert champion.version == v1.version
     served = champion.predict(frame.head(50))
     assert {"score", "threshold", "is_anomaly", "top1_feature"} <= set(served.columns)
@@ -90,9 +90,9 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     assert dr.drifted and dr.reference_version == str(v1.version)
     assert FEATURE_COLUMNS[0] in {f.feature for f in dr.features if f.drifted}
     assert dr.html_path is not None and dr.html_path.stat().st_size > 100_000
-    written = client.query_df(settings.influx_vigil_db, f'SELECT * FROM "{DRIFT.name}"')
+    written = client.query_df(settings.influx.vigil_db, f'SELECT * FROM "{DRIFT.name}"')
     assert len(written) == len(FEATURE_COLUMNS)
-    summary = client.query_df(settings.influx_vigil_db, f'SELECT * FROM "{DRIFT_SUMMARY.name}"')
+    summary = client.query_df(settings.influx.vigil_db, f'SELECT * FROM "{DRIFT_SUMMARY.name}"')
     assert int(summary["drifted"].iloc[-1]) == 1
 
     # a deliberately worse challenger: a crippled forest -> the served decision with it loses
@@ -110,18 +110,18 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     assert not rejected.promoted and rejected.version == v2.version
     assert rejected.previous_metric is not None and rejected.previous_metric == pytest.approx(recall)
     assert rejected.reason.startswith(("catches fewer", "pages more", "detects slower"))
-    assert load_champion(settings).version == v1.version
+    assert load_champion(settings.mlflow).version == v1.version
 
     # forced promotion is allowed and recorded; rollback restores the previous champion
     forced = promote(settings, version=v2.version, force=True)
-    assert forced.promoted and forced.forced and load_champion(settings).version == v2.version
+    assert forced.promoted and forced.forced and load_champion(settings.mlflow).version == v2.version
     back = rollback(settings, reason="test")
-    assert back.version == v1.version and load_champion(settings).version == v1.version
+    assert back.version == v1.version and load_champion(settings.mlflow).version == v1.version
 
     events = _events(client, settings)
     assert events["event"].tolist() == ["register", "promote", "register", "reject", "promote", "rollback"]
     assert events["forced"].tolist() == [0, 0, 0, 0, 1, 0]
     from pipelines.common import mlflow_client
 
-    tags = mlflow_client(settings).get_model_version(settings.model_name, str(v2.version)).tags
+    tags = mlflow_client(settings.mlflow).get_model_version(settings.mlflow.model_name, str(v2.version)).tags
     assert tags["vigil.forced"] == "true" and "vigil.rolled_back" in tags

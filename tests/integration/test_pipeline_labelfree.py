@@ -57,12 +57,12 @@ def fleet(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
             "mlflow_experiment": "labelfree",
         }
     )
-    client = InfluxClient(settings=s)
+    client = InfluxClient(s.influx)
     seeded = seed_history(client, s, hours=12, hosts=5, seed=17, progress=False)
-    client.query(s.influx_vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
+    client.query(s.influx.vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
     yield Fleet(s, pd.Timestamp(seeded.start), pd.Timestamp(seeded.end), seeded.labels)
-    client.drop_database(s.influx_raw_db)
-    client.drop_database(s.influx_vigil_db)
+    client.drop_database(s.influx.raw_db)
+    client.drop_database(s.influx.vigil_db)
 
 
 def _retrain(s: Settings, start: pd.Timestamp, end: pd.Timestamp):
@@ -86,12 +86,12 @@ def test_a_fleet_without_labels_retrains_end_to_end(fleet: Fleet) -> None:
     assert ev.metrics["holdout_real_events"] == 0  # nothing labelled anywhere
     decision = promote(s)
     assert decision.promoted and decision.reason == "no champion yet"
-    assert load_champion(s).version == version.version
-    client = mlflow_client(s)
+    assert load_champion(s.mlflow).version == version.version
+    client = mlflow_client(s.mlflow)
     logged = client.get_run(trained.run_id).data.metrics
     for key in SERVED:
         assert logged[key] == pytest.approx(ev.metrics[key]), key
-    tags = client.get_model_version(s.model_name, str(version.version)).tags
+    tags = client.get_model_version(s.mlflow.model_name, str(version.version)).tags
     assert (
         "metric.holdout_injected_event_recall" in tags and "metric.holdout_false_alarms_per_host_day" in tags
     )
@@ -111,7 +111,7 @@ def test_operator_false_positives_are_learnt_and_stay_quiet(fleet: Fleet, tmp_pa
         read_dataset(extract(s, start=fleet.start, end=fleet.end, out_dir=tmp_path / "d").path)
     )
     warmup = split.validation_start - fleet.start  # judge from the validation period on, features as trained
-    before = backtest(s, [f"{s.model_name}@champion"], split.validation_start, split.holdout_start, warmup=warmup,
+    before = backtest(s, [f"{s.mlflow.model_name}@champion"], split.validation_start, split.holdout_start, warmup=warmup,
                       out_dir=tmp_path / "before")  # fmt: skip
     champion = before.models[0].model.version
     scores = pd.read_parquet(before.scores_path)
@@ -132,9 +132,9 @@ def test_operator_false_positives_are_learnt_and_stay_quiet(fleet: Fleet, tmp_pa
         t = rows["time"].sort_values()
         first = t.iloc[0]
         last = t[t <= first + pd.Timedelta(minutes=10)].iloc[-1]
-        runs.append(Label(str(host), first, last + pd.Timedelta(seconds=s.feature_interval_s), FALSE_POSITIVE,
+        runs.append(Label(str(host), first, last + pd.Timedelta(seconds=s.features.interval_s), FALSE_POSITIVE,
                           note="operator: expected batch job"))  # fmt: skip
-    stored = add_labels(InfluxClient(settings=s), s, runs[:3])
+    stored = add_labels(InfluxClient(s.influx), s.influx, runs[:3])
 
     ds, report, trained, ev, version = _retrain(s, fleet.start, fleet.end)
     assert ds.labelled_rows == 0 and ds.normal_rows > 0  # false positives are labels of normal rows
@@ -143,7 +143,7 @@ def test_operator_false_positives_are_learnt_and_stay_quiet(fleet: Fleet, tmp_pa
     print(f"\nretrain with {len(stored)} false positives: {decision.reason}")
     assert decision.promoted and decision.version == version.version, decision.reason
 
-    after = backtest(s, [f"{s.model_name}@champion"], split.validation_start, split.holdout_start, warmup=warmup,
+    after = backtest(s, [f"{s.mlflow.model_name}@champion"], split.validation_start, split.holdout_start, warmup=warmup,
                      out_dir=tmp_path / "after")  # fmt: skip
     (judged,) = after.models
     assert judged.model.version == version.version

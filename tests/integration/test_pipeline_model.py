@@ -78,17 +78,17 @@ def test_logged_pyfunc_round_trip_and_champion_loading(mlflow_settings: Settings
 
     settings = mlflow_settings.model_copy(update={"model_name": "contract-test"})
     with pytest.raises(NoChampionError, match="contract-test"):
-        load_champion(settings)
+        load_champion(settings.mlflow)
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_tracking_uri(settings.mlflow.uri)
     mlflow.set_experiment("contract-test")
     model = _iforest_model()
     with mlflow.start_run() as run:
-        info = log_anomaly_model(model, registered_model_name=settings.model_name)
-    client = MlflowClient(settings.mlflow_uri)
-    client.set_registered_model_alias(settings.model_name, "champion", info.registered_model_version)
+        info = log_anomaly_model(model, registered_model_name=settings.mlflow.model_name)
+    client = MlflowClient(settings.mlflow.uri)
+    client.set_registered_model_alias(settings.mlflow.model_name, "champion", info.registered_model_version)
 
-    loaded = load_champion(settings)
+    loaded = load_champion(settings.mlflow)
     assert loaded.version == int(info.registered_model_version) and loaded.run_id == run.info.run_id
     assert loaded.anomaly_model.family == "isolation_forest"
     frame = _train_frame(6, seed=3)

@@ -28,7 +28,7 @@ STEP = pd.Timedelta(seconds=10)
 @pytest.fixture(scope="module")
 def champion(settings) -> LoadedModel:
     """An IsolationForest trained on six hours of four *other* seeded hosts."""
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     client.drop_database("rs_train")
     client.create_database("rs_train")
     train = seed_history(
@@ -47,7 +47,7 @@ def champion(settings) -> LoadedModel:
 
 
 def _fresh(settings, db: str) -> InfluxClient:
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     client.drop_database(db)
     client.create_database(db)
     return client

@@ -33,7 +33,7 @@ HOSTS = 3
 @pytest.fixture(scope="module")
 def source(settings):
     """15 min of seeded raw history for 3 hosts in a database of its own."""
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     db = "replay_src"
     client.drop_database(db)
     client.create_database(db)
@@ -70,7 +70,7 @@ def test_faithful_replay_equals_the_source_modulo_the_time_shift(source, influx)
         stats = replay_run(
             s, source="influx", into=into, start=seeded.start, end=seeded.end, speed=0, echo=print
         )
-        original = read_influx_window(influx, s.influx_raw_db, seeded.start, seeded.end)
+        original = read_influx_window(influx, s.influx.raw_db, seeded.start, seeded.end)
         assert stats.read == stats.written == len(original) == HOSTS * 6 * MINUTES * 6
         assert (stats.dropped, stats.duplicated, stats.reordered, stats.late) == (0, 0, 0, 0)
         shift = int(stats.shift_s * NS)
@@ -90,7 +90,7 @@ def test_faithful_replay_equals_the_source_modulo_the_time_shift(source, influx)
 
 def test_perturbation_counts_are_exact_and_deterministic_per_seed(source, influx):
     s, seeded = source
-    points = read_influx_window(influx, s.influx_raw_db, seeded.start, seeded.end)
+    points = read_influx_window(influx, s.influx.raw_db, seeded.start, seeded.end)
     p = Perturbation(shuffle_window=12, duplicate_rate=0.02, drop_rate=0.05, seed=3)
     a, b = plan_replay(points, p, 10), plan_replay(points, p, 10)
     other = plan_replay(
@@ -144,24 +144,24 @@ def champion(source, settings):
     through MLflow is covered by the detector's own tests; here it would only add minutes).
     """
     s, seeded = source
-    client = InfluxClient(settings=settings)
-    _, features = FeaturePipeline().update_from_influx(client, s.influx_raw_db, seeded.start, seeded.end, 10)
+    client = InfluxClient(settings.influx)
+    _, features = FeaturePipeline().update_from_influx(client, s.influx.raw_db, seeded.start, seeded.end, 10)
     return LoadedModel(name="replay-champion", version=1, run_id=None, model=fit_model(features, seed=0))
 
 
 def drive_detector(base, run_dir, source_settings, seeded, into, perturbation, champion=None):
     """Replay slot interval by slot interval, running one detector iteration after each (virtual clock)."""
-    client = InfluxClient(settings=base)
+    client = InfluxClient(base.influx)
     vigil_db = into + "_vigil"
     drop(client, into, vigil_db)
     client.create_database(into)
     client.create_database(vigil_db)
     s = detector_settings(base, run_dir, into, vigil_db)
-    points = read_influx_window(client, source_settings.influx_raw_db, seeded.start, seeded.end)
-    plan = plan_replay(points, perturbation, s.feature_interval_s)
+    points = read_influx_window(client, source_settings.influx.raw_db, seeded.start, seeded.end)
+    plan = plan_replay(points, perturbation, s.features.interval_s)
     det = build_detector(s, start=seeded.start)
     det.watcher.current = champion
-    interval_ns = s.feature_interval_s * NS
+    interval_ns = s.features.interval_s * NS
     for slot_start, lo, hi in plan.slot_groups(interval_ns):
         client.write_lines(into, plan.lines(0, lo, hi), precision="ns")
         det.run_once(now=(slot_start + interval_ns) / NS)
@@ -206,8 +206,8 @@ def test_same_input_model_and_seed_give_the_same_predictions_and_disorder_is_cou
 
 def test_empty_window_is_a_clear_error_and_nothing_is_written(source, influx, monkeypatch):
     s, seeded = source
-    monkeypatch.setenv("VIGIL_INFLUX_PORT", str(s.influx_port))
-    monkeypatch.setenv("VIGIL_INFLUX_RAW_DB", s.influx_raw_db)
+    monkeypatch.setenv("VIGIL_INFLUX__PORT", str(s.influx.port))
+    monkeypatch.setenv("VIGIL_INFLUX__RAW_DB", s.influx.raw_db)
     get_settings.cache_clear()
     try:
         res = CliRunner().invoke(
@@ -229,7 +229,7 @@ def test_empty_window_is_a_clear_error_and_nothing_is_written(source, influx, mo
         res = CliRunner().invoke(
             main,
             ["replay", "--source", "influx", "--from", str(seeded.start), "--to", str(seeded.end),
-             "--into", s.influx_raw_db],
+             "--into", s.influx.raw_db],
         )  # fmt: skip
         assert res.exit_code != 0 and "live raw database" in res.output
         assert "replay_never" not in databases(influx)
@@ -256,7 +256,7 @@ def test_bundle_replay_and_bad_bundles(source, influx, tmp_path, monkeypatch):
     s, seeded = source
     host = "host-01"
     points = read_influx_window(
-        influx, s.influx_raw_db, seeded.start, seeded.start + pd.Timedelta(minutes=2), [host]
+        influx, s.influx.raw_db, seeded.start, seeded.start + pd.Timedelta(minutes=2), [host]
     )
     prediction = {"kind": "prediction", "measurement": schema.PREDICTIONS.name, "tags": {"host": host},
                   "fields": {"score": 1.0}, "time_ns": points[0].time_ns}  # fmt: skip
@@ -266,7 +266,7 @@ def test_bundle_replay_and_bad_bundles(source, influx, tmp_path, monkeypatch):
     into = "replay_bundle"
     drop(influx, into)
     try:
-        monkeypatch.setenv("VIGIL_INFLUX_PORT", str(s.influx_port))
+        monkeypatch.setenv("VIGIL_INFLUX__PORT", str(s.influx.port))
         get_settings.cache_clear()
         res = CliRunner().invoke(
             main,

@@ -77,19 +77,23 @@ def test_perturbation_magnitudes_are_the_documented_ones(holdout: pd.DataFrame) 
 
 
 def test_robustness_gate_compares_fragility_perturbation_by_perturbation(settings: Settings) -> None:
-    tol = settings.robustness_tolerance
+    tol = settings.training.robustness_tolerance
     champion = {p: 0.10 for p in PERTURBATIONS}
-    assert robustness_gate(settings, 2, 1, {p: 0.05 for p in PERTURBATIONS}, champion).passed  # less fragile
-    assert robustness_gate(settings, 2, 1, {**champion, "missing": 0.10 + tol / 2}, champion).passed  # within
-    refused = robustness_gate(settings, 2, 1, {**champion, "missing": 0.10 + 2 * tol}, champion)
+    assert robustness_gate(
+        settings.training, 2, 1, {p: 0.05 for p in PERTURBATIONS}, champion
+    ).passed  # less fragile
+    assert robustness_gate(
+        settings.training, 2, 1, {**champion, "missing": 0.10 + tol / 2}, champion
+    ).passed  # within
+    refused = robustness_gate(settings.training, 2, 1, {**champion, "missing": 0.10 + 2 * tol}, champion)
     assert (
         not refused.passed
         and "too fragile" in refused.reason
         and refused.reason.startswith("robust_missing_f1")
     )
     nothing = {p: float("nan") for p in PERTURBATIONS}
-    assert robustness_gate(settings, 2, 1, champion, nothing).passed  # nothing to compare with
-    assert robustness_gate(settings, 2, None, champion, champion).passed
+    assert robustness_gate(settings.training, 2, 1, champion, nothing).passed  # nothing to compare with
+    assert robustness_gate(settings.training, 2, None, champion, champion).passed
 
 
 @dataclasses.dataclass
@@ -131,8 +135,8 @@ def _log_variant(settings: Settings, base_run_id: str, model, run_name: str) -> 
     """Log ``model`` as the contract pyfunc in a new run tagged like the training run it derives from."""
     import mlflow
 
-    configure_mlflow(settings)
-    base = mlflow_client(settings).get_run(base_run_id).data.tags
+    configure_mlflow(settings.mlflow)
+    base = mlflow_client(settings.mlflow).get_run(base_run_id).data.tags
     keep = (TAG_DATASET_HASH, TAG_DATASET_PATH, TAG_ENGINE, TAG_HOLDOUT_FRACTION)
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags({k: base[k] for k in keep} | {"vigil.derived_from": base_run_id})
@@ -158,14 +162,14 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
         grid_overrides={"gaussian_mixture": {"n_components": [1]}},
     )
     champ_eval = evaluate(settings, champ.model_uri, path)
-    logged = mlflow_client(settings).get_run(champ.run_id).data.metrics
+    logged = mlflow_client(settings.mlflow).get_run(champ.run_id).data.metrics
     for name in PERTURBATIONS:  # every perturbation's F1 beside the clean one, in MLflow
         assert logged[f"robust_{name}_f1"] == pytest.approx(champ_eval.metrics[f"robust_{name}_f1"])
     per_perturbation = [champ_eval.metrics[f"robust_{n}_f1"] for n in PERTURBATIONS]
     assert logged[ROBUSTNESS_METRIC] == pytest.approx(min(per_perturbation))  # the summary is the worst case
     assert logged[ROBUSTNESS_DROP] == pytest.approx(champ_eval.metrics["holdout_f1"] - min(per_perturbation))
     assert PRIMARY_METRIC in logged
-    artifacts = {a.path for a in mlflow_client(settings).list_artifacts(champ.run_id, "evaluation")}
+    artifacts = {a.path for a in mlflow_client(settings.mlflow).list_artifacts(champ.run_id, "evaluation")}
     assert "evaluation/robustness.png" in artifacts
     v1 = register(settings, champ.run_id, validation_passed=True)
     assert promote(settings).promoted  # no champion yet: gates do not apply
@@ -182,7 +186,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
     assert fragile_eval.metrics["robust_missing_f1"] < champ_eval.metrics["robust_missing_f1"]
     fragile_missing_drop = fragile_eval.metrics["holdout_f1"] - fragile_eval.metrics["robust_missing_f1"]
     champion_missing_drop = champ_eval.metrics["holdout_f1"] - champ_eval.metrics["robust_missing_f1"]
-    assert fragile_missing_drop > champion_missing_drop + settings.robustness_tolerance
+    assert fragile_missing_drop > champion_missing_drop + settings.training.robustness_tolerance
     v2 = register(settings, fragile_run, validation_passed=True)
     refused = promote(settings)
     assert not refused.promoted and refused.version == v2.version
@@ -191,7 +195,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
     assert refused.reason.startswith("robust_missing_f1 drops") and "too fragile" in refused.reason
     champion_missing_drop = champ_eval.metrics["holdout_f1"] - champ_eval.metrics["robust_missing_f1"]
     assert refused.gates[1].champion_metric == pytest.approx(champion_missing_drop)
-    tags = mlflow_client(settings).get_model_version(settings.model_name, str(v2.version)).tags
+    tags = mlflow_client(settings.mlflow).get_model_version(settings.mlflow.model_name, str(v2.version)).tags
     assert tags["vigil.promotion"] == "rejected" and tags["vigil.gate.robustness"].startswith("failed")
 
     # robust challenger: the champion's own configuration retrained (another seed), which the
@@ -217,8 +221,8 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
             + f", drop {ev.metrics[ROBUSTNESS_DROP]:.3f}"
         )
     print(f"refused: {refused.reason}\naccepted: {accepted.gates[1].reason}")
-    events = InfluxClient(settings=settings).query_df(
-        settings.influx_vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"'
+    events = InfluxClient(settings.influx).query_df(
+        settings.influx.vigil_db, f'SELECT * FROM "{MODEL_EVENTS.name}"'
     )
     assert events["event"].tolist() == ["register", "promote", "register", "reject", "register", "promote"]
     reject = events[events["event"] == "reject"].iloc[0]

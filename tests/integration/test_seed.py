@@ -30,14 +30,14 @@ SEED = 7
 def seed_settings(settings: Settings) -> Iterator[Settings]:
     s = settings.model_copy(update={"influx_raw_db": "seedtest_raw", "influx_vigil_db": "seedtest_vigil"})
     yield s
-    client = InfluxClient(settings=s)
-    for db in (s.influx_raw_db, s.influx_vigil_db):
+    client = InfluxClient(s.influx)
+    for db in (s.influx.raw_db, s.influx.vigil_db):
         client.drop_database(db)
 
 
 @pytest.fixture(scope="module")
 def seeded(seed_settings: Settings) -> SeedResult:
-    client = InfluxClient(settings=seed_settings)
+    client = InfluxClient(seed_settings.influx)
     return seed_history(
         client, seed_settings, start=START, hours=HOURS, hosts=HOSTS, seed=SEED, progress=False
     )
@@ -45,11 +45,11 @@ def seeded(seed_settings: Settings) -> SeedResult:
 
 @pytest.fixture(scope="module")
 def frames(seeded: SeedResult, seed_settings: Settings) -> dict[str, pd.DataFrame]:
-    client = InfluxClient(settings=seed_settings)
+    client = InfluxClient(seed_settings.influx)
     out = {}
     for m in MEASUREMENTS:
         q = f"SELECT * FROM {quote_ident(m)} WHERE {time_range(seeded.start, seeded.end)}"
-        out[m] = client.query_df(seed_settings.influx_raw_db, q).sort_values(["host", "time"])
+        out[m] = client.query_df(seed_settings.influx.raw_db, q).sort_values(["host", "time"])
     return out
 
 
@@ -65,8 +65,8 @@ def _stored_schema(client: InfluxClient, db: str) -> dict[str, MeasurementSchema
 
 
 def test_seeded_history_has_the_telegraf_schema(seeded: SeedResult, seed_settings: Settings) -> None:
-    client = InfluxClient(settings=seed_settings)
-    stored = _stored_schema(client, seed_settings.influx_raw_db)
+    client = InfluxClient(seed_settings.influx)
+    stored = _stored_schema(client, seed_settings.influx.raw_db)
     assert set(stored) == set(MEASUREMENTS)
     config = load_config(seed_settings)
     samples = read_fixture()
@@ -133,8 +133,8 @@ def test_weekends_are_quieter_than_weekdays() -> None:
 
 
 def test_labels_are_written_and_read_back(seeded: SeedResult, seed_settings: Settings) -> None:
-    client = InfluxClient(settings=seed_settings)
-    labels = load_labels(client, seed_settings, seeded.start, seeded.end)
+    client = InfluxClient(seed_settings.influx)
+    labels = load_labels(client, seed_settings.influx, seeded.start, seeded.end)
     assert list(labels.columns[:5]) == ["host", "kind", "start", "end", "label_id"]
     assert (labels["source"] == "seed").all()
     mine = seeded.labels[["host", "kind", "start", "end", "label_id"]].sort_values(["host", "start"])
@@ -147,7 +147,7 @@ def test_labels_are_written_and_read_back(seeded: SeedResult, seed_settings: Set
     # a window that overlaps only the end of one label still finds it
     first = labels.iloc[0]
     part = load_labels(
-        client, seed_settings, first["end"] - pd.Timedelta("10s"), first["end"] + pd.Timedelta("1h")
+        client, seed_settings.influx, first["end"] - pd.Timedelta("10s"), first["end"] + pd.Timedelta("1h")
     )
     assert first["label_id"] in set(part["label_id"])
 
@@ -230,7 +230,7 @@ def test_generation_is_deterministic_per_seed() -> None:
 
 
 def test_bad_arguments_are_refused_before_anything_is_written(seed_settings: Settings) -> None:
-    client = InfluxClient(settings=seed_settings)
+    client = InfluxClient(seed_settings.influx)
     with pytest.raises(ValueError, match="hours"):
         seed_history(client, seed_settings, hours=0, hosts=1, progress=False)
     with pytest.raises(ValueError, match="distinct"):
@@ -249,8 +249,8 @@ def test_iir1_matches_the_recursive_definition() -> None:
 
 def test_seed_cli(settings: Settings, influx: InfluxClient, fresh_db: str, tmp_path: Path) -> None:
     env = {
-        "VIGIL_INFLUX_PORT": str(settings.influx_port),
-        "VIGIL_INFLUX_VIGIL_DB": fresh_db + "_v",
+        "VIGIL_INFLUX__PORT": str(settings.influx.port),
+        "VIGIL_INFLUX__VIGIL_DB": fresh_db + "_v",
         "VIGIL_RUN_DIR": str(tmp_path),
     }
     png = tmp_path / "host.png"
@@ -286,7 +286,7 @@ def test_seed_cli(settings: Settings, influx: InfluxClient, fresh_db: str, tmp_p
         assert rows[0]["values"][0][1] == 360
         labels = load_labels(
             influx,
-            settings.model_copy(update={"influx_vigil_db": fresh_db + "_v"}),
+            settings.model_copy(update={"influx_vigil_db": fresh_db + "_v"}).influx,
             "2026-03-03T10:00:00Z",
             "2026-03-03T11:00:00Z",
         )

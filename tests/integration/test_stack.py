@@ -39,7 +39,7 @@ def test_port_in_use_is_a_clear_error_naming_service_and_port(run_dir: Path) -> 
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        env["VIGIL_MLFLOW_PORT"] = str(port)
+        env["VIGIL_MLFLOW__PORT"] = str(port)
         result = vigil(env, "up", "--only", "influxdb,mlflow")
     assert result.returncode == 1
     assert f"mlflow: port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in result.stderr
@@ -64,19 +64,19 @@ def test_up_status_down_end_to_end(run_dir: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     print(first.stdout)  # per-service timings, visible with -s
     assert "[influxdb] databases ready: telegraf, vigil" in first.stdout
-    password_file = settings.airflow_home_dir / "simple_auth_manager_passwords.json.generated"
+    password_file = settings.airflow.home_dir / "simple_auth_manager_passwords.json.generated"
     assert f"admin password file: {password_file}" in first.stdout
     assert "admin" in json.loads(password_file.read_text())
 
-    influx = requests.get(f"http://127.0.0.1:{settings.influx_port}/ping", timeout=5)
+    influx = requests.get(f"http://127.0.0.1:{settings.influx.port}/ping", timeout=5)
     assert influx.status_code == 204 and influx.headers["X-Influxdb-Version"].startswith("1.")
-    assert requests.get(f"http://127.0.0.1:{settings.mlflow_port}/health", timeout=5).text.strip() == "OK"
-    version = requests.get(f"http://127.0.0.1:{settings.airflow_port}/api/v2/version", timeout=5).json()
+    assert requests.get(f"http://127.0.0.1:{settings.mlflow.port}/health", timeout=5).text.strip() == "OK"
+    version = requests.get(f"http://127.0.0.1:{settings.airflow.port}/api/v2/version", timeout=5).json()
     assert version["version"].startswith("3.")
-    for port in (settings.influx_port, settings.influx_rpc_port, settings.mlflow_port, settings.airflow_port):
+    for port in (settings.influx.port, settings.influx.rpc_port, settings.mlflow.port, settings.airflow.port):
         assert listening_ips(port) == {"127.0.0.1"}, f"port {port} listens on {listening_ips(port)}"
     assert (run_dir / "influxdb" / "data").is_dir() and (run_dir / "mlflow" / "mlflow.db").exists()
-    assert (settings.airflow_home_dir / "airflow.db").exists()
+    assert (settings.airflow.home_dir / "airflow.db").exists()
 
     records = {name: read_record(run_dir, name) for name in STACK}
     started = {name: r for name, r in records.items() if r is not None}
@@ -99,7 +99,7 @@ def test_up_status_down_end_to_end(run_dir: Path) -> None:
     assert set(rows) == set(SERVICE_NAMES)
     for name, record in started.items():
         assert rows[name][1:4] == [str(record.pid), str(record.port or "-"), "yes"], table.stdout
-    assert f"http://127.0.0.1:{settings.airflow_port}" in rows["airflow"]
+    assert f"http://127.0.0.1:{settings.airflow.port}" in rows["airflow"]
 
     # --- down: stops exactly what up started, and everything those processes spawned -------------------
     tree = {p.pid: p.create_time() for r in started.values() for p in session_members(r)}
@@ -117,7 +117,7 @@ def test_up_status_down_end_to_end(run_dir: Path) -> None:
         bystander.kill()
         bystander.wait()
     assert not list((run_dir / "pids").glob("*.json"))
-    for port in (settings.influx_port, settings.mlflow_port, settings.airflow_port):
+    for port in (settings.influx.port, settings.mlflow.port, settings.airflow.port):
         assert listening_ips(port) == set()
 
     again = vigil(env, "down")
@@ -157,6 +157,6 @@ def test_local_detector_waits_for_the_local_collector_not_for_telegraf() -> None
     """The local stack's detector gets the local collector's short lateness unless the user set one."""
     detector = get_service("detector")
     default = detector.launch(Settings())
-    assert default.env["VIGIL_ALLOWED_LATENESS_S"] == str(LOCAL_COLLECTOR_LATENESS_S)
-    assert LOCAL_COLLECTOR_LATENESS_S < Settings().allowed_lateness_s
-    assert "VIGIL_ALLOWED_LATENESS_S" not in detector.launch(Settings(allowed_lateness_s=30.0)).env
+    assert default.env["VIGIL_DETECTOR__ALLOWED_LATENESS_S"] == str(LOCAL_COLLECTOR_LATENESS_S)
+    assert LOCAL_COLLECTOR_LATENESS_S < Settings().detector.allowed_lateness_s
+    assert "VIGIL_DETECTOR__ALLOWED_LATENESS_S" not in detector.launch(Settings(allowed_lateness_s=30.0)).env

@@ -32,7 +32,7 @@ HOST = "restart-host"
 DEMO_STYLE_UP = (
     "from toolkit.demo import demo_settings; from vigil.settings import get_settings; "
     "from toolkit.stack import manager; "
-    "s = demo_settings(get_settings()); print('interval', s.feature_interval_s, s.collect_interval_s); "
+    "s = demo_settings(get_settings()); print('interval', s.features.interval_s, s.collection.interval_s); "
     "manager.up(s, only=('influxdb', 'collector', 'detector'))"
 )
 
@@ -52,35 +52,40 @@ def status_settings(env: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 def test_a_restart_reuses_recorded_settings_and_names_what_changed(run_dir: Path) -> None:
-    env = {**stack_env(run_dir), "VIGIL_TARGET_USUAL_RPS": "1.5"}
+    env = {**stack_env(run_dir), "VIGIL_STRESS__TARGET_USUAL_RPS": "1.5"}
     first = vigil(env, "up", "--only", "target")
     assert first.returncode == 0, first.stdout + first.stderr
     record = json.loads((run_dir / "settings" / "target.json").read_text())
-    assert record["env"]["VIGIL_TARGET_USUAL_RPS"] == "1.5"
+    assert record["env"]["VIGIL_STRESS__TARGET_USUAL_RPS"] == "1.5"
     assert not any("PASSWORD" in k for k in record["env"]), "a secret was written to the run folder"
 
     # kill -9, then `vigil up` from a shell that no longer sets the rate (nor the target's port)
-    plain = {k: v for k, v in env.items() if k not in ("VIGIL_TARGET_USUAL_RPS", "VIGIL_TARGET_PORT")}
+    plain = {
+        k: v
+        for k, v in env.items()
+        if k not in ("VIGIL_STRESS__TARGET_USUAL_RPS", "VIGIL_STRESS__TARGET_PORT")
+    }
     os.kill(read_record(run_dir, "target").pid, signal.SIGKILL)
     again = vigil(plain, "up", "--only", "target")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "[target] reusing the settings of its last start" in again.stdout
     assert (
-        "target_usual_rps=1.5" in again.stdout and f"target_port={env['VIGIL_TARGET_PORT']}" in again.stdout
+        "target_usual_rps=1.5" in again.stdout
+        and f"target_port={env['VIGIL_STRESS__TARGET_PORT']}" in again.stdout
     )
     pid = read_record(run_dir, "target").pid
-    assert child_env(pid)["VIGIL_TARGET_USUAL_RPS"] == "1.5"
+    assert child_env(pid)["VIGIL_STRESS__TARGET_USUAL_RPS"] == "1.5"
     # status probes the port the service really listens on, not this shell's default
     table = vigil(plain, "status").stdout
     row = next(line.split() for line in table.splitlines() if line.startswith("target "))
-    assert row[1:4] == [str(pid), env["VIGIL_TARGET_PORT"], "yes"], table
+    assert row[1:4] == [str(pid), env["VIGIL_STRESS__TARGET_PORT"], "yes"], table
     assert status_settings(plain)["target"] == {
-        "target_port": env["VIGIL_TARGET_PORT"],
+        "target_port": env["VIGIL_STRESS__TARGET_PORT"],
         "target_usual_rps": "1.5",
     }
 
     # a running service is left alone, and told apart from what the user now asks for
-    asked = {**plain, "VIGIL_TARGET_USUAL_RPS": "2.5"}
+    asked = {**plain, "VIGIL_STRESS__TARGET_USUAL_RPS": "2.5"}
     running = vigil(asked, "up", "--only", "target")
     assert f"[target] already running (pid {pid})" in running.stdout
     assert "it runs with the settings of its start, not yours (target_usual_rps 1.5 -> 2.5)" in running.stdout
@@ -90,7 +95,7 @@ def test_a_restart_reuses_recorded_settings_and_names_what_changed(run_dir: Path
     changed = vigil(asked, "up", "--only", "target")
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert "[target] settings changed since its last start: target_usual_rps 1.5 -> 2.5" in changed.stdout
-    assert child_env(read_record(run_dir, "target").pid)["VIGIL_TARGET_USUAL_RPS"] == "2.5"
+    assert child_env(read_record(run_dir, "target").pid)["VIGIL_STRESS__TARGET_USUAL_RPS"] == "2.5"
     assert status_settings(plain)["target"]["target_usual_rps"] == "2.5"
 
 
@@ -123,17 +128,17 @@ def wait_for(check, timeout_s: float, what: str, step_s: float = 1.0):
 @pytest.mark.timeout(600)
 def test_kill_9_detector_after_a_demo_start_comes_back_with_the_demo_intervals(run_dir: Path) -> None:
     env = stack_env(run_dir)
-    del env["VIGIL_COLLECT_INTERVAL_S"]  # the demo chooses its own interval: 5 s
-    env.update(VIGIL_HOSTNAME=HOST, VIGIL_CHECKPOINT_EVERY="1")
+    del env["VIGIL_COLLECTION__INTERVAL_S"]  # the demo chooses its own interval: 5 s
+    env.update(VIGIL_COLLECTION__HOSTNAME=HOST, VIGIL_DETECTOR__CHECKPOINT_EVERY="1")
     started = subprocess.run(
         [sys.executable, "-c", DEMO_STYLE_UP], env=env, capture_output=True, text=True, timeout=300
     )
     assert started.returncode == 0, started.stdout + started.stderr
     assert "interval 5 5.0" in started.stdout
-    settings = Settings(_env_file=None, run_dir=run_dir, influx_port=int(env["VIGIL_INFLUX_PORT"]))
-    client = InfluxClient(settings=settings, retries=0)
+    settings = Settings(_env_file=None, run_dir=run_dir, influx_port=int(env["VIGIL_INFLUX__PORT"]))
+    client = InfluxClient(settings.influx, retries=0)
     detector = read_record(run_dir, "detector")
-    assert child_env(detector.pid)["VIGIL_FEATURE_INTERVAL_S"] == "5"
+    assert child_env(detector.pid)["VIGIL_FEATURES__INTERVAL_S"] == "5"
 
     # a few intervals scored, and a checkpoint, then kill -9
     checkpoint = run_dir / "detector" / "shard-0-of-1" / "checkpoint.pkl"
@@ -151,7 +156,7 @@ def test_kill_9_detector_after_a_demo_start_comes_back_with_the_demo_intervals(r
     assert "feature_interval_s=5" in up.stdout and "collect_interval_s=5.0" in up.stdout
     restarted = read_record(run_dir, "detector")
     assert restarted.pid != detector.pid
-    assert child_env(restarted.pid)["VIGIL_FEATURE_INTERVAL_S"] == "5"
+    assert child_env(restarted.pid)["VIGIL_FEATURES__INTERVAL_S"] == "5"
     keys = status_settings(env)
     assert keys["detector"]["feature_interval_s"] == "5" and keys["collector"]["collect_interval_s"] == "5.0"
     assert keys["detector"]["influx_raw_db"] == "telegraf" and keys["detector"]["influx_vigil_db"] == "vigil"
@@ -168,7 +173,7 @@ def test_kill_9_detector_after_a_demo_start_comes_back_with_the_demo_intervals(r
     wanted = {t for t in raw_intervals(client, "telegraf", 5) if times[0] <= t <= times[-1]}
     missing = sorted(wanted - set(times))
     assert not missing, f"intervals with data but no prediction (a gap): {missing}"
-    health = requests.get(f"http://127.0.0.1:{env['VIGIL_DETECTOR_PORT']}/health", timeout=10).json()
+    health = requests.get(f"http://127.0.0.1:{env['VIGIL_DETECTOR__PORT']}/health", timeout=10).json()
     assert "duplicate_point" not in health["errors"], health["errors"]
     log = Path(restarted.log).read_text()
     assert "duplicated point" not in log, "the detector warned about duplicates"

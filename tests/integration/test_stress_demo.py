@@ -88,7 +88,7 @@ def test_demo_command_is_registered_and_lists_addresses(settings: Settings) -> N
     found = dict(addresses(settings, None))
     assert list(found)[:2] == ["Airflow UI", "MLflow UI"]
     # nothing answers on this MLflow port: the experiments list, still opened on training runs
-    assert found["MLflow UI"] == f"{settings.mlflow_uri}/#/experiments?workflowType=machine_learning"
+    assert found["MLflow UI"] == f"{settings.mlflow.uri}/#/experiments?workflowType=machine_learning"
 
 
 def test_demo_samples_every_5_s_unless_the_user_chose_an_interval(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,14 +96,19 @@ def test_demo_samples_every_5_s_unless_the_user_chose_an_interval(monkeypatch: p
     (environment or code) is never overridden, and the child services get the same one."""
     from toolkit.stack.services import settings_env
 
-    for name in ("VIGIL_FEATURE_INTERVAL_S", "VIGIL_COLLECT_INTERVAL_S"):
+    for name in ("VIGIL_FEATURES__INTERVAL_S", "VIGIL_COLLECTION__INTERVAL_S") + (
+        "VIGIL_FEATURE_INTERVAL_S",  # the legacy names too (settings-codemod: skip this file)
+        "VIGIL_COLLECT_INTERVAL_S",
+    ):
         monkeypatch.delenv(name, raising=False)
     demo = demo_settings(Settings(_env_file=None))
     assert (
-        (demo.feature_interval_s, demo.collect_interval_s) == (DEMO_INTERVAL_S, DEMO_INTERVAL_S) == (5, 5.0)
+        (demo.features.interval_s, demo.collection.interval_s)
+        == (DEMO_INTERVAL_S, DEMO_INTERVAL_S)
+        == (5, 5.0)
     )
-    assert settings_env(demo)["VIGIL_FEATURE_INTERVAL_S"] == "5"
-    assert demo_settings(Settings(_env_file=None, feature_interval_s=10)).feature_interval_s == 10
-    monkeypatch.setenv("VIGIL_COLLECT_INTERVAL_S", "10")
+    assert settings_env(demo)["VIGIL_FEATURES__INTERVAL_S"] == "5"
+    assert demo_settings(Settings(_env_file=None, feature_interval_s=10)).features.interval_s == 10
+    monkeypatch.setenv("VIGIL_COLLECTION__INTERVAL_S", "10")
     chosen = demo_settings(Settings(_env_file=None))
-    assert (chosen.feature_interval_s, chosen.collect_interval_s) == (10, 10.0)
+    assert (chosen.features.interval_s, chosen.collection.interval_s) == (10, 10.0)

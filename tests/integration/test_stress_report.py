@@ -174,7 +174,7 @@ def test_run_scenario_sees_the_alarm_and_stops_the_load(
 
     def flood_arrived() -> bool:
         try:
-            stats = requests.get(f"http://127.0.0.1:{s.target_port}/stats", timeout=1).json()
+            stats = requests.get(f"http://127.0.0.1:{s.stress.target_port}/stats", timeout=1).json()
         except requests.RequestException:
             return False
         return any(path.startswith("/api/") for path in stats["requests"])
@@ -286,7 +286,11 @@ def test_the_suite_rests_until_the_host_is_quiet(
     began = time.monotonic()
     rest = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=1.0, echo=lines.append)
     rested, quiet = rest.seconds, rest.quiet
-    assert quiet is False and 1.0 <= rested < 1.0 + s.poll_interval_s + 2 and time.monotonic() - began < 10
+    assert (
+        quiet is False
+        and 1.0 <= rested < 1.0 + s.detector.poll_interval_s + 2
+        and time.monotonic() - began < 10
+    )
     assert "still alarming" in lines[-1]
     report = build_report(
         s,

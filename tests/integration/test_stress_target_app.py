@@ -35,7 +35,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 15.0) -> 
 @pytest.fixture()
 def target(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     port = free_port()
-    env = {**os.environ, "VIGIL_RUN_DIR": str(tmp_path), "VIGIL_TARGET_PORT": str(port)}
+    env = {**os.environ, "VIGIL_RUN_DIR": str(tmp_path), "VIGIL_STRESS__TARGET_PORT": str(port)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "stress.target_app"],
         env=env,

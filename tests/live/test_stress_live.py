@@ -60,8 +60,8 @@ def live(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
             "collect_interval_s": float(DEMO_INTERVAL_S),
         }
     )
-    client = InfluxClient(settings=s)
-    for db in (s.influx_raw_db, s.influx_vigil_db):
+    client = InfluxClient(s.influx)
+    for db in (s.influx.raw_db, s.influx.vigil_db):
         client.create_database(db)
     try:
         manager.up(s, only=["target"], echo=print)
@@ -77,7 +77,7 @@ def live(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         yield s
     finally:
         manager.down(s, echo=print)
-        for db in (s.influx_raw_db, s.influx_vigil_db):
+        for db in (s.influx.raw_db, s.influx.vigil_db):
             client.drop_database(db)
 
 

@@ -40,8 +40,8 @@ def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
     """Seed history, start Airflow (only), wait until vigil_retrain is parsed; stop and drop afterwards."""
     from vigil.synthetic import seed_history
 
-    influx = InfluxClient(settings=settings)
-    for db in (settings.influx_raw_db, settings.influx_vigil_db):
+    influx = InfluxClient(settings.influx)
+    for db in (settings.influx.raw_db, settings.influx.vigil_db):
         influx.create_database(db)
     seed_history(influx, settings, hours=SEED_HOURS, hosts=SEED_HOSTS, progress=False)
     began = time.monotonic()
@@ -53,5 +53,5 @@ def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
         yield client
     finally:
         manager.down(settings, only=["airflow"], echo=print)
-        for db in (settings.influx_raw_db, settings.influx_vigil_db):
+        for db in (settings.influx.raw_db, settings.influx.vigil_db):
             influx.drop_database(db)

@@ -73,9 +73,9 @@ class ZeroScoreModel(PythonModel):
 
 
 def register_champion(settings: Settings, model: AnomalyModel, alias: str = "champion") -> int:
-    """Log ``model`` as the contract pyfunc, register it under settings.model_name, set the alias."""
+    """Log ``model`` as the contract pyfunc, register it under settings.mlflow.model_name, set the alias."""
     return register_anomaly_model(
-        settings, model, alias, experiment="detector-tests", pip_requirements=["mlflow"]
+        settings.mlflow, model, alias, experiment="detector-tests", pip_requirements=["mlflow"]
     )
 
 

@@ -59,7 +59,7 @@ def mlflow_settings(settings: Settings, mlflow_server: ProcessRecord) -> Setting
 
 @pytest.fixture()
 def influx(settings: Settings) -> InfluxClient:
-    return InfluxClient(settings=settings)
+    return InfluxClient(settings.influx)
 
 
 @pytest.fixture()
@@ -76,7 +76,7 @@ def grafana_history(settings: Settings):
     """Seeded raw + Vigil history in databases of their own (for the Grafana/dashboard checks)."""
     from support.grafana_history import drop, seed
 
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     history = seed(client, settings, "g_raw", "g_vigil")
     yield history
     drop(client, history.raw_db, history.vigil_db)

@@ -29,13 +29,13 @@ def stack_env(run_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIGIL_", "AIRFLOW"))}
     env.update(
         VIGIL_RUN_DIR=str(run_dir),
-        VIGIL_INFLUX_PORT=str(free_port()),
-        VIGIL_INFLUX_RPC_PORT=str(free_port()),
-        VIGIL_MLFLOW_PORT=str(free_port()),
-        VIGIL_AIRFLOW_PORT=str(free_port()),
-        VIGIL_DETECTOR_PORT=str(free_port()),
-        VIGIL_TARGET_PORT=str(free_port()),
-        VIGIL_COLLECT_INTERVAL_S="1",
+        VIGIL_INFLUX__PORT=str(free_port()),
+        VIGIL_INFLUX__RPC_PORT=str(free_port()),
+        VIGIL_MLFLOW__PORT=str(free_port()),
+        VIGIL_AIRFLOW__PORT=str(free_port()),
+        VIGIL_DETECTOR__PORT=str(free_port()),
+        VIGIL_STRESS__TARGET_PORT=str(free_port()),
+        VIGIL_COLLECTION__INTERVAL_S="1",
     )
     return env
 

@@ -29,9 +29,9 @@ def test_build_conf_sends_only_what_the_user_gave() -> None:
 
 def test_admin_password_from_settings_or_generated_file(tmp_path: Path) -> None:
     cfg = Settings(_env_file=None, run_dir=tmp_path)
-    with pytest.raises(AirflowApiError, match="VIGIL_AIRFLOW_PASSWORD"):
+    with pytest.raises(AirflowApiError, match="VIGIL_AIRFLOW__PASSWORD"):
         admin_password(cfg)
-    home = cfg.airflow_home_dir
+    home = cfg.airflow.home_dir
     home.mkdir(parents=True)
     (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "s3cret"}))
     assert admin_password(cfg) == "s3cret"

@@ -1,6 +1,8 @@
 """docker-compose.yml: parses, every path it builds or mounts exists, no secret inside, variables and
 ports agree with .env.example and vigil/settings.py, and it mounts the very files the other tests check."""
 
+# settings-codemod: skip (docker-compose.yml keeps the flat legacy VIGIL_ names, which Telegraf
+# and Grafana read too and Vigil still accepts)
 from __future__ import annotations
 
 import re
@@ -11,7 +13,7 @@ import pytest
 import yaml
 
 from toolkit.grafana.build import PROVISIONING_DIR
-from vigil.settings import PROJECT_ROOT, Settings
+from vigil.settings import PROJECT_ROOT, Settings, flat_names, legacy_env_name, new_env_name
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 COMPOSE_TEXT = COMPOSE_FILE.read_text()
@@ -117,7 +119,8 @@ def test_variables_in_mounted_configs_are_set_for_their_service(
 
 
 def test_vigil_variables_are_real_settings_and_ports_match_the_defaults() -> None:
-    fields = {f"VIGIL_{name.upper()}" for name in Settings.model_fields}
+    # compose keeps the flat legacy names, which Settings still reads
+    fields = {legacy_env_name(n) for n in flat_names()} | {new_env_name(n) for n in flat_names()}
     telegraf_only = {
         "VIGIL_DETECTOR_METRICS_URL",
         "VIGIL_TARGET_APP_PATTERN",
@@ -128,11 +131,11 @@ def test_vigil_variables_are_real_settings_and_ports_match_the_defaults() -> Non
             if key.startswith("VIGIL_") and key not in telegraf_only:
                 assert key in fields, f"{name}: {key} is not a Vigil setting"
     published = {
-        "influxdb": DEFAULTS.influx_port,
-        "mlflow": DEFAULTS.mlflow_port,
-        "airflow-api-server": DEFAULTS.airflow_port,
-        "detector": DEFAULTS.detector_port,
-        "target": DEFAULTS.target_port,
+        "influxdb": DEFAULTS.influx.port,
+        "mlflow": DEFAULTS.mlflow.port,
+        "airflow-api-server": DEFAULTS.airflow.port,
+        "detector": DEFAULTS.detector.port,
+        "target": DEFAULTS.stress.target_port,
     }
     for name, port in published.items():
         assert f"127.0.0.1:{port}:{port}" in SERVICES[name]["ports"], name
@@ -140,16 +143,16 @@ def test_vigil_variables_are_real_settings_and_ports_match_the_defaults() -> Non
         for mapping in svc.get("ports", []):
             assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} beyond loopback"
     env = _env(SERVICES["detector"])
-    assert env["VIGIL_INFLUX_URL"] == f"http://influxdb:{DEFAULTS.influx_port}"
-    assert env["VIGIL_MLFLOW_TRACKING_URI"] == f"http://mlflow:{DEFAULTS.mlflow_port}"
+    assert env["VIGIL_INFLUX_URL"] == f"http://influxdb:{DEFAULTS.influx.port}"
+    assert env["VIGIL_MLFLOW_TRACKING_URI"] == f"http://mlflow:{DEFAULTS.mlflow.port}"
     assert (
-        env["VIGIL_INFLUX_RAW_DB"] == DEFAULTS.influx_raw_db
-        and env["VIGIL_INFLUX_VIGIL_DB"] == DEFAULTS.influx_vigil_db
+        env["VIGIL_INFLUX_RAW_DB"] == DEFAULTS.influx.raw_db
+        and env["VIGIL_INFLUX_VIGIL_DB"] == DEFAULTS.influx.vigil_db
     )
-    assert _env(SERVICES["airflow-api-server"])["VIGIL_AIRFLOW_URL"].endswith(f":{DEFAULTS.airflow_port}")
+    assert _env(SERVICES["airflow-api-server"])["VIGIL_AIRFLOW_URL"].endswith(f":{DEFAULTS.airflow.port}")
     assert (
         _env(SERVICES["telegraf"])["VIGIL_DETECTOR_METRICS_URL"]
-        == f"http://detector:{DEFAULTS.detector_port}/metrics"
+        == f"http://detector:{DEFAULTS.detector.port}/metrics"
     )
 
 

@@ -31,9 +31,9 @@ def test_every_dag_has_owner_tags_retries_and_docs(dagbag: DagBag, dag_id: str) 
     for t in dag.tasks:
         assert t.owner == "vigil", t.task_id
         assert t.doc_md, f"{dag_id}.{t.task_id} has no doc_md"
-        assert t.retries == defaults.airflow_task_retries, t.task_id
+        assert t.retries == defaults.airflow.task_retries, t.task_id
         assert t.retry_exponential_backoff, t.task_id
-        assert t.retry_delay.total_seconds() == defaults.airflow_retry_delay_s
+        assert t.retry_delay.total_seconds() == defaults.airflow.retry_delay_s
 
 
 def _edges(dag) -> set[tuple[str, str]]:

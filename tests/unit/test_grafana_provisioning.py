@@ -49,8 +49,8 @@ def test_datasources_have_fixed_uids_credentials_from_env_and_match_settings() -
     sources = {d["uid"]: d for d in load_datasources()}
     assert set(sources) == {build.RAW_DS_UID, build.VIGIL_DS_UID}
     defaults = Settings(_env_file=None)
-    assert sources[build.RAW_DS_UID]["jsonData"]["dbName"] == defaults.influx_raw_db
-    assert sources[build.VIGIL_DS_UID]["jsonData"]["dbName"] == defaults.influx_vigil_db
+    assert sources[build.RAW_DS_UID]["jsonData"]["dbName"] == defaults.influx.raw_db
+    assert sources[build.VIGIL_DS_UID]["jsonData"]["dbName"] == defaults.influx.vigil_db
     text = (DATASOURCES_DIR / "influxdb.yaml").read_text()
     for ds in sources.values():
         assert ds["type"] == "influxdb" and ds["access"] == "proxy"

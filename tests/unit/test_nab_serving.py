@@ -64,8 +64,8 @@ def test_what_the_decision_refuses_scores_zero_for_nab():
 
 def test_the_nab_run_takes_the_detectors_settings(monkeypatch: pytest.MonkeyPatch):
     """ServingConfig.from_settings is what `vigil evaluate nab` and the detector both build on."""
-    monkeypatch.setenv("VIGIL_DETECTOR_ALARM_GROUP_S", "0")
-    monkeypatch.setenv("VIGIL_FEATURE_INTERVAL_S", "5")
+    monkeypatch.setenv("VIGIL_DETECTOR__ALARM_GROUP_S", "0")
+    monkeypatch.setenv("VIGIL_FEATURES__INTERVAL_S", "5")
     cfg = ServingConfig.from_settings(Settings(_env_file=None))
     assert cfg.alarm_group_s == 0.0 and cfg.interval_s == 5.0
 

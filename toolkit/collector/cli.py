@@ -21,7 +21,7 @@ from vigil.settings import get_settings
     default=None,
     help="Seconds between gathers (default: settings).",
 )
-@click.option("--db", default=None, help="Target database (default: settings.influx_raw_db).")
+@click.option("--db", default=None, help="Target database (default: settings.influx.raw_db).")
 @click.option(
     "--config",
     "config_path",

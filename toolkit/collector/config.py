@@ -43,10 +43,10 @@ def expand_placeholders(text: str, values: Mapping[str, str]) -> str:
 def placeholder_values(settings: Settings) -> dict[str, str]:
     """The ``VIGIL_*`` names telegraf.conf uses, resolved from settings."""
     return {
-        "VIGIL_INFLUX_URL": settings.influx_base_url,
-        "VIGIL_INFLUX_RAW_DB": settings.influx_raw_db,
-        "VIGIL_INFLUX_USERNAME": settings.influx_username,
-        "VIGIL_DETECTOR_METRICS_URL": f"{settings.detector_url}/metrics",
+        "VIGIL_INFLUX__URL": settings.influx.base_url,
+        "VIGIL_INFLUX__RAW_DB": settings.influx.raw_db,
+        "VIGIL_INFLUX__USERNAME": settings.influx.username,
+        "VIGIL_DETECTOR_METRICS_URL": f"{settings.detector.url}/metrics",
     }
 
 

@@ -47,7 +47,7 @@ def build_inputs(config: CollectorConfig) -> list[Gatherer]:
 
 
 class Collector:
-    """Gathers like Telegraf and writes to ``settings.influx_raw_db`` (or ``db``)."""
+    """Gathers like Telegraf and writes to ``settings.influx.raw_db`` (or ``db``)."""
 
     def __init__(
         self,
@@ -60,21 +60,21 @@ class Collector:
     ) -> None:
         self.settings = settings
         self.config = config or load_config(settings)
-        self.interval_s = float(interval_s or settings.collect_interval_s or self.config.interval_s)
-        self.host = host or settings.hostname or socket.gethostname()
+        self.interval_s = float(interval_s or settings.collection.interval_s or self.config.interval_s)
+        self.host = host or settings.collection.hostname or socket.gethostname()
         self.inputs = build_inputs(self.config)
         # One try per flush and a short timeout: the loop must not stall on a dead server.
         client = InfluxClient(
-            settings=settings,
+            settings.influx,
             retries=0,
-            timeout_s=min(settings.influx_timeout_s, max(1.0, self.interval_s / 2)),
+            timeout_s=min(settings.influx.timeout_s, max(1.0, self.interval_s / 2)),
         )
         self.buffer = WriteBuffer(
             client,
-            db or settings.influx_raw_db,
+            db or settings.influx.raw_db,
             limit=self.config.buffer_limit,
             batch_size=self.config.batch_size,
-            create_db=settings.influx_create_databases,
+            create_db=settings.influx.create_databases,
         )
         self.errors = 0
 

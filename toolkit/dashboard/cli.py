@@ -44,7 +44,7 @@ def dashboard(from_: str, to: str, out: Path | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     out_dir = out or settings.run_dir / "dashboard"
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     page = render(
         client, settings, time_range, out_dir, progress=lambda msg: click.echo(f"rendering {msg} ...")
     )

@@ -83,7 +83,7 @@ def load_datasources(directory: Path = DATASOURCES_DIR) -> list[dict[str, Any]]:
 
 def datasource_databases(settings: Settings) -> dict[str, str]:
     """Data source uid -> the database its queries run in (per the given settings)."""
-    return {RAW_DS_UID: settings.influx_raw_db, VIGIL_DS_UID: settings.influx_vigil_db}
+    return {RAW_DS_UID: settings.influx.raw_db, VIGIL_DS_UID: settings.influx.vigil_db}
 
 
 def dashboard_files(directory: Path = DASHBOARDS_DIR) -> list[Path]:

@@ -19,7 +19,7 @@ from vigil.synthetic.history import seed_history
 @click.option(
     "--anomalies/--no-anomalies", default=True, show_default=True, help="Inject labelled anomalies."
 )
-@click.option("--db", default=None, help="Raw-metrics database (default: settings.influx_raw_db).")
+@click.option("--db", default=None, help="Raw-metrics database (default: settings.influx.raw_db).")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -37,7 +37,7 @@ def seed(
 ) -> None:
     """Write realistic Telegraf-schema history with injected, labelled anomalies."""
     settings = get_settings()
-    client = InfluxClient(settings=settings)
+    client = InfluxClient(settings.influx)
     result = seed_history(
         client,
         settings,

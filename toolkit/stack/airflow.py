@@ -27,21 +27,21 @@ def venv_bin() -> Path:
 
 
 def airflow_local_url(settings: Settings) -> str:
-    return f"http://{settings.bind_host}:{settings.airflow_port}"
+    return f"http://{settings.bind_host}:{settings.airflow.port}"
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
     """The environment ``airflow standalone`` (and its children) need."""
-    home = settings.airflow_home_dir.resolve()
+    home = settings.airflow.home_dir.resolve()
     url = airflow_local_url(settings)
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
         "AIRFLOW__API__HOST": settings.bind_host,
-        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__PORT": str(settings.airflow.port),
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
@@ -50,7 +50,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 
 def airflow_command(settings: Settings) -> list[str]:
-    settings.airflow_home_dir.mkdir(parents=True, exist_ok=True)
+    settings.airflow.home_dir.mkdir(parents=True, exist_ok=True)
     return [str(venv_bin() / "airflow"), "standalone"]
 
 
@@ -64,4 +64,4 @@ def airflow_healthy(settings: Settings) -> bool:
 
 
 def password_file(settings: Settings) -> Path:
-    return settings.airflow_home_dir.resolve() / PASSWORD_FILE
+    return settings.airflow.home_dir.resolve() / PASSWORD_FILE

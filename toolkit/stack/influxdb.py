@@ -70,6 +70,6 @@ def start_influxdb(
     url = f"http://127.0.0.1:{http_port}"
     cmd = influxdb_command(run_dir, http_port, rpc_port, name)
     record = start_process(name, cmd, run_dir=run_dir, port=http_port, url=url)
-    client = InfluxClient(url, retries=0, timeout_s=2)
+    client = InfluxClient(url=url, retries=0, timeout_s=2)
     wait_healthy(record, client.healthy, timeout_s)
     return record

@@ -34,7 +34,7 @@ from vigil.processes import (
     start_process,
     stop_process,
 )
-from vigil.settings import Settings
+from vigil.settings import Settings, flat_get
 
 Echo = Callable[[str], None]
 
@@ -267,7 +267,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
             else recorded.effective(settings, service.name).settings
         )
         port = service.port(svc)
-        keys = {k: recorded.env_value(getattr(svc, k)) or "-" for k in service.key_settings}
+        keys = {k: recorded.env_value(flat_get(svc, k)) or "-" for k in service.key_settings}
         if not service.available():
             rows.append(ServiceStatus(service.name, None, port, False, "", "not implemented yet", keys))
             continue

@@ -25,7 +25,16 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from vigil.settings import Settings
+from vigil.settings import (
+    Settings,
+    flat_field,
+    flat_get,
+    flat_names,
+    flat_set,
+    is_explicit,
+    legacy_env_name,
+    new_env_name,
+)
 
 #: Fields never recorded nor reused: where the records live, and anything secret.
 NOT_RECORDED = frozenset({"run_dir"})
@@ -45,18 +54,20 @@ def env_value(value: Any) -> str | None:
 
 
 def env_name(field_name: str) -> str:
-    return f"VIGIL_{field_name.upper()}"
+    """The variable a setting (by its flat name) is exported as: the sectioned name."""
+    return new_env_name(field_name)
 
 
 def recordable(field_name: str) -> bool:
     """Whether a setting is written to (and reused from) a record: not secret, not the run folder."""
     if field_name in NOT_RECORDED:
         return False
-    annotation = Settings.model_fields[field_name].annotation
+    annotation = flat_field(field_name).annotation
     return "SecretStr" not in str(annotation)
 
 
-_FIELD_BY_ENV = {env_name(f): f for f in Settings.model_fields}
+#: variable -> flat setting name; records written before sections used the legacy names
+_FIELD_BY_ENV = {legacy_env_name(f): f for f in flat_names()} | {env_name(f): f for f in flat_names()}
 
 
 def settings_file(run_dir: Path, name: str) -> Path:
@@ -135,18 +146,18 @@ def effective(current: Settings, name: str, explicit_wins: bool = True) -> Effec
     rec = read(current.run_dir, name)
     if rec is None:
         return Effective(current)
-    explicit = current.model_fields_set if explicit_wins else set()
+    explicit = {f for f in flat_names() if is_explicit(current, f)} if explicit_wins else set()
     values: dict[str, Any] = {}
     reused: dict[str, tuple[str, str | None]] = {}
     changed: dict[str, tuple[str | None, str | None]] = {}
     recorded = rec.values()
-    for fname in Settings.model_fields:
+    for fname in flat_names():
         if not recordable(fname):
             continue
-        now = env_value(getattr(current, fname))
+        now = env_value(flat_get(current, fname))
         old = recorded.get(fname)
         if fname in explicit or (old is None and not explicit_wins):
-            values[fname] = getattr(current, fname)
+            values[fname] = flat_get(current, fname)
             if old != now:
                 changed[fname] = (old, now)
         elif old is not None:
@@ -154,14 +165,14 @@ def effective(current: Settings, name: str, explicit_wins: bool = True) -> Effec
             if old != now:
                 reused[fname] = (old, now)
         else:
-            values[fname] = getattr(current, fname)
+            values[fname] = flat_get(current, fname)
     try:
         merged = Settings(_env_file=None, run_dir=current.run_dir, **values)
     except ValidationError as exc:  # a record from an older Vigil whose values no longer validate
         return Effective(current, rec, problem=f"recorded settings not reused ({exc.error_count()} invalid)")
-    for fname in Settings.model_fields:  # secrets: always the current ones
+    for fname in flat_names():  # secrets: always the current ones
         if not recordable(fname):
-            setattr(merged, fname, getattr(current, fname))
+            flat_set(merged, fname, flat_get(current, fname))
     return Effective(merged, rec, reused, changed)
 
 

@@ -24,7 +24,7 @@ from toolkit.stack.recorded import env_name, env_value
 from vigil.influx import InfluxClient, InfluxError, quote_literal
 from vigil.mlflow_ui import home_url
 from vigil.processes import ProcessRecord
-from vigil.settings import PROJECT_ROOT, Settings
+from vigil.settings import PROJECT_ROOT, Settings, flat_get, flat_names, is_explicit
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     the children read theirs from the environment, which must agree.
     """
     env: dict[str, str] = {}
-    for name in type(settings).model_fields:
-        value = env_value(getattr(settings, name))
+    for name in flat_names():
+        value = env_value(flat_get(settings, name))
         if value is not None:
             env[env_name(name)] = value
     return env
@@ -102,7 +102,7 @@ def _vigil(*args: str) -> list[str]:
 
 # --- detector -------------------------------------------------------------------------------------
 
-#: Allowed lateness of the local stack's detector unless VIGIL_ALLOWED_LATENESS_S is set. Why not
+#: Allowed lateness of the local stack's detector unless VIGIL_DETECTOR__ALLOWED_LATENESS_S is set. Why not
 #: the setting's default (20 s, sized for Telegraf: flush_interval 10 s + flush_jitter 2 s + one
 #: retry): the local collector writes each gather as soon as it is taken, so its points reach
 #: InfluxDB about a second after their timestamp and an interval is complete when it ends. Waiting
@@ -111,8 +111,8 @@ LOCAL_COLLECTOR_LATENESS_S = 5.0
 
 
 def _detector_launch(settings: Settings) -> Launch:
-    explicit = "allowed_lateness_s" in settings.model_fields_set
-    env = {} if explicit else {"VIGIL_ALLOWED_LATENESS_S": str(LOCAL_COLLECTOR_LATENESS_S)}
+    explicit = is_explicit(settings, "allowed_lateness_s")
+    env = {} if explicit else {"VIGIL_DETECTOR__ALLOWED_LATENESS_S": str(LOCAL_COLLECTOR_LATENESS_S)}
     return Launch(_vigil("detector", "run"), env=env)
 
 
@@ -120,17 +120,17 @@ def _detector_launch(settings: Settings) -> Launch:
 
 
 def _influx_local_client(settings: Settings) -> InfluxClient:
-    return InfluxClient(_local(settings, settings.influx_port), settings=settings, retries=0, timeout_s=2)
+    return InfluxClient(settings.influx, url=_local(settings, settings.influx.port), retries=0, timeout_s=2)
 
 
 def _influx_launch(settings: Settings) -> Launch:
-    return Launch(influxdb_command(settings.run_dir, settings.influx_port, settings.influx_rpc_port))
+    return Launch(influxdb_command(settings.run_dir, settings.influx.port, settings.influx.rpc_port))
 
 
 def _influx_create_databases(settings: Settings) -> list[str]:
     client = _influx_local_client(settings)
-    dbs = [settings.influx_raw_db, settings.influx_vigil_db]
-    if not settings.influx_create_databases:
+    dbs = [settings.influx.raw_db, settings.influx.vigil_db]
+    if not settings.influx.create_databases:
         return [f"database creation disabled; expecting {', '.join(dbs)} to exist"]
     done = [db for db in dbs if client.create_database(db)]
     return [f"databases ready: {', '.join(done)}"] if done else ["CREATE DATABASE not supported here"]
@@ -147,10 +147,10 @@ def _collector_healthy(settings: Settings, record: ProcessRecord) -> bool:
 
 def _collector_detail(settings: Settings) -> str:
     """Age of the newest ``mem`` point of this host: proof that points are arriving."""
-    host = settings.hostname or socket.gethostname()
+    host = settings.collection.hostname or socket.gethostname()
     q = f'SELECT last("total") FROM "mem" WHERE "host" = {quote_literal(host)} AND time > now() - 10m'  # noqa: S608
     try:
-        series = _influx_local_client(settings).query(settings.influx_raw_db, q)
+        series = _influx_local_client(settings).query(settings.influx.raw_db, q)
     except InfluxError:
         return "no points yet (InfluxDB not answering)"
     if not series or not series[0].get("values"):
@@ -166,19 +166,19 @@ SERVICES: tuple[Service, ...] = (
         name="influxdb",
         launch=_influx_launch,
         healthy=lambda s, r: _influx_local_client(s).healthy(),
-        port=lambda s: s.influx_port,
-        url=lambda s: _local(s, s.influx_port),
+        port=lambda s: s.influx.port,
+        url=lambda s: _local(s, s.influx.port),
         timeout_s=30,
-        extra_ports=lambda s: [s.influx_rpc_port],
+        extra_ports=lambda s: [s.influx.rpc_port],
         after_start=_influx_create_databases,
         key_settings=("influx_port", "influx_rpc_port", "influx_raw_db", "influx_vigil_db"),
     ),
     Service(
         name="mlflow",
-        launch=lambda s: Launch(mlflow_command(s.run_dir, s.mlflow_port, host=s.bind_host), mlflow_env()),
-        healthy=lambda s, r: mlflow_healthy(_local(s, s.mlflow_port)),
-        port=lambda s: s.mlflow_port,
-        url=lambda s: home_url(_local(s, s.mlflow_port)),  # the UI on training runs, not GenAI
+        launch=lambda s: Launch(mlflow_command(s.run_dir, s.mlflow.port, host=s.bind_host), mlflow_env()),
+        healthy=lambda s, r: mlflow_healthy(_local(s, s.mlflow.port)),
+        port=lambda s: s.mlflow.port,
+        url=lambda s: home_url(_local(s, s.mlflow.port)),  # the UI on training runs, not GenAI
         timeout_s=180,
         key_settings=("mlflow_port", "mlflow_experiment", "model_name"),
     ),
@@ -186,7 +186,7 @@ SERVICES: tuple[Service, ...] = (
         name="airflow",
         launch=lambda s: Launch(airflow.airflow_command(s), airflow.airflow_env(s)),
         healthy=lambda s, r: airflow.airflow_healthy(s),
-        port=lambda s: s.airflow_port,
+        port=lambda s: s.airflow.port,
         url=airflow.airflow_local_url,
         timeout_s=300,
         after_start=lambda s: [f"admin password file: {airflow.password_file(s)}"],
@@ -198,7 +198,7 @@ SERVICES: tuple[Service, ...] = (
         launch=lambda s: Launch(_vigil("collect")),
         healthy=_collector_healthy,
         port=lambda s: None,
-        url=lambda s: f"{_local(s, s.influx_port)} db={s.influx_raw_db}",
+        url=lambda s: f"{_local(s, s.influx.port)} db={s.influx.raw_db}",
         timeout_s=30,
         module="toolkit.collector.cli",
         requires=("influxdb",),
@@ -208,14 +208,14 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="detector",
         launch=_detector_launch,
-        healthy=lambda s, r: _get_ok(f"{_local(s, s.detector_port)}/health"),
-        port=lambda s: s.detector_port,
-        url=lambda s: _local(s, s.detector_port),
+        healthy=lambda s, r: _get_ok(f"{_local(s, s.detector.port)}/health"),
+        port=lambda s: s.detector.port,
+        url=lambda s: _local(s, s.detector.port),
         timeout_s=120,
         module="detector.cli",
         requires=("influxdb", "mlflow"),
         # --workers N: worker i serves on detector_port + i (worker 0 answers the health probe)
-        extra_ports=lambda s: [s.detector_port + i for i in range(1, s.detector_workers)],
+        extra_ports=lambda s: [s.detector.port + i for i in range(1, s.detector.workers)],
         key_settings=(
             "feature_interval_s",
             "poll_interval_s",
@@ -229,11 +229,11 @@ SERVICES: tuple[Service, ...] = (
     ),
     Service(
         name="target",
-        # The stress target app: ``python -m stress.target_app`` serving on settings.target_port.
+        # The stress target app: ``python -m stress.target_app`` serving on settings.stress.target_port.
         launch=lambda s: Launch([sys.executable, "-m", "stress.target_app"]),
-        healthy=lambda s, r: _get_ok(f"{_local(s, s.target_port)}/health"),
-        port=lambda s: s.target_port,
-        url=lambda s: _local(s, s.target_port),
+        healthy=lambda s, r: _get_ok(f"{_local(s, s.stress.target_port)}/health"),
+        port=lambda s: s.stress.target_port,
+        url=lambda s: _local(s, s.stress.target_port),
         timeout_s=60,
         module="stress.target_app",
         key_settings=("target_port", "target_usual_rps"),

@@ -59,7 +59,7 @@ class QualityConfig:
 
     #: a point stamped later than now + this is a clock ahead, not a measurement. Generous:
     #: NTP keeps clocks within milliseconds, and a collector's own lateness is not a clock error.
-    #: The detector takes it from ``VIGIL_DATA_QUALITY_FUTURE_TOLERANCE_S`` and ``now`` from the
+    #: The detector takes it from ``VIGIL_DETECTOR__DATA_QUALITY_FUTURE_TOLERANCE_S`` and ``now`` from the
     #: wall clock.
     future_tolerance_s: float = 300.0
     #: a host-interval is *mostly bad* when at least this share of its checked values were bad...

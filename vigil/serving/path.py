@@ -64,14 +64,14 @@ class ServingConfig:
     @classmethod
     def from_settings(cls, settings: Any) -> ServingConfig:
         return cls(
-            interval_s=float(settings.feature_interval_s),
-            warmup_s=float(settings.warmup_s),
-            online_learn_max=int(settings.detector_online_learn_max),
-            host_calibration_window=int(settings.detector_host_calibration_window),
+            interval_s=float(settings.features.interval_s),
+            warmup_s=float(settings.detector.warmup_s),
+            online_learn_max=int(settings.detector.online_learn_max),
+            host_calibration_window=int(settings.detector.host_calibration_window),
             seed=int(settings.random_seed),
-            alarm_group_s=float(settings.detector_alarm_group_s),
-            band_z=float(settings.detector_band_z),
-            fleet_confirms=bool(settings.detector_fleet_confirms),
+            alarm_group_s=float(settings.detector.alarm_group_s),
+            band_z=float(settings.detector.band_z),
+            fleet_confirms=bool(settings.detector.fleet_confirms),
         )
 
     @property

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from vigil.influx import InfluxClient
 from vigil.lineprotocol import Point
 from vigil.schema import LABELS
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings, Settings
 from vigil.synthetic import anomalies as anom
 from vigil.synthetic.lines import MEASUREMENTS, host_lines
 from vigil.synthetic.profiles import HostProfile, make_profiles
@@ -130,19 +130,19 @@ def seed_history(
 ) -> SeedResult:
     """Write ``hours`` of 10 s Telegraf-schema history for ``hosts`` and their labels.
 
-    Raw metrics go to ``db`` (default ``settings.influx_raw_db``), label windows to
-    ``settings.influx_vigil_db`` (measurement ``vigil_labels``, source=seed).
+    Raw metrics go to ``db`` (default ``settings.influx.raw_db``), label windows to
+    ``settings.influx.vigil_db`` (measurement ``vigil_labels``, source=seed).
     """
     if hours <= 0:
         raise ValueError("hours must be positive")
-    dt = int(settings.collect_interval_s)
+    dt = int(settings.collection.interval_s)
     names = host_names(hosts)
     start_s = _start_seconds(start, hours, dt)
     n = int(hours * 3600 // dt)
-    raw_db = db or settings.influx_raw_db
-    if settings.influx_create_databases:
+    raw_db = db or settings.influx.raw_db
+    if settings.influx.create_databases:
         client.create_database(raw_db)
-        client.create_database(settings.influx_vigil_db)
+        client.create_database(settings.influx.vigil_db)
     total_points = n * len(names) * len(MEASUREMENTS)
     began = time.perf_counter()
     bar = tqdm(total=total_points, unit="pt", unit_scale=True, desc="seeding", disable=not progress)
@@ -172,7 +172,7 @@ def seed_history(
         bar.close()
     labels = pd.DataFrame(all_labels, columns=[*LABEL_COLUMNS, "injected_start", "injected_end", "severity"])
     if len(labels):
-        client.write_points(settings.influx_vigil_db, _label_points(labels))
+        client.write_points(settings.influx.vigil_db, _label_points(labels))
     seconds = time.perf_counter() - began
     log.info("seeded %d points for %d hosts in %.1fs; %d labels", written, len(names), seconds, len(labels))
     return SeedResult(
@@ -208,7 +208,7 @@ def _label_points(labels: pd.DataFrame) -> Iterator[Point]:
 
 def load_labels(
     client: InfluxClient,
-    settings: Settings,
+    influx: InfluxSettings,
     start: datetime | pd.Timestamp | str,
     end: datetime | pd.Timestamp | str,
     *,
@@ -218,4 +218,4 @@ def load_labels(
     (:func:`vigil.labels.load_labels`, every source unless ``source`` is given)."""
     from vigil.labels import load_labels as load
 
-    return load(client, settings, start, end, source=source)
+    return load(client, influx, start, end, source=source)

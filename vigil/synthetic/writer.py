@@ -13,8 +13,8 @@ from vigil.settings import Settings
 def clone_client(client: InfluxClient, settings: Settings) -> InfluxClient:
     """A client with the same server, credentials and retry policy (a requests.Session per thread)."""
     twin = InfluxClient(
-        client.url,
-        settings=settings,
+        settings.influx,
+        url=client.url,
         timeout_s=client.timeout_s,
         batch_size=client.batch_size,
         retries=client.retries,
