@@ -33,13 +33,13 @@ from detector_support import detector_settings, fit_model  # noqa: E402
 from detector.api import serve_detector  # noqa: E402
 from detector.factory import build_detector  # noqa: E402
 from detector.service import NS  # noqa: E402
+from toolkit.seed import seed_history  # noqa: E402
 from toolkit.stack.influxdb import start_influxdb  # noqa: E402
 from vigil.features import FeaturePipeline  # noqa: E402
 from vigil.influx import InfluxClient  # noqa: E402
 from vigil.model import LoadedModel  # noqa: E402
 from vigil.processes import free_port, stop_process  # noqa: E402
 from vigil.settings import Settings  # noqa: E402
-from vigil.synthetic import seed_history  # noqa: E402
 
 START = pd.Timestamp("2026-05-05T00:00:00Z")
 

@@ -39,12 +39,12 @@ def main() -> None:
             "GX_ANALYTICS_ENABLED": "false",
         }
     )
+    from toolkit.seed import seed_history
     from toolkit.stack.influxdb import start_influxdb
     from toolkit.stack.mlflow_server import start_mlflow
     from toolkit.stack.services import settings_env
     from vigil.influx import InfluxClient
     from vigil.processes import free_port, stop_process
-    from vigil.synthetic import seed_history
 
     influx_rec = start_influxdb(work, free_port(), free_port())
     mlflow_rec = start_mlflow(work, free_port())

@@ -106,12 +106,12 @@ def main() -> None:
     from pipelines.evaluate import evaluate
     from pipelines.search import SKLEARN_FAMILIES, small_grid
     from pipelines.train import train
+    from toolkit.seed import seed_history
     from toolkit.stack.influxdb import start_influxdb
     from toolkit.stack.mlflow_server import start_mlflow
     from toolkit.stack.services import settings_env
     from vigil.influx import InfluxClient
     from vigil.processes import free_port, stop_process
-    from vigil.synthetic import seed_history
 
     print(f"start: {load()}", flush=True)
     influx_rec = start_influxdb(work, free_port(), free_port())

@@ -2,7 +2,7 @@
 
 For every mode (``vigil stress load --mode``): a fresh pair of databases in a fresh InfluxDB
 (toolkit.stack.influxdb, free loopback ports), a fresh detector subprocess
-(``python -m toolkit.cli detector run``, online-only: no MLflow listens on its port), the
+(``python -m detector.cli run``, online-only: no MLflow listens on its port), the
 synthetic fleet for ``--duration`` seconds, then wait for the detector to score the last
 interval. Sampled once a second from the detector's ``/health`` and ``/metrics`` and psutil:
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import psutil
 
+from toolkit.seed import seed_history
 from toolkit.stack.influxdb import start_influxdb
 from vigil.influx import InfluxClient
 from vigil.processes import free_port, stop_process
 from vigil.settings import Settings
-from vigil.synthetic import seed_history
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ make_process_lean()  # before pandas is imported (detector.lean says why)
 import click  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from vigil.logs import configure_logging  # noqa: E402
 from vigil.settings import get_settings  # noqa: E402
 
 
@@ -54,3 +55,8 @@ def run(start: str | None, no_http: bool, workers: int | None) -> None:
         begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
     det = build_detector(settings, start=begin, http=not no_http)  # FastAPI only if it serves
     raise click.exceptions.Exit(det.run())
+
+
+if __name__ == "__main__":  # ``python -m detector.cli run``: how the supervisor starts its shards
+    configure_logging()  # the format `vigil` itself sets up
+    detector()

@@ -102,7 +102,7 @@ class Supervisor:
 
     def command(self) -> list[str]:
         """A worker: ``vigil detector run`` as one process (``--workers 1``), same interpreter."""
-        return [sys.executable, "-m", "toolkit.cli", "detector", "run", "--workers", "1", *self.worker_args]
+        return [sys.executable, "-m", "detector.cli", "run", "--workers", "1", *self.worker_args]
 
     def worker_env(self, worker: Worker) -> dict[str, str]:
         """This process's environment with the worker's shard and port (everything else inherited)."""

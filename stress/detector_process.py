@@ -1,4 +1,4 @@
-"""A real detector subprocess (``python -m toolkit.cli detector run``) for load runs and their tests.
+"""A real detector subprocess (``python -m detector.cli run``) for load runs and their tests.
 
 Why a subprocess and not the class in-process: a load test must measure what an operator
 would run — its own interpreter, its own GIL, its RSS — and must not share a core's time
@@ -110,7 +110,7 @@ def start_detector(settings: Settings, name: str = "detector", timeout_s: float 
     url = f"http://{settings.bind_host}:{settings.detector.port}"
     record = start_process(
         name,
-        [sys.executable, "-m", "toolkit.cli", "detector", "run"],
+        [sys.executable, "-m", "detector.cli", "run"],
         run_dir=run_dir,
         port=settings.detector.port,
         url=url,

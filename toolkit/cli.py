@@ -8,15 +8,16 @@ sub-command is used:
   alone takes seconds and hundreds of MB);
 * ``detector.cli`` makes its process lean on import (``detector.lean``: pyarrow and SQLAlchemy
   kept out), which must happen only in the detector's own process, and the detector's worker
-  processes (``python -m toolkit.cli detector run``) must not import the other parts.
+  processes (``python -m detector.cli run``) must not import the other parts.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import click
+
+from vigil.logs import configure_logging
 
 
 def _up() -> click.Command:
@@ -151,10 +152,7 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Vigil: anomaly detection for infrastructure metrics, end to end."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
 
 
 if __name__ == "__main__":

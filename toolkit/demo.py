@@ -162,7 +162,8 @@ def history_present(client: InfluxClient, settings: Settings, host: str, hours: 
 
 
 def seed(settings: Settings, hours: float, hosts: int, echo: Echo) -> None:
-    from vigil.synthetic.history import host_names, seed_history
+    from toolkit.seed import seed_history
+    from vigil.synthetic import host_names
 
     client = InfluxClient(settings.influx)
     first = host_names(hosts)[0]

@@ -54,9 +54,9 @@ def test_a_fleet_without_labels_retrains_through_the_rest_api(
     its injected-event recall and false alarms per host-day (the served decision on its holdout)."""
     import pandas as pd
 
+    from toolkit.seed import seed_history
     from vigil.influx import InfluxClient
     from vigil.schema import LABELS
-    from vigil.synthetic import seed_history
 
     settings, client = airflow_stack
     assert client.import_errors() == []

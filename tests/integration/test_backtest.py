@@ -24,11 +24,11 @@ from pipelines.gates import backtest_gate
 from pipelines.registry import promote, register
 from pipelines.served import served_gate
 from pipelines.train import train
+from toolkit.seed import seed_history
 from toolkit.stack.services import settings_env
 from vigil.influx import InfluxClient
 from vigil.schema import MODEL_EVENTS
 from vigil.settings import Settings, get_settings
-from vigil.synthetic import seed_history
 
 
 @dataclass

@@ -86,7 +86,7 @@ def dags(env: EnvPatch) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def seeded(run_settings: Settings) -> Iterator[InfluxClient]:
     """SEED_HOURS x SEED_HOSTS of labelled history ending now, in the module's raw database."""
-    from vigil.synthetic import seed_history
+    from toolkit.seed import seed_history
 
     client = InfluxClient(run_settings.influx)
     for db in (run_settings.influx.raw_db, run_settings.influx.vigil_db):
@@ -203,7 +203,7 @@ def test_drift_monitor_emits_an_asset_event_on_shifted_data(
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from vigil.synthetic import seed_history
+    from toolkit.seed import seed_history
 
     shifted_db = "dagrun_shifted"
     client = InfluxClient(run_settings.influx)
@@ -248,7 +248,7 @@ def test_bad_data_fails_at_validate_without_retry_and_promotes_nothing(
     dags: dict[str, Any], run_settings: Settings, env: EnvPatch
 ) -> None:
     """One host for one hour: too few rows (and too few labels) for the expectations."""
-    from vigil.synthetic import seed_history
+    from toolkit.seed import seed_history
 
     bad_db, bad_model = "dagrun_bad", "vigil-dagtest-bad"
     client = InfluxClient(run_settings.influx)

@@ -25,11 +25,11 @@ from detector.factory import build_detector
 from detector.observability import DetectorMetrics
 from detector.service import NS
 from stress.replay_source import read_influx_window
+from toolkit.seed import seed_history
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline
 from vigil.influx import InfluxClient
 from vigil.model import LoadedModel
 from vigil.settings import Settings
-from vigil.synthetic import seed_history
 
 START = pd.Timestamp("2026-03-03T00:00:00Z")
 MINUTES = 12

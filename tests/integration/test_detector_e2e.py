@@ -20,9 +20,9 @@ from support.detector_support import (
 )
 
 from detector.factory import build_detector
+from toolkit.seed import seed_history
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline
 from vigil.influx import InfluxClient
-from vigil.synthetic import seed_history
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 HOURS = 3.0

@@ -13,10 +13,10 @@ import pandas as pd
 from support.detector_support import detector_settings, predictions, stats
 
 from detector.factory import build_detector
+from toolkit.seed import seed_history
 from toolkit.stack.influxdb import start_influxdb
 from vigil.influx import InfluxClient
 from vigil.processes import free_port, stop_process
-from vigil.synthetic import seed_history
 
 OUTAGE_S = 30
 

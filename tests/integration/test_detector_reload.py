@@ -12,10 +12,10 @@ from support.detector_support import detector_settings, fit_model, predictions, 
 
 import mlflow
 from detector.factory import build_detector
+from toolkit.seed import seed_history
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
 from vigil.processes import free_port
-from vigil.synthetic import seed_history
 
 
 def _model(seed: int):

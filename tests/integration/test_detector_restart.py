@@ -20,10 +20,10 @@ import requests
 from support.detector_support import detector_settings, predictions, stats
 
 from detector.factory import build_detector
+from toolkit.seed import seed_history
 from vigil.influx import InfluxClient
 from vigil.processes import free_port
 from vigil.settings import PROJECT_ROOT
-from vigil.synthetic import seed_history
 
 MINUTES = 20
 SKIP_MINUTES = 5  # scored window starts here; the first minutes are the warm-start history

@@ -11,9 +11,9 @@ from support.detector_support import detector_settings, predictions
 
 from detector.factory import build_detector
 from detector.sharding import shard_of
+from toolkit.seed import seed_history
 from vigil.influx import InfluxClient
 from vigil.processes import free_port
-from vigil.synthetic import seed_history
 
 
 def test_shard_hash_is_stable_across_processes():

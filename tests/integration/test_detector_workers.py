@@ -21,9 +21,9 @@ from support.detector_support import detector_settings, fresh_databases, predict
 from detector.sharding import shard_of
 from detector.state import load_checkpoint
 from stress.detector_process import detector_env
+from toolkit.seed import seed_history
 from vigil.influx import InfluxClient
 from vigil.processes import free_port, port_in_use, start_process, stop_process
-from vigil.synthetic import seed_history
 
 HOSTS = [f"wk-{i:02d}" for i in range(8)]
 

@@ -21,12 +21,12 @@ from detector.service import NS
 from stress.replay_source import read_bundle, read_influx_window
 from stress.report import Window, analyse, fetch_predictions, write_report
 from toolkit.cli import main
+from toolkit.seed import seed_history
 from vigil.features import FEATURE_COLUMNS, FeaturePipeline
 from vigil.influx import InfluxClient
 from vigil.lineprotocol import Point
 from vigil.model import AnomalyModel, CentroidScorer, LoadedModel
 from vigil.settings import get_settings
-from vigil.synthetic import seed_history
 
 START = pd.Timestamp("2026-04-04T00:00:00Z")
 MINUTES = 12

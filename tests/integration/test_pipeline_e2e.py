@@ -17,12 +17,12 @@ from pipelines.extract import extract
 from pipelines.registry import promote, register, rollback
 from pipelines.train import train
 from pipelines.validate import validate
+from toolkit.seed import seed_history
 from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
 from vigil.pyfunc import load_champion
 from vigil.schema import DRIFT, DRIFT_SUMMARY, MODEL_EVENTS
 from vigil.settings import Settings
-from vigil.synthetic import seed_history
 
 
 @pytest.fixture(scope="module")

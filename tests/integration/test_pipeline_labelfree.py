@@ -27,12 +27,12 @@ from pipelines.search import small_grid
 from pipelines.synthetic import synthetic_history
 from pipelines.train import train
 from pipelines.validate import validate
+from toolkit.seed import seed_history
 from vigil.influx import InfluxClient
 from vigil.labels import FALSE_POSITIVE, Label, add_labels
 from vigil.pyfunc import load_champion
 from vigil.schema import LABELS
 from vigil.settings import Settings
-from vigil.synthetic import seed_history
 
 FAMILIES = ("isolation_forest", "lof", "gaussian_mixture")
 SERVED = ("holdout_injected_event_recall", "holdout_false_alarms_per_host_day", "holdout_median_ttd_s")

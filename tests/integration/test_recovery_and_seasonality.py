@@ -15,10 +15,10 @@ import pytest
 from support.detector_support import fit_model
 from support.seeded_jobs import DAY, Load, serve, write_host
 
+from toolkit.seed import seed_history
 from vigil.features import BASE_METRIC_NAMES, FeaturePipeline
 from vigil.influx import InfluxClient
 from vigil.model import LoadedModel
-from vigil.synthetic import seed_history
 
 MONDAY = pd.Timestamp("2026-03-02T00:00:00Z")
 T0 = int(MONDAY.value // 10**9)

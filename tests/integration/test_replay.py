@@ -18,12 +18,12 @@ from detector.factory import build_detector
 from stress.replay import NS, Perturbation, plan_replay, replay_run
 from stress.replay_source import ReplayInputError, read_bundle, read_influx_window
 from toolkit.cli import main
+from toolkit.seed import seed_history
 from vigil import schema
 from vigil.features import FeaturePipeline
 from vigil.influx import InfluxClient, quote_ident
 from vigil.model import LoadedModel
 from vigil.settings import get_settings
-from vigil.synthetic import seed_history
 
 START = pd.Timestamp("2026-02-02T00:00:00Z")
 MINUTES = 6

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from toolkit.cli import main
 from toolkit.collector import load_config
 from toolkit.collector.parity import MeasurementSchema, allowed_differences, compare, read_fixture
+from toolkit.seed import SeedResult, load_labels, seed_history
 from vigil.influx import InfluxClient, quote_ident, quote_literal, time_range
 from vigil.settings import Settings, get_settings
-from vigil.synthetic import SeedResult, generate_host, load_labels, seed_history
+from vigil.synthetic import generate_host
 from vigil.synthetic.anomalies import KINDS
 from vigil.synthetic.lines import MEASUREMENTS, host_lines
 from vigil.synthetic.signals import activity, iir1

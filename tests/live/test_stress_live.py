@@ -31,11 +31,11 @@ from pipelines.train import train
 from stress.runner import SUITE_ORDER, format_table, run_suite
 from stress.scenarios import get_scenario
 from toolkit.demo import DEMO_DURATION_S, DEMO_INTERVAL_S, DEMO_SETTLE_S, wait_detector_ready
+from toolkit.seed import seed_history
 from toolkit.stack import manager
 from vigil.influx import InfluxClient
 from vigil.processes import free_port
 from vigil.settings import Settings
-from vigil.synthetic import seed_history
 
 #: The demo's own load and rest per scenario (one definition, in toolkit.demo).
 DURATION_S = DEMO_DURATION_S

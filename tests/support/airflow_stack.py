@@ -38,7 +38,7 @@ def stack_settings(base: Settings, run_dir: Path) -> Settings:
 
 def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
     """Seed history, start Airflow (only), wait until vigil_retrain is parsed; stop and drop afterwards."""
-    from vigil.synthetic import seed_history
+    from toolkit.seed import seed_history
 
     influx = InfluxClient(settings.influx)
     for db in (settings.influx.raw_db, settings.influx.vigil_db):

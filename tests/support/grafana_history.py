@@ -1,6 +1,6 @@
 """A seeded history for the Grafana checks: raw Telegraf-shaped metrics plus Vigil's own measurements.
 
-Raw metrics come from the real seeder (``vigil.synthetic.seed_history``, normal behaviour only,
+Raw metrics come from the real seeder (``toolkit.seed.seed_history``, normal behaviour only,
 so the incidents below sit at known places); the planted ground-truth windows are written
 to ``vigil_labels`` (source=manual), read back, and the Vigil measurements derived from them: predictions flag the
 labelled intervals (plus a 1 % sprinkle of false positives), the detector is down for
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from toolkit.seed import seed_history
 from vigil import schema as s
 from vigil.influx import InfluxClient, quote_ident, quote_literal, time_range
 from vigil.lineprotocol import Point
 from vigil.settings import Settings
-from vigil.synthetic import seed_history
 
 STEP_S = 10
 HOSTS = ("web-1", "db-1")

@@ -1,5 +1,9 @@
-"""``vigil seed``: write labelled synthetic history into InfluxDB, and plot a seeded host.
+"""``vigil seed``: write labelled synthetic history into InfluxDB, read its labels back, plot a host.
 
-The generator itself (signals, profiles, anomalies, lines, :func:`~vigil.synthetic.seed_history`)
-is core code the pipelines and the stress loads share: :mod:`vigil.synthetic`.
+The hosts come from the core's generator (:mod:`vigil.synthetic`), which the pipelines and the
+stress loads share; this package is the writing (:func:`seed_history`) and the command.
 """
+
+from toolkit.seed.history import SeedResult, load_labels, seed_history
+
+__all__ = ["SeedResult", "load_labels", "seed_history"]

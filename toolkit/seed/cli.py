@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from toolkit.seed import seed_history
 from vigil.influx import InfluxClient
 from vigil.settings import get_settings
-from vigil.synthetic.history import seed_history
 
 
 @click.command()

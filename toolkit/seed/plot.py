@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from toolkit.seed import SeedResult  # noqa: E402
 from vigil.plotting import save_figure
-from vigil.synthetic.history import SeedResult, generate_host  # noqa: E402
+from vigil.synthetic import generate_host
 
 _COLORS = {
     "spike": "tab:red",

@@ -1,9 +1,9 @@
-"""Labelled synthetic history in the Telegraf schema (``vigil seed``).
+"""Synthetic hosts in the Telegraf schema, with the label windows of the anomalies planted in them.
 
-Public API: :func:`seed_history` writes metrics + ground-truth label windows,
-:func:`load_labels` reads the windows back.
+Pure generation (:func:`generate_host`), shared by the pipelines' synthetic training history and
+the stress fleet load; writing it into InfluxDB is the seeder's job (``toolkit.seed``).
 """
 
-from vigil.synthetic.history import SeedResult, generate_host, load_labels, seed_history
+from vigil.synthetic.history import HostHistory, generate_host, host_names
 
-__all__ = ["SeedResult", "generate_host", "load_labels", "seed_history"]
+__all__ = ["HostHistory", "generate_host", "host_names"]
