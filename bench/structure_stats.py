@@ -16,7 +16,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("vigil", "detector", "pipelines", "stress", "dags")
+PACKAGES = ("vigil", "toolkit", "detector", "pipelines", "stress", "dags")
 
 
 def function_level_imports(path: Path) -> list[tuple[int, str]]:
