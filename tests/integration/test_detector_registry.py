@@ -4,6 +4,7 @@ the session's, and one with basic auth as the Compose deployment runs it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -57,7 +58,13 @@ def test_the_detector_process_serves_a_registered_champion_without_mlflow(mlflow
               [m for m in ("mlflow", "pyarrow", "sqlalchemy") if m in sys.modules])
         """
     )
-    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    # the pickled model's class lives in tests/support: the child finds it where pytest does
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == f"{version} AnomalyModel []"
     got = pd.read_csv(tmp_path / "out.csv")
@@ -109,7 +116,13 @@ def test_a_pyfunc_that_is_not_vigils_contract_is_loaded_with_mlflow(mlflow_setti
               "mlflow" in sys.modules, "sqlalchemy" in sys.modules)
         """
     )
-    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    # the pickled model's class lives in tests/support: the child finds it where pytest does
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "PyFuncModel [0.0, 0.0] True False"
     assert "not a Vigil contract model" in done.stderr

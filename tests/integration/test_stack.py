@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import requests
-from support.stack_cli import stack_env, vigil
+from support.stack_cli import settings_of, stack_env, vigil
 
 from toolkit.stack.services import LOCAL_COLLECTOR_LATENESS_S, SERVICE_NAMES, get_service
 from vigil.processes import read_record, session_members, start_process, stop_process
@@ -55,9 +55,7 @@ def test_unknown_service_name_is_refused(run_dir: Path) -> None:
 
 def test_up_status_down_end_to_end(run_dir: Path) -> None:
     env = stack_env(run_dir)
-    settings = Settings(
-        _env_file=None, **{k[6:].lower(): v for k, v in env.items() if k.startswith("VIGIL_")}
-    )
+    settings = settings_of(env)
 
     # --- up: every service healthy, bound to loopback, state under the run folder -----------------
     first = vigil(env, "up", "--only", ",".join(STACK))

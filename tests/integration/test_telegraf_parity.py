@@ -92,14 +92,14 @@ def test_telegraf_conf_is_valid_toml_with_the_required_agent_setup() -> None:
     assert out["database"] == "telegraf" and out["skip_database_creation"] is False
     # Credentials and endpoints come from the environment only (never literal secrets in the file).
     for option, var in (
-        ("urls", "VIGIL_INFLUX__URL"),
-        ("database", "VIGIL_INFLUX__RAW_DB"),
-        ("username", "VIGIL_INFLUX__USERNAME"),
-        ("password", "VIGIL_INFLUX__PASSWORD"),
+        ("urls", "VIGIL_INFLUX_URL"),
+        ("database", "VIGIL_INFLUX_RAW_DB"),
+        ("username", "VIGIL_INFLUX_USERNAME"),
+        ("password", "VIGIL_INFLUX_PASSWORD"),
         ("skip_database_creation", "VIGIL_TELEGRAF_SKIP_DATABASE_CREATION"),
     ):
         assert re.search(rf"^\s*{option}\s*=.*\$\{{{var}(:-[^}}]*)?\}}", text, re.M), option
-    assert re.search(r"^\s*password\s*=\s*\"\$\{VIGIL_INFLUX__PASSWORD:-\}\"", text, re.M)
+    assert re.search(r"^\s*password\s*=\s*\"\$\{VIGIL_INFLUX_PASSWORD:-\}\"", text, re.M)
 
 
 def test_placeholders_resolve_from_values_then_defaults() -> None:

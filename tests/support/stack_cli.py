@@ -8,11 +8,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from toolkit.stack.services import SERVICE_NAMES
 from vigil.processes import free_port, read_record, stop_process
+from vigil.settings import Settings
 
 
 def vigil(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -48,3 +50,9 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
         record = read_record(tmp_path / "run", name)
         if record is not None:
             stop_process(record, timeout_s=5)
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings a child process started with ``env`` reads (the environment only, no .env)."""
+    with mock.patch.dict(os.environ, env, clear=True):
+        return Settings(_env_file=None)

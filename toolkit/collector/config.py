@@ -41,11 +41,16 @@ def expand_placeholders(text: str, values: Mapping[str, str]) -> str:
 
 
 def placeholder_values(settings: Settings) -> dict[str, str]:
-    """The ``VIGIL_*`` names telegraf.conf uses, resolved from settings."""
+    """The ``VIGIL_*`` names telegraf.conf uses, resolved from settings.
+
+    They are the flat names (``VIGIL_INFLUX_URL``, not ``VIGIL_INFLUX__URL``): Telegraf reads them
+    from its own environment, which docker-compose.yml sets with those names; Vigil's settings accept
+    them as aliases (vigil/settings.py, ``LEGACY_NAMES``).
+    """
     return {
-        "VIGIL_INFLUX__URL": settings.influx.base_url,
-        "VIGIL_INFLUX__RAW_DB": settings.influx.raw_db,
-        "VIGIL_INFLUX__USERNAME": settings.influx.username,
+        "VIGIL_INFLUX_URL": settings.influx.base_url,
+        "VIGIL_INFLUX_RAW_DB": settings.influx.raw_db,
+        "VIGIL_INFLUX_USERNAME": settings.influx.username,
         "VIGIL_DETECTOR_METRICS_URL": f"{settings.detector.url}/metrics",
     }
 
