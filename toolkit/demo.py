@@ -289,7 +289,7 @@ def wait_detector_ready(
     ``warmup_s`` seconds (its baseline is being learnt); a suite started earlier
     would count every scenario as missed.
     """
-    host = monitored_host(settings)
+    host = monitored_host(settings.collection)
     client = InfluxClient(settings.influx)
     limit = timeout_s or settings.detector.warmup_s + 300
     deadline = time.monotonic() + limit
