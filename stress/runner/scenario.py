@@ -85,13 +85,15 @@ def run_scenario(
     load_errors: list[str] = []
     start_ns = end_ns = time.time_ns()
     began = time.monotonic()
-    tmp_dir = make_tmp_dir(settings)
+    tmp_dir = make_tmp_dir(settings.stress)
     echo(f"[{scenario.name}] host {host}, {duration:g} s at intensity {level:g}: {scenario.description}")
 
     with sigterm_as_interrupt():
         try:
             target_cm = (
-                ensure_target(settings, target_url) if scenario.needs_target else contextlib.nullcontext("")
+                ensure_target(settings.stress, target_url)
+                if scenario.needs_target
+                else contextlib.nullcontext("")
             )
             with target_cm as url:
                 specs = plan_loads(scenario, duration, level, target_url=url or "", tmp_dir=tmp_dir)
