@@ -130,7 +130,13 @@ def main() -> None:
             client.create_database(db)
         began = time.perf_counter()
         seeded = seed_history(
-            client, settings, hours=args.hours, hosts=args.hosts, seed=args.seed, progress=True
+            client,
+            settings.influx,
+            settings.collection,
+            hours=args.hours,
+            hosts=args.hosts,
+            seed=args.seed,
+            progress=True,
         )
         print(
             f"seeded {args.hours:g} h x {args.hosts} hosts, {len(seeded.labels)} labelled events (source=seed) "

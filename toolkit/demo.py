@@ -170,7 +170,9 @@ def seed(settings: Settings, hours: float, hosts: int, echo: Echo) -> None:
     if history_present(client, settings, first, hours):
         echo(f"{hours:g} h of history already there for {first}: not seeding again")
         return
-    result = seed_history(client, settings, hours=hours, hosts=hosts, seed=settings.random_seed)
+    result = seed_history(
+        client, settings.influx, settings.collection, hours=hours, hosts=hosts, seed=settings.random_seed
+    )
     echo(f"wrote {result.points:,} points for {len(result.hosts)} hosts in {result.seconds:.1f} s")
 
 

@@ -56,7 +56,9 @@ def history(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         }
     )
     client = InfluxClient(settings.influx)
-    seeded = seed_history(client, settings, hours=12, hosts=5, seed=21, progress=False)
+    seeded = seed_history(
+        client, settings.influx, settings.collection, hours=12, hosts=5, seed=21, progress=False
+    )
     ds = extract(settings, start=seeded.start, end=seeded.end)
     evaluations = {}
     for families, grid in (

@@ -45,7 +45,9 @@ def _events(client: InfluxClient, settings: Settings) -> pd.DataFrame:
 def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     settings = e2e_settings
     client = InfluxClient(settings.influx)
-    seeded = seed_history(client, settings, hours=16, hosts=6, seed=11, progress=False)
+    seeded = seed_history(
+        client, settings.influx, settings.collection, hours=16, hosts=6, seed=11, progress=False
+    )
     assert len(seeded.labels) >= 6
 
     # extract: features + labels, content-hashed parquet

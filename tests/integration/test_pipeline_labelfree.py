@@ -58,7 +58,7 @@ def fleet(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
         }
     )
     client = InfluxClient(s.influx)
-    seeded = seed_history(client, s, hours=12, hosts=5, seed=17, progress=False)
+    seeded = seed_history(client, s.influx, s.collection, hours=12, hosts=5, seed=17, progress=False)
     client.query(s.influx.vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
     yield Fleet(s, pd.Timestamp(seeded.start), pd.Timestamp(seeded.end), seeded.labels)
     client.drop_database(s.influx.raw_db)

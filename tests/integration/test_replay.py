@@ -39,7 +39,15 @@ def source(settings):
     client.create_database(db)
     s = settings.model_copy(update={"influx_raw_db": db})
     seeded = seed_history(
-        client, s, start=START, hours=MINUTES / 60, hosts=HOSTS, seed=5, progress=False, db=db
+        client,
+        s.influx,
+        s.collection,
+        start=START,
+        hours=MINUTES / 60,
+        hosts=HOSTS,
+        seed=5,
+        progress=False,
+        db=db,
     )
     yield s, seeded
     client.drop_database(db)

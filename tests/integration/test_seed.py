@@ -40,7 +40,14 @@ def seed_settings(settings: Settings) -> Iterator[Settings]:
 def seeded(seed_settings: Settings) -> SeedResult:
     client = InfluxClient(seed_settings.influx)
     return seed_history(
-        client, seed_settings, start=START, hours=HOURS, hosts=HOSTS, seed=SEED, progress=False
+        client,
+        seed_settings.influx,
+        seed_settings.collection,
+        start=START,
+        hours=HOURS,
+        hosts=HOSTS,
+        seed=SEED,
+        progress=False,
     )
 
 
@@ -233,9 +240,11 @@ def test_generation_is_deterministic_per_seed() -> None:
 def test_bad_arguments_are_refused_before_anything_is_written(seed_settings: Settings) -> None:
     client = InfluxClient(seed_settings.influx)
     with pytest.raises(ValueError, match="hours"):
-        seed_history(client, seed_settings, hours=0, hosts=1, progress=False)
+        seed_history(client, seed_settings.influx, seed_settings.collection, hours=0, hosts=1, progress=False)
     with pytest.raises(ValueError, match="distinct"):
-        seed_history(client, seed_settings, hours=1, hosts=["a", "a"], progress=False)
+        seed_history(
+            client, seed_settings.influx, seed_settings.collection, hours=1, hosts=["a", "a"], progress=False
+        )
 
 
 def test_iir1_matches_the_recursive_definition() -> None:

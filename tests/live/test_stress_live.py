@@ -65,7 +65,9 @@ def live(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         client.create_database(db)
     try:
         manager.up(s, only=["target"], echo=print)
-        seeded = seed_history(client, s, hours=24, hosts=5, seed=s.random_seed, progress=False)
+        seeded = seed_history(
+            client, s.influx, s.collection, hours=24, hosts=5, seed=s.random_seed, progress=False
+        )
         ds = extract(s, start=seeded.start, end=seeded.end)
         # the retrain DAG's defaults: every family, the small grid
         trained = train(s, ds.path, families=tuple(FAMILIES), grid_overrides=small_grid(list(FAMILIES)))
