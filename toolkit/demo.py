@@ -208,7 +208,7 @@ def retrain(settings: Settings, force: bool, echo: Echo, timeout_s: float = 900.
         )
         return existing
     try:
-        client = AirflowClient.from_settings(settings)
+        client = AirflowClient.from_settings(settings.airflow)
         outcome = trigger_and_follow(
             client, RETRAIN_DAG, {}, echo=echo, timeout_s=timeout_s, join_active_within_s=JOIN_RUN_WITHIN_S
         )
@@ -348,7 +348,7 @@ def addresses(settings: Settings, report_dir: Path | None) -> list[tuple[str, st
     rows = [
         (
             "Airflow UI",
-            f"{settings.airflow.base_url}  (user {settings.airflow.username}, password in {password_file(settings)})",
+            f"{settings.airflow.base_url}  (user {settings.airflow.username}, password in {password_file(settings.airflow)})",
         ),
         ("MLflow UI", mlflow_experiment_link(settings)),
         (

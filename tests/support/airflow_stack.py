@@ -49,7 +49,7 @@ def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
     began = time.monotonic()
     manager.up(settings, only=["airflow"], echo=print)
     try:
-        client = AirflowClient.from_settings(settings)
+        client = AirflowClient.from_settings(settings.airflow)
         client.wait_for_dag("vigil_retrain", timeout_s=180)
         print(f"airflow standalone up and DAGs parsed in {time.monotonic() - began:.0f}s")
         yield client
