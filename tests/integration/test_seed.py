@@ -76,7 +76,7 @@ def test_seeded_history_has_the_telegraf_schema(seeded: SeedResult, seed_setting
     client = InfluxClient(seed_settings.influx)
     stored = _stored_schema(client, seed_settings.influx.raw_db)
     assert set(stored) == set(MEASUREMENTS)
-    config = load_config(seed_settings)
+    config = load_config(seed_settings.influx, seed_settings.detector)
     samples = read_fixture()
     expected = samples.schema(["cpu", "mem", "net", "diskio", "system", "processes"])
     # subset=True: the seeder writes only the fields features read, but every one with Telegraf's name and type.
