@@ -138,7 +138,8 @@ def register(
     version = mlflow.register_model(source, settings.mlflow.model_name, tags=tags)
     client.set_registered_model_alias(settings.mlflow.model_name, CHALLENGER, version.version)
     write_event(
-        settings,
+        settings.influx,
+        settings.mlflow,
         "register",
         int(version.version),
         metric=holdout.get(PRIMARY_METRIC),
@@ -266,7 +267,8 @@ def promote(
         ):
             client.delete_registered_model_alias(name, CHALLENGER)
     write_event(
-        settings,
+        settings.influx,
+        settings.mlflow,
         "promote" if promoted else "reject",
         version,
         previous_version=prev_version,
@@ -332,7 +334,13 @@ def rollback(
     client.set_model_version_tag(name, previous, "vigil.restored_by_rollback", stamp)
     why = reason or f"rollback from {champion.version}"
     write_event(
-        settings, "rollback", int(previous), previous_version=int(champion.version), reason=why, influx=influx
+        settings.influx,
+        settings.mlflow,
+        "rollback",
+        int(previous),
+        previous_version=int(champion.version),
+        reason=why,
+        influx=influx,
     )
     log.info("rollback: champion %s -> %s", champion.version, previous)
     return PromotionDecision(True, int(previous), int(champion.version), float("nan"), None, False, why)

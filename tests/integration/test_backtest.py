@@ -243,7 +243,7 @@ def test_empty_window_and_bad_arguments_are_clear_errors(
         backtest(
             s, ["1"], history.start, history.start + pd.Timedelta(minutes=2), warmup="0s", out_dir=tmp_path
         )
-    assert resolve_model(s, "@champion").version == 1
+    assert resolve_model(s.mlflow, "@champion").version == 1
 
 
 def test_promote_applies_the_backtest_gate_after_the_holdout_and_robustness_checks(history: History) -> None:
