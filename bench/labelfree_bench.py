@@ -185,7 +185,9 @@ def main() -> None:
             versions = [f"{settings.mlflow.model_name}/{champion.version}"]
             from pipelines.registry import register
 
-            labelled_version = register(settings, labelled.run_id, validation_passed=True).version
+            labelled_version = register(
+                settings.influx, settings.mlflow, labelled.run_id, validation_passed=True
+            ).version
             versions.append(f"{settings.mlflow.model_name}/{labelled_version}")
             bt = backtest(
                 settings, versions, start, seeded.end, warmup=start - seeded.start, out_dir=work / "bt"

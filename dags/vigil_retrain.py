@@ -300,7 +300,10 @@ def vigil_retrain() -> None:
         _, params, _ = _ctx()
         if params["dry_run"]:
             raise AirflowSkipException("dry_run: nothing registered")
-        return to_xcom(run_register(settings(), evaluation["best"]["run_id"], validation_passed=True))
+        cfg = settings()
+        return to_xcom(
+            run_register(cfg.influx, cfg.mlflow, evaluation["best"]["run_id"], validation_passed=True)
+        )
 
     @task(
         doc_md="Move alias `champion` to the challenger if the decision served with it beats the champion's "

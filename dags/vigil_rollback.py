@@ -60,7 +60,7 @@ def vigil_rollback() -> None:
         params = get_current_context()["params"]
         cfg = settings()
         if params["version"] is None:
-            result = rollback(cfg, reason=params["reason"])
+            result = rollback(cfg.influx, cfg.mlflow, reason=params["reason"])
         else:
             result = promote(cfg, version=int(params["version"]), force=True)
         result = to_xcom(result)

@@ -67,7 +67,7 @@ def history(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     ):
         trained = train(settings, ds.path, families=families, grid_overrides=grid)
         ev = evaluate(settings, trained.model_uri, ds.path, with_robustness=False)
-        version = register(settings, trained.run_id, validation_passed=True).version
+        version = register(settings.influx, settings.mlflow, trained.run_id, validation_passed=True).version
         evaluations[version] = {
             k.removeprefix("holdout_"): v for k, v in ev.metrics.items() if k.startswith("holdout_")
         }

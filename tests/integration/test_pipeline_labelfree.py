@@ -70,7 +70,7 @@ def _retrain(s: Settings, start: pd.Timestamp, end: pd.Timestamp):
     report = validate(s, ds.path, now=end)
     trained = train(s, ds.path, families=FAMILIES, grid_overrides=small_grid(FAMILIES))
     ev = evaluate(s, trained.model_uri, ds.path)
-    version = register(s, trained.run_id, validation_passed=report.success)
+    version = register(s.influx, s.mlflow, trained.run_id, validation_passed=report.success)
     return ds, report, trained, ev, version
 
 
