@@ -113,7 +113,16 @@ def main() -> None:
             client.create_database(db)
         s = detector_settings(base, work / "run", "bench_raw", "bench_vigil")
         print(f"seeding 20 min of {args.hosts} hosts, running the detector over it ...", flush=True)
-        seeded = seed_history(client, s, start=START, hours=20 / 60, hosts=args.hosts, seed=1, progress=False)
+        seeded = seed_history(
+            client,
+            s.influx,
+            s.collection,
+            start=START,
+            hours=20 / 60,
+            hosts=args.hosts,
+            seed=1,
+            progress=False,
+        )
         _, feats = FeaturePipeline().update_from_influx(client, "bench_raw", seeded.start, seeded.end, 10)
         det = build_detector(s, start=seeded.start)
         det.watcher.current = LoadedModel(name="bench", version=1, run_id=None, model=fit_model(feats))

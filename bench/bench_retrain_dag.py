@@ -60,7 +60,9 @@ def main() -> None:
         for db in (settings.influx.raw_db, settings.influx.vigil_db):
             client.create_database(db)
         began = time.perf_counter()
-        seed_history(client, settings, hours=args.hours, hosts=args.hosts, progress=True)
+        seed_history(
+            client, settings.influx, settings.collection, hours=args.hours, hosts=args.hosts, progress=True
+        )
         print(f"seeded {args.hours:g} h x {args.hosts} hosts in {time.perf_counter() - began:.1f}s")
         os.environ.update(settings_env(settings))
         began = time.perf_counter()

@@ -56,7 +56,7 @@ from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
 from vigil.model import AnomalyModel, SklearnScorer
 from vigil.processes import free_port, stop_process
-from vigil.settings import Settings
+from vigil.settings import MlflowSettings, Settings
 
 INTERVAL_S = 10
 #: The least catch-up the bench times by default: intervals, and host-intervals (whichever is more).
@@ -105,7 +105,7 @@ def interval_lines(hosts: int, t_s: int, i: int, rng: np.random.Generator) -> li
     return out
 
 
-def register_champion(settings: Settings) -> int:
+def register_champion(registry: MlflowSettings) -> int:
     """Register a real MLflow pyfunc champion (IsolationForest, the ``vigil.model`` contract).
 
     MLflow is imported here, in the harness only: the spawned detector process re-imports this
@@ -124,9 +124,7 @@ def register_champion(settings: Settings) -> int:
     )
     scorer = SklearnScorer.fit_reference(pipe, x)
     model = AnomalyModel(scorer, float(np.quantile(scorer.score_scaled(scorer.scaled(x)), 0.995)), "iforest")
-    return register_anomaly_model(
-        settings.mlflow, model, experiment="detector-bench", pip_requirements=["mlflow"]
-    )
+    return register_anomaly_model(registry, model, experiment="detector-bench", pip_requirements=["mlflow"])
 
 
 def _live_writer(
@@ -372,7 +370,7 @@ def main() -> None:
                 mlflow_port=mlflow_record.port,
                 model_name="bench-champion",
             )
-            register_champion(base)
+            register_champion(base.mlflow)
             print(
                 f"{'hosts':>6} {'workers':>7} {'host-int/s':>11} {'e2e s':>7} {'vs raw write':>12} "
                 f"{'lag p50':>8} {'lag p99':>8} {'peak RSS MB':>11}"

@@ -130,7 +130,13 @@ def main() -> None:
             client.create_database(db)
         began = time.perf_counter()
         seeded = seed_history(
-            client, settings, hours=args.hours, hosts=args.hosts, seed=args.seed, progress=True
+            client,
+            settings.influx,
+            settings.collection,
+            hours=args.hours,
+            hosts=args.hosts,
+            seed=args.seed,
+            progress=True,
         )
         print(
             f"seeded {args.hours:g} h x {args.hosts} hosts, {len(seeded.labels)} labelled events (source=seed) "
@@ -179,7 +185,9 @@ def main() -> None:
             versions = [f"{settings.mlflow.model_name}/{champion.version}"]
             from pipelines.registry import register
 
-            labelled_version = register(settings, labelled.run_id, validation_passed=True).version
+            labelled_version = register(
+                settings.influx, settings.mlflow, labelled.run_id, validation_passed=True
+            ).version
             versions.append(f"{settings.mlflow.model_name}/{labelled_version}")
             bt = backtest(
                 settings, versions, start, seeded.end, warmup=start - seeded.start, out_dir=work / "bt"

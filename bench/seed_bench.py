@@ -43,7 +43,8 @@ def main() -> None:
             began = time.perf_counter()
             result = seed_history(
                 client,
-                settings,
+                settings.influx,
+                settings.collection,
                 start="2026-01-05T00:00:00Z",
                 hours=args.days * 24,
                 hosts=args.hosts,

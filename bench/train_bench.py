@@ -49,7 +49,7 @@ def main() -> None:
     cells = build_grid(overrides=None if args.full_grid else BENCH_GRID)
     settings = Settings(_env_file=None, spark_master=args.master)
     began = time.perf_counter()
-    spark = spark_session(settings, app_name="vigil-train-bench", partitions=len(cells))
+    spark = spark_session(settings.training, app_name="vigil-train-bench", partitions=len(cells))
     print(f"spark session ({args.master}) started in {time.perf_counter() - began:.1f}s", flush=True)
     try:
         for rows in args.rows:

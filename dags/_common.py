@@ -28,7 +28,7 @@ from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
 from vigil.errors import BadDataError
-from vigil.settings import Settings
+from vigil.settings import AirflowSettings, InfluxSettings, MlflowSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,12 @@ def settings() -> Settings:
     return Settings()
 
 
-def default_args(cfg: Settings | None = None) -> dict[str, Any]:
+def default_args(airflow: AirflowSettings) -> dict[str, Any]:
     """Owner and retry policy shared by every Vigil task: exponential backoff on infrastructure errors."""
-    cfg = cfg or settings()
     return {
         "owner": OWNER,
-        "retries": cfg.airflow.task_retries,
-        "retry_delay": timedelta(seconds=cfg.airflow.retry_delay_s),
+        "retries": airflow.task_retries,
+        "retry_delay": timedelta(seconds=airflow.retry_delay_s),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
     }
@@ -91,7 +90,9 @@ class ServiceUnreachable(ConnectionError):
     """InfluxDB or MLflow did not answer; the message names which one and where."""
 
 
-def check_services(cfg: Settings, need_mlflow: bool = True) -> dict[str, str]:
+def check_services(
+    influx_config: InfluxSettings, registry: MlflowSettings, need_mlflow: bool = True
+) -> dict[str, str]:
     """Ping InfluxDB (and MLflow): the first task of every DAG, so an outage fails early and by name."""
     import requests
 
@@ -100,16 +101,16 @@ def check_services(cfg: Settings, need_mlflow: bool = True) -> dict[str, str]:
     problems: list[str] = []
     found: dict[str, str] = {}
     try:
-        found["influxdb"] = InfluxClient(cfg.influx, retries=0, timeout_s=5).ping()
+        found["influxdb"] = InfluxClient(influx_config, retries=0, timeout_s=5).ping()
     except InfluxError as exc:
-        problems.append(f"InfluxDB at {cfg.influx.base_url} is unreachable ({exc})")
+        problems.append(f"InfluxDB at {influx_config.base_url} is unreachable ({exc})")
     if need_mlflow:
         try:
-            resp = requests.get(f"{cfg.mlflow.uri}/health", timeout=5)
+            resp = requests.get(f"{registry.uri}/health", timeout=5)
             resp.raise_for_status()
-            found["mlflow"] = cfg.mlflow.uri
+            found["mlflow"] = registry.uri
         except requests.RequestException as exc:
-            problems.append(f"MLflow at {cfg.mlflow.uri} is unreachable ({exc})")
+            problems.append(f"MLflow at {registry.uri} is unreachable ({exc})")
     if problems:
         raise ServiceUnreachable("; ".join(problems))
     log.info("services reachable: %s", found)
@@ -165,16 +166,16 @@ def retrain_decision(
     )
 
 
-def mlflow_run_url(cfg: Settings, experiment_id: str | None, run_id: str | None) -> str | None:
+def mlflow_run_url(registry: MlflowSettings, experiment_id: str | None, run_id: str | None) -> str | None:
     """The MLflow UI address of a run (what the summary shows), opened on runs, not GenAI."""
     from vigil.mlflow_ui import run_url
 
     if not run_id:
         return None
-    return run_url(cfg.mlflow.uri, experiment_id or "0", run_id)
+    return run_url(registry.uri, experiment_id or "0", run_id)
 
 
-def champion_info(cfg: Settings) -> dict[str, Any] | None:
+def champion_info(registry: MlflowSettings) -> dict[str, Any] | None:
     """The serving champion (version, holdout metrics from its tags, training run URL), or None.
 
     Read-only registry lookup used by ``decide`` and ``summary``; promotion logic stays in
@@ -185,9 +186,9 @@ def champion_info(cfg: Settings) -> dict[str, Any] | None:
     from mlflow import MlflowClient
     from vigil.mlflow_ui import model_version_url
 
-    client = MlflowClient(tracking_uri=cfg.mlflow.uri, registry_uri=cfg.mlflow.uri)
+    client = MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
     try:
-        mv = client.get_model_version_by_alias(cfg.mlflow.model_name, "champion")
+        mv = client.get_model_version_by_alias(registry.model_name, "champion")
     except MlflowException:
         return None
     experiment_id = None
@@ -198,12 +199,12 @@ def champion_info(cfg: Settings) -> dict[str, Any] | None:
             experiment_id = None
     metrics = {k.removeprefix("metric."): float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
     return {
-        "name": cfg.mlflow.model_name,
+        "name": registry.model_name,
         "version": int(mv.version),
         "run_id": mv.run_id,
         "metrics": metrics,
-        "run_url": mlflow_run_url(cfg, experiment_id, mv.run_id),
-        "model_url": model_version_url(cfg.mlflow.uri, cfg.mlflow.model_name, mv.version),
+        "run_url": mlflow_run_url(registry, experiment_id, mv.run_id),
+        "model_url": model_version_url(registry.uri, registry.model_name, mv.version),
     }
 
 
@@ -216,10 +217,10 @@ def grid_overrides(grid_size: str, families: list[str]) -> dict[str, dict[str, l
     return small_grid(families)
 
 
-def experiment_id(cfg: Settings, run_id: str | None) -> str | None:
+def experiment_id(registry: MlflowSettings, run_id: str | None) -> str | None:
     """The experiment of an MLflow run (for its UI address)."""
     if not run_id:
         return None
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=cfg.mlflow.uri).get_run(run_id).info.experiment_id
+    return MlflowClient(tracking_uri=registry.uri).get_run(run_id).info.experiment_id

@@ -38,7 +38,7 @@ DAG_ID = "vigil_drift_monitor"
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(),
+    default_args=default_args(settings().airflow),
     params={
         "lookback_hours": Param(
             1,
@@ -57,7 +57,8 @@ def vigil_drift_monitor() -> None:
         doc_md="Ping InfluxDB and MLflow; fails with a message naming what is unreachable.",
     )
     def check() -> dict[str, str]:
-        return check_services(settings())
+        cfg = settings()
+        return check_services(cfg.influx, cfg.mlflow)
 
     @task(doc_md="Extract the latest `lookback_hours` window into a feature parquet.")
     def extract(_services: dict[str, str]) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def vigil_drift_monitor() -> None:
         from pipelines.drift import drift as run_drift
 
         cfg = settings()
-        if champion_info(cfg) is None:
+        if champion_info(cfg.mlflow) is None:
             print("no champion yet: nothing to compare with (vigil_retrain trains the first one)")
             return {"drifted": False, "share": None, "reference_version": None, "note": "no champion yet"}
         out = artifact_dir(cfg, DAG_ID, get_current_context()["dag_run"].run_id) / "drift"

@@ -142,7 +142,7 @@ def _ctx() -> tuple[Any, dict[str, Any], str]:
     # does) waits for the next 03:00 instead of firing a catch-up retrain of the last one.
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(),
+    default_args=default_args(settings().airflow),
     params=PARAMS,
     tags=["vigil", "training", "mlflow"],
     render_template_as_native_obj=True,
@@ -154,7 +154,8 @@ def vigil_retrain() -> None:
         "unreachable, before any work is done.",
     )
     def check() -> dict[str, str]:
-        return check_services(settings())
+        cfg = settings()
+        return check_services(cfg.influx, cfg.mlflow)
 
     @task(
         doc_md="Extract `lookback_hours` of raw metrics from InfluxDB into a feature parquet with a content hash."
@@ -189,7 +190,7 @@ def vigil_retrain() -> None:
 
         _, _, run_id = _ctx()
         cfg = settings()
-        if champion_info(cfg) is None:
+        if champion_info(cfg.mlflow) is None:
             return {"drifted": None, "share": None, "reference_version": None, "note": "no champion yet"}
         return to_xcom(run_drift(cfg, dataset["path"], out_dir=artifact_dir(cfg, DAG_ID, run_id) / "drift"))
 
@@ -299,7 +300,10 @@ def vigil_retrain() -> None:
         _, params, _ = _ctx()
         if params["dry_run"]:
             raise AirflowSkipException("dry_run: nothing registered")
-        return to_xcom(run_register(settings(), evaluation["best"]["run_id"], validation_passed=True))
+        cfg = settings()
+        return to_xcom(
+            run_register(cfg.influx, cfg.mlflow, evaluation["best"]["run_id"], validation_passed=True)
+        )
 
     @task(
         doc_md="Move alias `champion` to the challenger if the decision served with it beats the champion's "
@@ -342,7 +346,7 @@ def vigil_retrain() -> None:
     ) -> dict[str, Any]:
         _, params, _ = _ctx()
         cfg = settings()
-        champion = champion_info(cfg) or {}
+        champion = champion_info(cfg.mlflow) or {}
         best = (evaluation or {}).get("best") or {}
         reason = get_current_context()["ti"].xcom_pull(task_ids="decide", key="reason")
         result = {
@@ -357,7 +361,9 @@ def vigil_retrain() -> None:
             "promotion_reason": (promotion or {}).get("reason"),
             "champion_version": champion.get("version"),
             "champion_metrics": champion.get("metrics"),
-            "mlflow_run_url": mlflow_run_url(cfg, _experiment_id(cfg, best.get("run_id")), best.get("run_id"))
+            "mlflow_run_url": mlflow_run_url(
+                cfg.mlflow, _experiment_id(cfg.mlflow, best.get("run_id")), best.get("run_id")
+            )
             or champion.get("run_url"),
             "mlflow_model_url": champion.get("model_url"),
         }

@@ -26,7 +26,7 @@ DAG_ID = "vigil_rollback"
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(),
+    default_args=default_args(settings().airflow),
     params={
         "version": Param(
             None,
@@ -47,7 +47,8 @@ DAG_ID = "vigil_rollback"
 def vigil_rollback() -> None:
     @task(task_id="check_services", doc_md="Ping InfluxDB and MLflow; fails naming what is unreachable.")
     def check() -> dict[str, str]:
-        return check_services(settings())
+        cfg = settings()
+        return check_services(cfg.influx, cfg.mlflow)
 
     @task(
         doc_md="Move `champion` back to the previous champion (`pipelines.registry.rollback`), or, when a "
@@ -59,7 +60,7 @@ def vigil_rollback() -> None:
         params = get_current_context()["params"]
         cfg = settings()
         if params["version"] is None:
-            result = rollback(cfg, reason=params["reason"])
+            result = rollback(cfg.influx, cfg.mlflow, reason=params["reason"])
         else:
             result = promote(cfg, version=int(params["version"]), force=True)
         result = to_xcom(result)

@@ -29,7 +29,7 @@ from vigil.settings import Settings
 def build_parts(settings: Settings) -> DetectorParts:
     """The collaborators of one shard's detector, wired to one another and to ``settings``."""
     interval_ns = int(settings.features.interval_s) * NS
-    spill = state_dir(settings) / "spill"
+    spill = state_dir(settings.detector) / "spill"
     spill.parent.mkdir(parents=True, exist_ok=True)
     metrics = DetectorMetrics()
     shard = ShardFilter(settings.detector.shard_index, settings.detector.shard_count)

@@ -46,7 +46,7 @@ from vigil.schema import RAW_MEM
 from vigil.serving.calibration import HostCalibration
 from vigil.serving.path import ServingConfig, ServingPath
 from vigil.serving.scoring import ONLINE_MODEL_NAME, ONLINE_MODEL_VERSION
-from vigil.settings import Settings
+from vigil.settings import DetectorSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,9 @@ class IterationResult:
     warm_started: list[str] = field(default_factory=list)
 
 
-def state_dir(settings: Settings) -> Path:
+def state_dir(detector: DetectorSettings) -> Path:
     """``run_dir/detector/shard-I-of-N``: each shard keeps its own state."""
-    return (
-        settings.run_dir
-        / "detector"
-        / f"shard-{settings.detector.shard_index}-of-{settings.detector.shard_count}"
-    )
+    return detector.run_dir / "detector" / f"shard-{detector.shard_index}-of-{detector.shard_count}"
 
 
 class Detector:
@@ -102,7 +98,7 @@ class Detector:
         self.interval_ns = int(settings.features.interval_s) * NS
         self.instance = instance or socket.gethostname()
         self.shard_label = f"{settings.detector.shard_index}/{settings.detector.shard_count}"
-        self.dir = state_dir(settings)
+        self.dir = state_dir(settings.detector)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.dir / "checkpoint.pkl"
         self.metrics = parts.metrics

@@ -49,7 +49,7 @@ from pipelines.served import concat_windows, plot_served
 from vigil.cli_errors import CliError
 from vigil.influx import InfluxClient
 from vigil.plotting import save_figure
-from vigil.settings import Settings
+from vigil.settings import MlflowSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,8 @@ _SPEC = re.compile(
 )
 
 
-def resolve_model(settings: Settings, spec: str) -> ModelRef:
-    """``NAME@ALIAS`` | ``NAME/VERSION`` | ``VERSION`` | ``@ALIAS`` (of ``settings.mlflow.model_name``) -> a version.
+def resolve_model(registry: MlflowSettings, spec: str) -> ModelRef:
+    """``NAME@ALIAS`` | ``NAME/VERSION`` | ``VERSION`` | ``@ALIAS`` (of ``registry.model_name``) -> a version.
 
     Raises :class:`PipelineError` naming the spec when it is malformed, or the version or alias
     does not exist, or the registry cannot be reached.
@@ -137,12 +137,12 @@ def resolve_model(settings: Settings, spec: str) -> ModelRef:
     match = _SPEC.match(spec.strip())
     if not match:
         raise PipelineError(
-            f"bad model spec {spec!r}: use NAME@ALIAS, NAME/VERSION or VERSION (e.g. {settings.mlflow.model_name}@champion)"
+            f"bad model spec {spec!r}: use NAME@ALIAS, NAME/VERSION or VERSION (e.g. {registry.model_name}@champion)"
         )
-    name = match["name"] or settings.mlflow.model_name
+    name = match["name"] or registry.model_name
     alias = match["alias"] or match["alias_only"]
     version = match["version"] or match["bare"]
-    client = mlflow_client(settings.mlflow)
+    client = mlflow_client(registry)
     try:
         mv = (
             client.get_model_version_by_alias(name, alias)
@@ -152,10 +152,10 @@ def resolve_model(settings: Settings, spec: str) -> ModelRef:
     except MlflowException as exc:
         what = f"alias {alias!r}" if alias else f"version {version}"
         raise PipelineError(
-            f"model {spec!r}: registered model {name!r} has no {what} at {settings.mlflow.uri}"
+            f"model {spec!r}: registered model {name!r} has no {what} at {registry.uri}"
         ) from exc
     except Exception as exc:  # connection refused, timeouts
-        raise PipelineError(f"cannot reach the MLflow registry at {settings.mlflow.uri}: {exc}") from exc
+        raise PipelineError(f"cannot reach the MLflow registry at {registry.uri}: {exc}") from exc
     return ModelRef(spec, name, int(mv.version), alias, mv.run_id)
 
 
@@ -187,7 +187,7 @@ def backtest(
     if lead < pd.Timedelta(0):
         raise PipelineError(f"warm-up must not be negative (got {warmup!r})")
     configure_mlflow(settings.mlflow)
-    refs = [resolve_model(settings, spec) for spec in models]  # fail fast, before reading history
+    refs = [resolve_model(settings.mlflow, spec) for spec in models]  # fail fast, before reading history
     out_dir = Path(
         out_dir
         or default_out_dir(settings)

@@ -122,7 +122,8 @@ def register(run_id: str, validation: Path) -> None:
     from pipelines.registry import register as run
     from pipelines.validate import report_from_json
 
-    _emit(_run(run, get_settings(), run_id, validation_passed=report_from_json(validation)))
+    settings = get_settings()
+    _emit(_run(run, settings.influx, settings.mlflow, run_id, validation_passed=report_from_json(validation)))
 
 
 @pipeline.command()
@@ -163,4 +164,5 @@ def rollback(reason: str) -> None:
     """Move champion back to the version it replaced."""
     from pipelines.registry import rollback as run
 
-    _emit(_run(run, get_settings(), reason=reason))
+    settings = get_settings()
+    _emit(_run(run, settings.influx, settings.mlflow, reason=reason))

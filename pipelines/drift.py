@@ -46,7 +46,7 @@ from vigil.features import FEATURE_COLUMNS
 from vigil.influx import InfluxClient
 from vigil.model import CHAMPION
 from vigil.schema import DRIFT, DRIFT_SUMMARY
-from vigil.settings import InfluxSettings, Settings
+from vigil.settings import InfluxSettings, MlflowSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +117,15 @@ def sample_rows(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def champion_reference(settings: Settings) -> tuple[pd.DataFrame, str]:
+def champion_reference(registry: MlflowSettings) -> tuple[pd.DataFrame, str]:
     """The champion's training dataset and its version, via the model version's tags."""
     from mlflow.exceptions import MlflowException
 
-    client = mlflow_client(settings.mlflow)
+    client = mlflow_client(registry)
     try:
-        champion = client.get_model_version_by_alias(settings.mlflow.model_name, CHAMPION)
+        champion = client.get_model_version_by_alias(registry.model_name, CHAMPION)
     except MlflowException as exc:
-        raise PipelineError(f"{settings.mlflow.model_name} has no champion: no reference for drift") from exc
+        raise PipelineError(f"{registry.model_name} has no champion: no reference for drift") from exc
     path, digest = champion.tags.get(TAG_DATASET_PATH), champion.tags.get(TAG_DATASET_HASH)
     if not path or not Path(path).exists():
         raise PipelineError(
@@ -178,7 +178,7 @@ def drift(
     if reference_path is not None:
         reference_full, ref_version = read_dataset(reference_path), "file"
     else:
-        reference_full, ref_version = champion_reference(settings)
+        reference_full, ref_version = champion_reference(settings.mlflow)
     reference = sample_rows(reference_full, max_rows, seed)
     current = sample_rows(read_dataset(current_path), max_rows, seed + 1)
     if len(reference) < 30 or len(current) < 30:

@@ -55,7 +55,7 @@ from pipelines.served import (
 )
 from vigil.model import LoadedModel
 from vigil.plotting import save_figure
-from vigil.settings import Settings
+from vigil.settings import MlflowSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,10 @@ class EvaluationResult:
     notes: list[str] = field(default_factory=list)
 
 
-def holdout_fraction_of(settings: Settings, run_id: str | None) -> float:
+def holdout_fraction_of(registry: MlflowSettings, run_id: str | None) -> float:
     if not run_id:
         return DEFAULT_HOLDOUT_FRACTION
-    tags = mlflow_client(settings.mlflow).get_run(run_id).data.tags
+    tags = mlflow_client(registry).get_run(run_id).data.tags
     return float(tags.get(TAG_HOLDOUT_FRACTION, DEFAULT_HOLDOUT_FRACTION))
 
 
@@ -262,7 +262,9 @@ def evaluate(
     configure_mlflow(settings.mlflow)
     if run_id is None and model_uri.startswith("runs:/"):
         run_id = model_uri.split("/")[1]
-    fraction = holdout_fraction if holdout_fraction is not None else holdout_fraction_of(settings, run_id)
+    fraction = (
+        holdout_fraction if holdout_fraction is not None else holdout_fraction_of(settings.mlflow, run_id)
+    )
     frame = read_dataset(dataset_path)
     split = time_split(frame, holdout_fraction=fraction)
     if split.holdout.empty:

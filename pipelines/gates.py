@@ -27,7 +27,7 @@ from pipelines.robustness import PERTURBATIONS
 from pipelines.served import served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHAMPION
-from vigil.settings import Settings, TrainingSettings
+from vigil.settings import InfluxSettings, MlflowSettings, Settings, TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -130,17 +130,17 @@ def backtest_gate(
     """
     name = settings.mlflow.model_name
     tol = settings.training.backtest_tolerance if tolerance is None else tolerance
-    challenger = resolve_model(settings, f"{name}/{int(challenger_version)}")
+    challenger = resolve_model(settings.mlflow, f"{name}/{int(challenger_version)}")
     if champion_version is None:
         try:
-            champion_version = resolve_model(settings, f"{name}@{CHAMPION}").version
+            champion_version = resolve_model(settings.mlflow, f"{name}@{CHAMPION}").version
         except PipelineError:
             champion_version = None
     if champion_version is None:
         gate = GateResult(
             "backtest", True, "no champion to compare with", challenger.version, None, tolerance=tol
         )
-        return _record(settings, gate, challenger, record, influx)
+        return _record(settings.influx, settings.mlflow, gate, challenger, record, influx)
     if int(champion_version) == challenger.version:
         raise PipelineError(f"version {challenger.version} is both challenger and champion")
     result = backtest(
@@ -175,11 +175,16 @@ def backtest_gate(
     gate = GateResult(
         "backtest", passed, why, challenger.version, int(champion_version), chall, champ, tol, details
     )
-    return _record(settings, gate, challenger, record, influx)
+    return _record(settings.influx, settings.mlflow, gate, challenger, record, influx)
 
 
 def _record(
-    settings: Settings, gate: GateResult, challenger: ModelRef, record: bool, influx: InfluxClient | None
+    influx_config: InfluxSettings,
+    registry: MlflowSettings,
+    gate: GateResult,
+    challenger: ModelRef,
+    record: bool,
+    influx: InfluxClient | None,
 ) -> GateResult:
     log.info(
         "backtest gate: version %s %s (%s)",
@@ -189,7 +194,7 @@ def _record(
     )
     if not record:
         return gate
-    client = mlflow_client(settings.mlflow)
+    client = mlflow_client(registry)
     verdict = ("passed: " if gate.passed else "failed: ") + gate.reason
     client.set_model_version_tag(challenger.name, str(challenger.version), "vigil.gate.backtest", verdict)
     if challenger.run_id and gate.challenger_metric is not None and np.isfinite(gate.challenger_metric):
@@ -202,7 +207,8 @@ def _record(
             challenger.name, str(challenger.version), "vigil.promotion_reason", gate.reason
         )
         write_event(
-            settings,
+            influx_config,
+            registry,
             "reject",
             challenger.version,
             previous_version=gate.champion_version,

@@ -10,11 +10,12 @@ import numpy as np
 
 from vigil.influx import InfluxClient
 from vigil.schema import MODEL_EVENTS
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings, MlflowSettings
 
 
 def write_event(
-    settings: Settings,
+    influx_config: InfluxSettings,
+    registry: MlflowSettings,
     event: str,
     version: int,
     *,
@@ -26,9 +27,9 @@ def write_event(
     influx: InfluxClient | None = None,
 ) -> None:
     """One ``vigil_model_events`` point (register | promote | reject | rollback)."""
-    client = influx or InfluxClient(settings.influx)
-    if settings.influx.create_databases:
-        client.create_database(settings.influx.vigil_db)
+    client = influx or InfluxClient(influx_config)
+    if influx_config.create_databases:
+        client.create_database(influx_config.vigil_db)
     fields = {
         "version": version,
         "previous_version": previous_version,
@@ -39,5 +40,5 @@ def write_event(
         "forced": int(forced),
         "reason": reason,
     }
-    point = MODEL_EVENTS.point({"model": settings.mlflow.model_name, "event": event}, fields, time.time_ns())
-    client.write_points(settings.influx.vigil_db, [point])
+    point = MODEL_EVENTS.point({"model": registry.model_name, "event": event}, fields, time.time_ns())
+    client.write_points(influx_config.vigil_db, [point])

@@ -53,7 +53,7 @@ from pipelines.robustness import ROBUSTNESS_DROP
 from pipelines.served import served_gate
 from vigil.influx import InfluxClient
 from vigil.model import CHALLENGER, CHAMPION
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings, MlflowSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def _version_of(client, name: str, alias: str):
 
 
 def register(
-    settings: Settings,
+    influx_config: InfluxSettings,
+    registry: MlflowSettings,
     run_id: str,
     *,
     validation_passed: bool,
@@ -114,8 +115,8 @@ def register(
     """Register ``runs:/<run_id>/<artifact_name>`` and alias it ``challenger``."""
     import mlflow
 
-    configure_mlflow(settings.mlflow)
-    client = mlflow_client(settings.mlflow)
+    configure_mlflow(registry)
+    client = mlflow_client(registry)
     run = client.get_run(run_id)
     run_tags, metrics = run.data.tags, run.data.metrics
     if TAG_DATASET_HASH not in run_tags:
@@ -135,18 +136,19 @@ def register(
         **{f"metric.{k}": f"{v:.6g}" for k, v in robust.items()},
     }
     source = run_tags.get("vigil.logged_model_uri") or f"runs:/{run_id}/{artifact_name}"
-    version = mlflow.register_model(source, settings.mlflow.model_name, tags=tags)
-    client.set_registered_model_alias(settings.mlflow.model_name, CHALLENGER, version.version)
+    version = mlflow.register_model(source, registry.model_name, tags=tags)
+    client.set_registered_model_alias(registry.model_name, CHALLENGER, version.version)
     write_event(
-        settings,
+        influx_config,
+        registry,
         "register",
         int(version.version),
         metric=holdout.get(PRIMARY_METRIC),
         reason=f"run {run_id}",
         influx=influx,
     )
-    log.info("register: %s version %s (challenger)", settings.mlflow.model_name, version.version)
-    return RegisterResult(settings.mlflow.model_name, int(version.version), run_id, tags)
+    log.info("register: %s version %s (challenger)", registry.model_name, version.version)
+    return RegisterResult(registry.model_name, int(version.version), run_id, tags)
 
 
 def promote(
@@ -266,7 +268,8 @@ def promote(
         ):
             client.delete_registered_model_alias(name, CHALLENGER)
     write_event(
-        settings,
+        settings.influx,
+        settings.mlflow,
         "promote" if promoted else "reject",
         version,
         previous_version=prev_version,
@@ -312,12 +315,16 @@ def _challenger_robustness(settings: Settings, mv: Any, dataset: str | Path) -> 
 
 
 def rollback(
-    settings: Settings, *, influx: InfluxClient | None = None, reason: str = ""
+    influx_config: InfluxSettings,
+    registry: MlflowSettings,
+    *,
+    influx: InfluxClient | None = None,
+    reason: str = "",
 ) -> PromotionDecision:
     """Move ``champion`` back to the version the current champion replaced."""
-    configure_mlflow(settings.mlflow)
-    client = mlflow_client(settings.mlflow)
-    name = settings.mlflow.model_name
+    configure_mlflow(registry)
+    client = mlflow_client(registry)
+    name = registry.model_name
     champion = _version_of(client, name, CHAMPION)
     if champion is None:
         raise PipelineError(f"{name} has no champion to roll back")
@@ -332,7 +339,13 @@ def rollback(
     client.set_model_version_tag(name, previous, "vigil.restored_by_rollback", stamp)
     why = reason or f"rollback from {champion.version}"
     write_event(
-        settings, "rollback", int(previous), previous_version=int(champion.version), reason=why, influx=influx
+        influx_config,
+        registry,
+        "rollback",
+        int(previous),
+        previous_version=int(champion.version),
+        reason=why,
+        influx=influx,
     )
     log.info("rollback: champion %s -> %s", champion.version, previous)
     return PromotionDecision(True, int(previous), int(champion.version), float("nan"), None, False, why)

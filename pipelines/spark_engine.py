@@ -31,7 +31,7 @@ from pipelines.common import PipelineError
 from pipelines.search import Cell, CellResult, SearchData, cell_metrics, evaluate_cell
 from vigil.features import FEATURE_COLUMNS
 from vigil.model import AnomalyModel, CentroidScorer
-from vigil.settings import Settings
+from vigil.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +39,18 @@ log = logging.getLogger(__name__)
 KMEANS_GRID: dict[str, list[Any]] = {"k": [2, 4, 8], "maxIter": [20]}
 
 
-def spark_session(settings: Settings, app_name: str = "vigil-train", partitions: int = 4):
-    """A SparkSession on ``settings.training.spark_master``, bound to loopback, executors on this venv's Python."""
+def spark_session(training: TrainingSettings, app_name: str = "vigil-train", partitions: int = 4):
+    """A SparkSession on ``training.spark_master``, bound to loopback, executors on this venv's Python."""
     from pyspark.sql import SparkSession
 
     # the Python workers must be this venv's interpreter (PySpark reads this at context creation)
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     session = (
-        SparkSession.builder.master(settings.training.spark_master)
+        SparkSession.builder.master(training.spark_master)
         .appName(app_name)
-        .config("spark.driver.host", settings.bind_host)
-        .config("spark.driver.bindAddress", settings.bind_host)
+        .config("spark.driver.host", training.bind_host)
+        .config("spark.driver.bindAddress", training.bind_host)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(partitions))

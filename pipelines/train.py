@@ -77,7 +77,7 @@ from pipelines.search import (
 from vigil.labels import training_sources
 from vigil.mlflow_ui import run_url
 from vigil.pyfunc import log_anomaly_model
-from vigil.settings import Settings
+from vigil.settings import FeatureSettings, Settings, TrainingSettings
 
 log = logging.getLogger(__name__)
 ENGINES = ("sklearn", "spark")
@@ -146,10 +146,10 @@ def train(
     trim_train, trim_val = trim_mask(split.train, **trim_args), trim_mask(split.validation, **trim_args)
     injection = None
     if objective == "injected":
-        injection = inject_validation(settings, dataset_path, split, seed, frame)
+        injection = inject_validation(settings.features, dataset_path, split, seed, frame)
     elif raw_path_of(dataset_path).exists():  # labelled objective: injected figures reported when possible
         try:
-            injection = inject_validation(settings, dataset_path, split, seed, frame)
+            injection = inject_validation(settings.features, dataset_path, split, seed, frame)
         except InjectionError as exc:
             log.warning("train: no injected figures beside the labelled objective: %s", exc)
     data = SearchData.from_split(
@@ -225,7 +225,7 @@ def train(
                 cells, data, seed, progress=lambda r: log.info("  %s: %s", r.cell.name, _fmt(r.metrics))
             )
         else:
-            results = _spark_search(settings, spark, cells, data, seed, mllib_grid)
+            results = _spark_search(settings.training, spark, cells, data, seed, mllib_grid)
         search_seconds = time.perf_counter() - search_began
         log_grid(results, engine, {TAG_ENGINE: engine}, dataset)
         best = pick_best(results, objective)
@@ -271,11 +271,11 @@ def train(
     )
 
 
-def _spark_search(settings, spark, cells, data, seed, mllib_grid) -> list[CellResult]:
+def _spark_search(training: TrainingSettings, spark, cells, data, seed, mllib_grid) -> list[CellResult]:
     from pipelines.spark_engine import distributed_search, mllib_search, spark_session
 
     owned = spark is None
-    spark = spark or spark_session(settings)
+    spark = spark or spark_session(training)
     try:
         results = distributed_search(spark, cells, data, seed)
         for r in results:
@@ -300,7 +300,7 @@ class InjectedValidation:
 
 
 def inject_validation(
-    settings: Settings, dataset_path: str | Path, split: TimeSplit, seed: int, frame: pd.DataFrame
+    features: FeatureSettings, dataset_path: str | Path, split: TimeSplit, seed: int, frame: pd.DataFrame
 ) -> InjectedValidation:
     """Inject anomalies into a copy of the validation period's raw metrics and build its features
     with the feature pipeline warmed on everything before it (no look-ahead: host spreads and
@@ -308,7 +308,7 @@ def inject_validation(
     clear of injected events."""
     raw = read_raw(dataset_path)
     start, end = split.validation_start, split.holdout_start
-    pipe = feature_pipeline(settings.features)
+    pipe = feature_pipeline(features)
     before, _ = pipe.update(slice_raw(raw, None, start))
     labelled = frame[(frame["label_id"] != "") & (frame["time"] >= start) & (frame["time"] < end)]
     avoid = (
@@ -316,12 +316,12 @@ def inject_validation(
         .agg(host=("host", "first"), start=("time", "min"), end=("time", "max"))
         .reset_index(drop=True)
     )
-    avoid["end"] = avoid["end"] + pd.Timedelta(seconds=settings.features.interval_s)
+    avoid["end"] = avoid["end"] + pd.Timedelta(seconds=features.interval_s)
     injection = inject(
         slice_raw(raw, start, end),
         (start, end),
         before,
-        interval_s=settings.features.interval_s,
+        interval_s=features.interval_s,
         seed=seed,
         avoid=avoid,
         prefix="val",

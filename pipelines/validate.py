@@ -42,7 +42,7 @@ from pipelines.common import (
 )
 from vigil.errors import BadDataError
 from vigil.features import FEATURE_COLUMNS, BaselineConfig
-from vigil.settings import Settings
+from vigil.settings import MlflowSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def validate(
     )
     for why in skipped:
         log.info("validate: skipped %s", why)
-    _log_to_mlflow(settings, report, run_id)
+    _log_to_mlflow(settings.mlflow, report, run_id)
     if not report.success:
         log.warning("validate: %d failed expectation(s)", len(failures))
         if raise_on_failure:
@@ -205,7 +205,7 @@ def validate(
     return report
 
 
-def _log_to_mlflow(settings: Settings, report: ValidationReport, run_id: str | None) -> None:
+def _log_to_mlflow(registry: MlflowSettings, report: ValidationReport, run_id: str | None) -> None:
     import mlflow
 
     active = mlflow.active_run()
@@ -218,7 +218,7 @@ def _log_to_mlflow(settings: Settings, report: ValidationReport, run_id: str | N
         return
     from pipelines.common import mlflow_client
 
-    client = mlflow_client(settings.mlflow)
+    client = mlflow_client(registry)
     client.log_artifact(run_id, str(report.json_path), artifact_path="validation")
     client.log_metric(run_id, "validation_success", float(report.success))
     client.set_tag(run_id, "vigil.validation", "passed" if report.success else "failed")

@@ -33,7 +33,7 @@ from stress.loadgen import assert_loopback_url
 from stress.scenarios import USERS, LoadSpec
 from stress.target_app import target_pidfile
 from vigil.processes import free_port, port_in_use
-from vigil.settings import Settings
+from vigil.settings import StressSettings
 
 STOP_GRACE_S = 5.0
 
@@ -220,9 +220,9 @@ class LoadRun:
         return [p.summary for p in self.procs if p.summary] + [b.summary for b in self.busy if b.summary]
 
 
-def make_tmp_dir(settings: Settings) -> Path:
+def make_tmp_dir(stress: StressSettings) -> Path:
     """A fresh folder under the run folder for a scenario's temp files (deleted by :class:`LoadRun`)."""
-    base = settings.run_dir / "stress-tmp"
+    base = stress.run_dir / "stress-tmp"
     base.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="run-", dir=base))
 
@@ -255,20 +255,20 @@ def target_healthy(url: str, timeout_s: float = 2.0) -> bool:
 
 
 @contextlib.contextmanager
-def ensure_target(settings: Settings, target_url: str | None = None) -> Iterator[str]:
+def ensure_target(stress: StressSettings, target_url: str | None = None) -> Iterator[str]:
     """Yield the URL of a healthy target app: the running one, or one started for this run only.
 
     Why: ``vigil stress run`` against the live stack uses the app ``vigil up`` started (its
     procstat is what the collector watches); a bare run or a test gets a temporary app that
     is stopped afterwards.
     """
-    url = target_url or f"http://127.0.0.1:{settings.stress.target_port}"
+    url = target_url or f"http://127.0.0.1:{stress.target_port}"
     assert_loopback_url(url)
     if target_healthy(url):
         yield url
         return
-    port = settings.stress.target_port if not port_in_use(settings.stress.target_port) else free_port()
-    run_dir = settings.run_dir
+    port = stress.target_port if not port_in_use(stress.target_port) else free_port()
+    run_dir = stress.run_dir
     env = {**os.environ, "VIGIL_RUN_DIR": str(Path(run_dir).resolve())}
     proc = subprocess.Popen(
         [sys.executable, "-m", "stress.target_app", "--host", "127.0.0.1", "--port", str(port)],
@@ -297,10 +297,10 @@ def ensure_target(settings: Settings, target_url: str | None = None) -> Iterator
             proc.wait(timeout=5)
 
 
-def target_pid(settings: Settings) -> int | None:
+def target_pid(stress: StressSettings) -> int | None:
     """PID from the target app's pidfile, if that process is alive."""
     try:
-        pid = int(target_pidfile(settings).read_text().strip())
+        pid = int(target_pidfile(stress).read_text().strip())
     except (OSError, ValueError):
         return None
     return pid if psutil.pid_exists(pid) else None

@@ -36,7 +36,7 @@ from stress.replay_source import ReplayInputError, read_bundle, read_influx_wind
 from vigil.cli_errors import interrupted
 from vigil.influx import InfluxClient, InfluxError
 from vigil.lineprotocol import Point
-from vigil.settings import InfluxSettings, Settings, get_settings
+from vigil.settings import FeatureSettings, InfluxSettings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,8 @@ def load_points(
 
 
 def replay_run(
-    settings: Settings,
+    influx: InfluxSettings,
+    features: FeatureSettings,
     *,
     source: str,
     into: str,
@@ -269,20 +270,18 @@ def replay_run(
     """Read, plan, shift and write: the whole ``vigil replay``."""
     if speed < 0 or not math.isfinite(speed):
         raise ReplayInputError(f"--speed must be >= 0 (0 = as fast as possible), not {speed}")
-    if into == settings.influx.raw_db:
+    if into == influx.raw_db:
         raise ReplayInputError(
             f"--into {into!r} is the live raw database; replay into a scratch database "
             "(and point the detector's VIGIL_INFLUX__RAW_DB at it)"
         )
-    client = client or InfluxClient(settings.influx)
-    points = load_points(
-        settings.influx, client, source=source, start=start, end=end, hosts=hosts, bundle=bundle
-    )
-    plan = plan_replay(points, perturbation, settings.features.interval_s)
+    client = client or InfluxClient(influx)
+    points = load_points(influx, client, source=source, start=start, end=end, hosts=hosts, bundle=bundle)
+    plan = plan_replay(points, perturbation, features.interval_s)
     shift = time_shift(
-        plan, speed=speed, now_ns=time.time_ns(), interval_s=settings.features.interval_s, keep_time=keep_time
+        plan, speed=speed, now_ns=time.time_ns(), interval_s=features.interval_s, keep_time=keep_time
     )
-    if settings.influx.create_databases:
+    if influx.create_databases:
         client.create_database(into)
     first = pd.Timestamp(plan.first_slot_ns + shift, tz="UTC")
     echo(
@@ -354,8 +353,10 @@ def replay(
         raise click.BadParameter(str(exc)) from exc
     host_list = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
     try:
+        settings = get_settings()
         stats = replay_run(
-            get_settings(),
+            settings.influx,
+            settings.features,
             source=source,
             into=into,
             start=_parse_time(start, "--from"),

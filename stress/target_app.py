@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from stress.usual_traffic import USUAL_HEADER, UsualTraffic
-from vigil.settings import Settings, get_settings
+from vigil.settings import StressSettings, get_settings
 
 #: Hard caps per request: one request can never take more than this, whatever it asks.
 MAX_COMPUTE_MS = 2_000
@@ -53,9 +53,9 @@ CONTROL_PREFIX = "/control/"
 _ITEMS = [{"id": i, "name": f"item-{i}", "price": round(1.5 * i, 2)} for i in range(200)]
 
 
-def target_pidfile(settings: Settings) -> Path:
+def target_pidfile(stress: StressSettings) -> Path:
     """Where the target app writes its PID (Telegraf ``procstat`` ``pid_file`` points here)."""
-    return settings.run_dir / "pids" / "target_app.pid"
+    return stress.run_dir / "pids" / "target_app.pid"
 
 
 class Counters:
@@ -240,13 +240,11 @@ def make_server(host: str, port: int) -> ThreadingHTTPServer:
 
 
 def serve(
-    settings: Settings, host: str | None = None, port: int | None = None, usual_rps: float | None = None
+    stress: StressSettings, host: str | None = None, port: int | None = None, usual_rps: float | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT; the PID file exists exactly while we serve."""
-    server = make_server(
-        host or settings.bind_host, port if port is not None else settings.stress.target_port
-    )
-    pidfile = target_pidfile(settings)
+    server = make_server(host or stress.bind_host, port if port is not None else stress.target_port)
+    pidfile = target_pidfile(stress)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(f"{os.getpid()}\n")
 
@@ -257,7 +255,7 @@ def serve(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     bound_host, bound_port = server.server_address[:2]
-    users = UsualTraffic(bound_port, settings.stress.target_usual_rps if usual_rps is None else usual_rps)
+    users = UsualTraffic(bound_port, stress.target_usual_rps if usual_rps is None else usual_rps)
     server.RequestHandlerClass.users = users  # type: ignore[attr-defined]
     print(f"target app pid {os.getpid()} serving on http://{bound_host}:{bound_port}", flush=True)
     users.start()
@@ -287,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         help=f"everyday requests per second to itself (default {settings.stress.target_usual_rps:g}; 0 = none)",
     )
     args = parser.parse_args(argv)
-    serve(settings, args.host, args.port, args.usual_rps)
+    serve(settings.stress, args.host, args.port, args.usual_rps)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import tenacity
 
 from toolkit.stack.airflow import password_file
 from vigil.errors import VigilError
-from vigil.settings import Settings, get_settings
+from vigil.settings import AirflowSettings, get_settings
 
 #: Run states after which nothing changes any more.
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
@@ -47,12 +47,12 @@ class AirflowApiError(VigilError, RuntimeError):
         self.status = status
 
 
-def admin_password(settings: Settings, username: str | None = None) -> str:
+def admin_password(airflow: AirflowSettings, username: str | None = None) -> str:
     """The password from the settings, else the one SimpleAuthManager generated for ``username``."""
-    if settings.airflow.password is not None:
-        return settings.airflow.password.get_secret_value()
-    user = username or settings.airflow.username
-    path = password_file(settings)
+    if airflow.password is not None:
+        return airflow.password.get_secret_value()
+    user = username or airflow.username
+    path = password_file(airflow)
     try:
         passwords = json.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -103,8 +103,8 @@ class AirflowClient:
         self._token: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AirflowClient:
-        return cls(settings.airflow.base_url, settings.airflow.username, admin_password(settings))
+    def from_settings(cls, airflow: AirflowSettings) -> AirflowClient:
+        return cls(airflow.base_url, airflow.username, admin_password(airflow))
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -382,7 +382,7 @@ def retrain_command(
         lookback_hours, engine, families, grid, margin, force_promote, dry_run, backtest_hours=backtest_hours
     )
     try:
-        client = AirflowClient.from_settings(settings)
+        client = AirflowClient.from_settings(settings.airflow)
         result = trigger_and_follow(
             client, RETRAIN_DAG_ID, conf, echo=click.echo, wait=not no_wait, timeout_s=timeout_s
         )

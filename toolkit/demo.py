@@ -170,7 +170,9 @@ def seed(settings: Settings, hours: float, hosts: int, echo: Echo) -> None:
     if history_present(client, settings, first, hours):
         echo(f"{hours:g} h of history already there for {first}: not seeding again")
         return
-    result = seed_history(client, settings, hours=hours, hosts=hosts, seed=settings.random_seed)
+    result = seed_history(
+        client, settings.influx, settings.collection, hours=hours, hosts=hosts, seed=settings.random_seed
+    )
     echo(f"wrote {result.points:,} points for {len(result.hosts)} hosts in {result.seconds:.1f} s")
 
 
@@ -206,7 +208,7 @@ def retrain(settings: Settings, force: bool, echo: Echo, timeout_s: float = 900.
         )
         return existing
     try:
-        client = AirflowClient.from_settings(settings)
+        client = AirflowClient.from_settings(settings.airflow)
         outcome = trigger_and_follow(
             client, RETRAIN_DAG, {}, echo=echo, timeout_s=timeout_s, join_active_within_s=JOIN_RUN_WITHIN_S
         )
@@ -289,7 +291,7 @@ def wait_detector_ready(
     ``warmup_s`` seconds (its baseline is being learnt); a suite started earlier
     would count every scenario as missed.
     """
-    host = monitored_host(settings)
+    host = monitored_host(settings.collection)
     client = InfluxClient(settings.influx)
     limit = timeout_s or settings.detector.warmup_s + 300
     deadline = time.monotonic() + limit
@@ -346,7 +348,7 @@ def addresses(settings: Settings, report_dir: Path | None) -> list[tuple[str, st
     rows = [
         (
             "Airflow UI",
-            f"{settings.airflow.base_url}  (user {settings.airflow.username}, password in {password_file(settings)})",
+            f"{settings.airflow.base_url}  (user {settings.airflow.username}, password in {password_file(settings.airflow)})",
         ),
         ("MLflow UI", mlflow_experiment_link(settings)),
         (

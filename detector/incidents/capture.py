@@ -15,7 +15,7 @@ from detector.incidents.report import render_report
 from vigil import schema
 from vigil.features.source import QUERY_GROUPS
 from vigil.influx import InfluxClient, InfluxError, InfluxUnavailable, quote_ident, tag_in, time_range
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings
 
 #: Vigil's own measurements are never captured as raw input.
 _VIGIL_NAMES = frozenset(m.name for m in schema.VIGIL_MEASUREMENTS)
@@ -112,14 +112,14 @@ def _prediction_events(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def capture(
-    incident: Incident, settings: Settings, client: InfluxClient, folder: Path, max_events: int
+    incident: Incident, influx: InfluxSettings, client: InfluxClient, folder: Path, max_events: int
 ) -> Incident:
     """Read the window from InfluxDB and write events.jsonl, report.md, the PNG, then meta.json."""
     hosts = sorted(h for h, ep in incident.hosts.items() if ep.captured)
     events, types, truncated = read_raw_events(
-        client, settings.influx.raw_db, hosts, incident.start_ns, incident.end_ns, max_events
+        client, influx.raw_db, hosts, incident.start_ns, incident.end_ns, max_events
     )
-    preds = read_predictions(client, settings.influx.vigil_db, hosts, incident.start_ns, incident.end_ns)
+    preds = read_predictions(client, influx.vigil_db, hosts, incident.start_ns, incident.end_ns)
     pred_events = _prediction_events(preds)
     tmp = folder / (EVENTS + ".tmp")
     with tmp.open("w") as fh:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from vigil.settings import get_settings
+from vigil.settings import FeatureSettings, InfluxSettings, get_settings
 
 
 @click.group()
@@ -28,7 +28,9 @@ def list_cmd(as_json: bool) -> None:
     if not found:
         click.echo(f"no incidents in {root}")
         return
-    verdicts = _verdicts(settings, [meta for _, meta, _ in found if meta is not None])
+    verdicts = _verdicts(
+        settings.features, settings.influx, [meta for _, meta, _ in found if meta is not None]
+    )
     for folder, meta, error in found:
         if as_json:
             click.echo(
@@ -49,7 +51,7 @@ def list_cmd(as_json: bool) -> None:
             )
 
 
-def _verdicts(settings, metas: list[dict]) -> dict[str, str]:
+def _verdicts(features: FeatureSettings, influx: InfluxSettings, metas: list[dict]) -> dict[str, str]:
     """Incident id -> verdict from the labels around it (``vigil.labels.verdicts``): operators'
     ``vigil label`` / ``POST /labels``, stress ground truth. InfluxDB unreachable: said per incident."""
     from vigil.influx import InfluxClient, InfluxError
@@ -57,7 +59,7 @@ def _verdicts(settings, metas: list[dict]) -> dict[str, str]:
 
     spans = {}
     for meta in metas:
-        step = int(meta.get("interval_s", settings.features.interval_s)) * 1_000_000_000
+        step = int(meta.get("interval_s", features.interval_s)) * 1_000_000_000
         spans[meta["id"]] = {
             host: (int(ep["first_alarm_ns"]), int(ep["last_alarm_ns"]) + step)
             for host, ep in (meta.get("hosts") or {}).items()
@@ -67,9 +69,7 @@ def _verdicts(settings, metas: list[dict]) -> dict[str, str]:
         return {}
     lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
     try:
-        labels = load_labels(
-            InfluxClient(settings.influx, retries=0, timeout_s=5), settings.influx, lo, hi, details=True
-        )
+        labels = load_labels(InfluxClient(influx, retries=0, timeout_s=5), influx, lo, hi, details=True)
     except InfluxError as exc:
         click.echo(f"warning: verdicts unknown, InfluxDB unreachable ({exc})", err=True)
         return {i: "verdict unknown (InfluxDB unreachable)" for i in spans}

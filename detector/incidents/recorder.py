@@ -185,7 +185,7 @@ class IncidentRecorder:
     def _capture(self, incident: Incident) -> Incident:
         client = InfluxClient(self.settings.influx, retries=1)
         try:
-            return capture(incident, self.settings, client, self._folder(incident.id), self.max_events)
+            return capture(incident, self.settings.influx, client, self._folder(incident.id), self.max_events)
         finally:
             client.close()
 

@@ -8,11 +8,12 @@ from typing import Any
 from stress.report import DetectionReport, Window, analyse, fetch_metrics, fetch_predictions, write_report
 from stress.scenarios import Scenario
 from vigil.influx import InfluxClient
-from vigil.settings import Settings
+from vigil.settings import FeatureSettings, InfluxSettings
 
 
 def build_report(
-    settings: Settings,
+    influx: InfluxSettings,
+    features: FeatureSettings,
     scenario: Scenario,
     host: str,
     window: Window,
@@ -32,11 +33,11 @@ def build_report(
 
     Usable on its own to rebuild the report of any past window (labels say where they are).
     """
-    client = client or InfluxClient(settings.influx)
-    interval_ns = int(settings.features.interval_s * 1e9)
+    client = client or InfluxClient(influx)
+    interval_ns = int(features.interval_s * 1e9)
     predictions = fetch_predictions(
         client,
-        settings.influx.vigil_db,
+        influx.vigil_db,
         host,
         window.view_start_ns,
         window.view_end_ns,
@@ -44,11 +45,11 @@ def build_report(
     )
     metrics = fetch_metrics(
         client,
-        settings.influx.raw_db,
+        influx.raw_db,
         host,
         window.view_start_ns - interval_ns,
         window.view_end_ns,
-        settings.features.interval_s,
+        features.interval_s,
     )
     report = analyse(
         scenario=scenario.name,
@@ -58,7 +59,7 @@ def build_report(
         intensity=intensity,
         planned_duration_s=planned_duration_s or (window.end_ns - window.start_ns) / 1e9,
         window=window,
-        interval_s=settings.features.interval_s,
+        interval_s=features.interval_s,
         predictions=predictions,
         label_id=label_id,
         wall_clock_detect_s=wall_clock_detect_s,

@@ -11,7 +11,7 @@ import pandas as pd
 from stress.report import combined_of, fetch_predictions, top_features
 from stress.runner.watch import Echo
 from vigil.influx import InfluxClient, InfluxError
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings
 
 #: The suite's rest ends when this many of the detector's newest intervals, all begun after the
 #: previous load ended, have no alarm: the next scenario then starts from a quiet host, and
@@ -23,21 +23,21 @@ MAX_REST_S = 150.0
 
 
 def _combined_since(
-    client: InfluxClient, settings: Settings, host: str, since_ns: int
+    client: InfluxClient, influx: InfluxSettings, host: str, since_ns: int
 ) -> pd.DataFrame | None:
     """The detector's combined predictions of ``host`` from ``since_ns`` on (None if unreadable)."""
     try:
         return combined_of(
-            fetch_predictions(client, settings.influx.vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
+            fetch_predictions(client, influx.vigil_db, host, since_ns, time.time_ns() + 60 * 10**9)
         )
     except InfluxError:
         return None
 
 
-def quiet_since(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> int | None:
+def quiet_since(client: InfluxClient, influx: InfluxSettings, host: str, since_ns: int) -> int | None:
     """Start (ns) of the oldest of the detector's last :data:`QUIET_INTERVALS` combined intervals
     of ``host`` begun at or after ``since_ns``, if those exist and none alarms; else None."""
-    frame = _combined_since(client, settings, host, since_ns)
+    frame = _combined_since(client, influx, host, since_ns)
     if frame is None:
         return None
     recent = frame.tail(QUIET_INTERVALS)
@@ -56,7 +56,7 @@ class Rest:
 
 
 def rest_until_quiet(
-    settings: Settings,
+    influx: InfluxSettings,
     host: str,
     since_ns: int,
     *,
@@ -72,13 +72,13 @@ def rest_until_quiet(
     flagged on ``cpu_busy_vol`` 3 s in). The next scenario's lookback for false alarms starts
     where the quiet began, so the previous tail is not counted against it.
     """
-    client = client or InfluxClient(settings.influx)
+    client = client or InfluxClient(influx)
     began = time.monotonic()
     last_echo = began
     time.sleep(min_s)
     while True:
         rested = time.monotonic() - began
-        since = quiet_since(client, settings, host, since_ns)
+        since = quiet_since(client, influx, host, since_ns)
         if since is not None:
             echo(f"rested {rested:.0f} s: the detector sees {host} quiet again")
             return Rest(rested, True, since)
@@ -89,17 +89,17 @@ def rest_until_quiet(
             last_echo = time.monotonic()
             echo(
                 f"resting until {host} is quiet again ({rested:.0f}/{max_s:g} s)"
-                + alarm_summary(client, settings, host, since_ns)
+                + alarm_summary(client, influx, host, since_ns)
             )
         time.sleep(min(1.0, max(0.2, max_s - rested)))  # a cheap query; 1 s keeps the rest tight
 
 
-def alarm_summary(client: InfluxClient, settings: Settings, host: str, since_ns: int) -> str:
+def alarm_summary(client: InfluxClient, influx: InfluxSettings, host: str, since_ns: int) -> str:
     """``"; 3 alarms since, naming net_rx_vol x3, ..."`` for a rest's progress line ("" if none).
 
     Why: a rest that never ends must say what keeps the host alarming, in the log people read
     (the suite's reports only look at each scenario's own window)."""
-    frame = _combined_since(client, settings, host, since_ns)
+    frame = _combined_since(client, influx, host, since_ns)
     if frame is None:
         return ""
     alarms = frame[frame["is_anomaly"] == 1] if not frame.empty else frame

@@ -68,9 +68,11 @@ def run_scenario(
     """
     scenario = get_scenario(name)
     duration, level = check_run_args(scenario, duration_s, intensity)
-    grace = default_grace_s(settings) if grace_s is None else float(grace_s)
-    max_lag = default_max_lag_s(settings) if max_lag_s is None else float(max_lag_s)
-    host = monitored_host(settings)
+    grace = default_grace_s(settings.features) if grace_s is None else float(grace_s)
+    max_lag = (
+        default_max_lag_s(settings.features, settings.detector) if max_lag_s is None else float(max_lag_s)
+    )
+    host = monitored_host(settings.collection)
     client = InfluxClient(settings.influx)
     if settings.influx.create_databases:
         client.create_database(settings.influx.vigil_db)
@@ -83,13 +85,15 @@ def run_scenario(
     load_errors: list[str] = []
     start_ns = end_ns = time.time_ns()
     began = time.monotonic()
-    tmp_dir = make_tmp_dir(settings)
+    tmp_dir = make_tmp_dir(settings.stress)
     echo(f"[{scenario.name}] host {host}, {duration:g} s at intensity {level:g}: {scenario.description}")
 
     with sigterm_as_interrupt():
         try:
             target_cm = (
-                ensure_target(settings, target_url) if scenario.needs_target else contextlib.nullcontext("")
+                ensure_target(settings.stress, target_url)
+                if scenario.needs_target
+                else contextlib.nullcontext("")
             )
             with target_cm as url:
                 specs = plan_loads(scenario, duration, level, target_url=url or "", tmp_dir=tmp_dir)
@@ -109,7 +113,16 @@ def run_scenario(
                         nonlocal last_poll, last_echo
                         if wait_for_detection and elapsed - last_poll >= settings.detector.poll_interval_s:
                             last_poll = elapsed
-                            _poll(client, settings, host, start_ns, detect_end_ns, began, watch)
+                            _poll(
+                                client,
+                                settings.influx,
+                                settings.features,
+                                host,
+                                start_ns,
+                                detect_end_ns,
+                                began,
+                                watch,
+                            )
                             if stop_on_detect and watch.detected_at_s is not None:
                                 raise _Detected
                         if elapsed - last_echo >= progress_every_s:
@@ -149,7 +162,8 @@ def run_scenario(
                 interrupted = True
 
     report = build_report(
-        settings,
+        settings.influx,
+        settings.features,
         scenario,
         host,
         window,

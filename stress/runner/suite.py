@@ -43,7 +43,7 @@ def run_suite(
         get_scenario(n)  # unknown names fail before anything runs
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     root = out_dir or settings.run_dir / "reports" / f"suite-{stamp}"
-    host = monitored_host(settings)
+    host = monitored_host(settings.collection)
     reports: list[DetectionReport] = []
     # The first scenario also starts on a quiet host: a host just out of warm-up may be alarming
     # on something real, and loading the plotting code reads the disk (seen: a disk-read burst as
@@ -53,7 +53,7 @@ def run_suite(
         0 if loaded_now else int((QUIET_INTERVALS + 1) * settings.features.interval_s * 1e9)
     )
     echo(f"waiting until {host} is quiet before the first scenario")
-    rest = rest_until_quiet(settings, host, since, min_s=0.0, max_s=max_rest_s, echo=echo)
+    rest = rest_until_quiet(settings.influx, host, since, min_s=0.0, max_s=max_rest_s, echo=echo)
     not_before = rest.quiet_since_ns
     for i, n in enumerate(order, 1):
         echo(f"=== scenario {i}/{len(order)}: {n}")
@@ -77,7 +77,7 @@ def run_suite(
                 f"resting at least {settle_s:g} s, until {host} is quiet, so the next scenario's alarms are its own"
             )
             rest = rest_until_quiet(
-                settings, host, time.time_ns(), min_s=settle_s, max_s=max_rest_s, echo=echo
+                settings.influx, host, time.time_ns(), min_s=settle_s, max_s=max_rest_s, echo=echo
             )
             not_before = rest.quiet_since_ns  # the previous load's tail is not the next one's false alarm
     root.mkdir(parents=True, exist_ok=True)

@@ -13,28 +13,24 @@ import pandas as pd
 from stress.report import Window, combined_of, fetch_predictions
 from stress.scenarios import Scenario
 from vigil.influx import InfluxClient, InfluxError
-from vigil.settings import Settings
+from vigil.settings import CollectionSettings, DetectorSettings, FeatureSettings, InfluxSettings, Settings
 
 Echo = Callable[[str], None]
 
 
-def monitored_host(settings: Settings) -> str:
+def monitored_host(collection: CollectionSettings) -> str:
     """The host tag the collector writes for this machine."""
-    return settings.collection.hostname or socket.gethostname()
+    return collection.hostname or socket.gethostname()
 
 
-def default_grace_s(settings: Settings) -> float:
+def default_grace_s(features: FeatureSettings) -> float:
     """Alarms this long after the load still count: three intervals, at least 30 s."""
-    return max(30.0, 3.0 * settings.features.interval_s)
+    return max(30.0, 3.0 * features.interval_s)
 
 
-def default_max_lag_s(settings: Settings) -> float:
+def default_max_lag_s(features: FeatureSettings, detector: DetectorSettings) -> float:
     """How long to wait past the grace for the detector's predictions to arrive."""
-    return (
-        settings.features.interval_s
-        + settings.detector.allowed_lateness_s
-        + 2 * settings.detector.poll_interval_s
-    )
+    return features.interval_s + detector.allowed_lateness_s + 2 * detector.poll_interval_s
 
 
 @dataclass
@@ -47,7 +43,8 @@ class _Watch:
 
 def _poll(
     client: InfluxClient,
-    settings: Settings,
+    influx: InfluxSettings,
+    features: FeatureSettings,
     host: str,
     start_ns: int,
     detect_end_ns: int,
@@ -55,11 +52,11 @@ def _poll(
     watch: _Watch,
 ) -> None:
     """One poll of the combined predictions since the window start; updates ``watch``."""
-    interval_ns = int(settings.features.interval_s * 1e9)
+    interval_ns = int(features.interval_s * 1e9)
     try:
         frame = combined_of(
             fetch_predictions(
-                client, settings.influx.vigil_db, host, start_ns - interval_ns, detect_end_ns + 3600 * 10**9
+                client, influx.vigil_db, host, start_ns - interval_ns, detect_end_ns + 3600 * 10**9
             )
         )
     except InfluxError:
@@ -94,7 +91,16 @@ def _wait_for_predictions(
     give_up = time.time() + (window.detect_end_ns - time.time_ns()) / 1e9 + max_lag_s
     last_echo = 0.0
     while True:
-        _poll(client, settings, host, window.start_ns, window.detect_end_ns, began, watch)
+        _poll(
+            client,
+            settings.influx,
+            settings.features,
+            host,
+            window.start_ns,
+            window.detect_end_ns,
+            began,
+            watch,
+        )
         covered = watch.covered_until_ns
         if covered is not None and covered + interval_ns >= window.detect_end_ns:
             return

@@ -62,7 +62,7 @@ def test_a_fleet_without_labels_retrains_through_the_rest_api(
     assert client.import_errors() == []
     assert champion(settings) is None
     influx = InfluxClient(settings.influx)
-    seed_history(influx, settings, hours=24, hosts=10, seed=24, progress=False)
+    seed_history(influx, settings.influx, settings.collection, hours=24, hosts=10, seed=24, progress=False)
     influx.query(settings.influx.vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
     client.unpause("vigil_retrain")
     run_id = client.trigger("vigil_retrain", {"lookback_hours": 24, "backtest_hours": 0})

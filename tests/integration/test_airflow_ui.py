@@ -47,7 +47,7 @@ def log_in(driver: WebDriver, settings: Settings) -> None:
     wait(driver).until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(
         settings.airflow.username
     )
-    driver.find_element(By.NAME, "password").send_keys(admin_password(settings))
+    driver.find_element(By.NAME, "password").send_keys(admin_password(settings.airflow))
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(driver).until(lambda d: "/auth/login" not in d.current_url)
 

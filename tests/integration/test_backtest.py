@@ -56,7 +56,9 @@ def history(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         }
     )
     client = InfluxClient(settings.influx)
-    seeded = seed_history(client, settings, hours=12, hosts=5, seed=21, progress=False)
+    seeded = seed_history(
+        client, settings.influx, settings.collection, hours=12, hosts=5, seed=21, progress=False
+    )
     ds = extract(settings, start=seeded.start, end=seeded.end)
     evaluations = {}
     for families, grid in (
@@ -65,7 +67,7 @@ def history(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     ):
         trained = train(settings, ds.path, families=families, grid_overrides=grid)
         ev = evaluate(settings, trained.model_uri, ds.path, with_robustness=False)
-        version = register(settings, trained.run_id, validation_passed=True).version
+        version = register(settings.influx, settings.mlflow, trained.run_id, validation_passed=True).version
         evaluations[version] = {
             k.removeprefix("holdout_"): v for k, v in ev.metrics.items() if k.startswith("holdout_")
         }
@@ -241,7 +243,7 @@ def test_empty_window_and_bad_arguments_are_clear_errors(
         backtest(
             s, ["1"], history.start, history.start + pd.Timedelta(minutes=2), warmup="0s", out_dir=tmp_path
         )
-    assert resolve_model(s, "@champion").version == 1
+    assert resolve_model(s.mlflow, "@champion").version == 1
 
 
 def test_promote_applies_the_backtest_gate_after_the_holdout_and_robustness_checks(history: History) -> None:

@@ -54,7 +54,7 @@ def test_collector_survives_unreachable_influxdb_with_a_bounded_buffer(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     dead = Settings(_env_file=None, influx_port=free_port(), influx_timeout_s=1.0)
-    config = replace(load_config(dead), buffer_limit=40)
+    config = replace(load_config(dead.influx, dead.detector), buffer_limit=40)
     collector = Collector(dead, config=config)
     caplog.set_level(logging.DEBUG, logger="toolkit.collector")
     gathered = 0

@@ -91,7 +91,14 @@ def seeded(run_settings: Settings) -> Iterator[InfluxClient]:
     client = InfluxClient(run_settings.influx)
     for db in (run_settings.influx.raw_db, run_settings.influx.vigil_db):
         client.create_database(db)
-    seed_history(client, run_settings, hours=SEED_HOURS, hosts=SEED_HOSTS, progress=False)
+    seed_history(
+        client,
+        run_settings.influx,
+        run_settings.collection,
+        hours=SEED_HOURS,
+        hosts=SEED_HOSTS,
+        progress=False,
+    )
     yield client
     for db in (run_settings.influx.raw_db, run_settings.influx.vigil_db):
         client.drop_database(db)
@@ -212,7 +219,8 @@ def test_drift_monitor_emits_an_asset_event_on_shifted_data(
     for seed, start in ((1, now - timedelta(hours=2)), (977, now - timedelta(hours=1))):
         seed_history(
             client,
-            run_settings,
+            run_settings.influx,
+            run_settings.collection,
             start=start,
             hours=1,
             hosts=SEED_HOSTS,
@@ -253,7 +261,16 @@ def test_bad_data_fails_at_validate_without_retry_and_promotes_nothing(
     bad_db, bad_model = "dagrun_bad", "vigil-dagtest-bad"
     client = InfluxClient(run_settings.influx)
     client.create_database(bad_db)
-    seed_history(client, run_settings, hours=1, hosts=1, anomalies=False, progress=False, db=bad_db)
+    seed_history(
+        client,
+        run_settings.influx,
+        run_settings.collection,
+        hours=1,
+        hosts=1,
+        anomalies=False,
+        progress=False,
+        db=bad_db,
+    )
     env.set(VIGIL_INFLUX__RAW_DB=bad_db, VIGIL_MLFLOW__MODEL_NAME=bad_model)
     try:
         dag_run, tis, _ = run_dag(dags["vigil_retrain"], {"lookback_hours": 2, "force_promote": True})

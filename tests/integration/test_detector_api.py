@@ -47,7 +47,15 @@ def served(settings, tmp_path_factory):
         client.create_database(db)
     s = detector_settings(settings, tmp_path_factory.mktemp("api"), raw_db, vigil_db)
     seeded = seed_history(
-        client, s, start=START, hours=MINUTES / 60, hosts=HOSTS, seed=11, progress=False, db=raw_db
+        client,
+        s.influx,
+        s.collection,
+        start=START,
+        hours=MINUTES / 60,
+        hosts=HOSTS,
+        seed=11,
+        progress=False,
+        db=raw_db,
     )
     _, features = FeaturePipeline().update_from_influx(client, raw_db, seeded.start, seeded.end, 10)
     det = build_detector(s, start=seeded.start)

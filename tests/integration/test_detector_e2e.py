@@ -46,7 +46,8 @@ def build_scenario(base, run_dir):
     # the champion is trained on *other* hosts: every scored host is one it has never seen
     train = seed_history(
         client,
-        s,
+        s.influx,
+        s.collection,
         start=START,
         hours=2,
         hosts=[f"train-{i}" for i in range(4)],
@@ -57,10 +58,13 @@ def build_scenario(base, run_dir):
     )
     _, train_features = FeaturePipeline().update_from_influx(client, train_db, train.start, train.end, 10)
     version = register_champion(s, fit_model(train_features))
-    seeded = seed_history(client, s, start=START, hours=HOURS, hosts=6, seed=11, progress=False, db=raw_db)
+    seeded = seed_history(
+        client, s.influx, s.collection, start=START, hours=HOURS, hosts=6, seed=11, progress=False, db=raw_db
+    )
     seed_history(
         client,
-        s,
+        s.influx,
+        s.collection,
         start=NEWCOMER_FROM,
         hours=HOURS - 2,
         hosts=["newcomer"],
@@ -190,7 +194,16 @@ def test_fleet_warm_start_is_retried_until_history_exists(mlflow_settings, tmp_p
         # history only (it ends where scoring begins): no host reports live, so only the fleet
         # warm start can teach the online model
         seed_history(
-            client, s, start=START, hours=1.0, hosts=3, seed=5, anomalies=False, progress=False, db=raw_db
+            client,
+            s.influx,
+            s.collection,
+            start=START,
+            hours=1.0,
+            hosts=3,
+            seed=5,
+            anomalies=False,
+            progress=False,
+            db=raw_db,
         )
         det.run_once(now=(begin + pd.Timedelta(minutes=2)).value / 1e9)
         assert det.online.n_seen >= det.online.config.warmup, "warm-started on the history written meanwhile"

@@ -39,7 +39,8 @@ def test_influxdb_outage_loses_nothing_and_scores_every_interval_once(settings, 
         now = pd.Timestamp.now(tz="UTC").floor("10s")
         seeded = seed_history(
             client,
-            s,
+            s.influx,
+            s.collection,
             start=now - pd.Timedelta(minutes=12),
             hours=0.2,
             hosts=3,

@@ -40,7 +40,9 @@ def test_promotion_is_hot_reloaded_and_failures_keep_the_cached_model(mlflow_set
     )
     try:
         start = pd.Timestamp("2026-03-01T00:00:00Z")
-        seeded = seed_history(client, s, start=start, hours=0.05, hosts=2, anomalies=False, progress=False)
+        seeded = seed_history(
+            client, s.influx, s.collection, start=start, hours=0.05, hosts=2, anomalies=False, progress=False
+        )
         v1 = register_champion(s, _model(1))
         det = build_detector(s, start=start)
         det.watcher.check_once()

@@ -85,7 +85,8 @@ def seeded(settings, tmp_path):
     now = pd.Timestamp.now(tz="UTC").floor("10s")
     result = seed_history(
         client,
-        s,
+        s.influx,
+        s.collection,
         start=now - pd.Timedelta(minutes=MINUTES),
         hours=MINUTES / 60,
         hosts=3,

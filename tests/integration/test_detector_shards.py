@@ -50,7 +50,14 @@ def test_two_shards_score_every_host_exactly_once(settings, tmp_path):
             detector_history_hours=0.0,
         )
         seeded = seed_history(
-            client, s0, start=start, hours=0.1, hosts=hosts, anomalies=False, progress=False
+            client,
+            s0.influx,
+            s0.collection,
+            start=start,
+            hours=0.1,
+            hosts=hosts,
+            anomalies=False,
+            progress=False,
         )
         seen: list[pd.DataFrame] = []
         owned: list[set[str]] = []

@@ -95,7 +95,8 @@ def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path)
         )
         seed_history(
             client,
-            s,
+            s.influx,
+            s.collection,
             start=start,
             hours=(end - start).total_seconds() / 3600,
             hosts=HOSTS,

@@ -21,7 +21,7 @@ MIN = pd.Timedelta(minutes=1)
 def timelines(grafana_history, grafana_settings):
     """Every rule evaluated each minute from 20 minutes into the history to its end."""
     client = InfluxClient(grafana_settings.influx)
-    dbs = datasource_databases(grafana_settings)
+    dbs = datasource_databases(grafana_settings.influx)
     start = grafana_history.start + 20 * MIN
     return {uid: simulate_rule(client, dbs, rule, start, grafana_history.end) for uid, rule in RULES.items()}
 
@@ -96,7 +96,7 @@ def test_normal_stretch_is_quiet_for_every_rule(timelines, grafana_history) -> N
 def test_no_data_maps_to_the_rules_no_data_state(grafana_settings) -> None:
     """Before any data exists: stale/silent rules alert (noDataState Alerting), the others stay OK."""
     client = InfluxClient(grafana_settings.influx)
-    dbs = datasource_databases(grafana_settings)
+    dbs = datasource_databases(grafana_settings.influx)
     long_ago = pd.Timestamp("2001-01-01T00:00:00Z")
     for uid, rule in RULES.items():
         ev = evaluate_rule(client, dbs, rule, long_ago)

@@ -23,7 +23,7 @@ TARGETS = [t for d in DASHBOARDS for t in panel_targets(d) + annotation_targets(
 @pytest.mark.parametrize("target", TARGETS, ids=[f"{t.dashboard_uid}:{t.panel_title}" for t in TARGETS])
 def test_query_returns_series_over_seeded_history(grafana_history, grafana_settings, target) -> None:
     client = InfluxClient(grafana_settings.influx)
-    dbs = datasource_databases(grafana_settings)
+    dbs = datasource_databases(grafana_settings.influx)
     tr = TimeRange.of(grafana_history.start, grafana_history.end)
     dashboard = next(d for d in DASHBOARDS if d["uid"] == target.dashboard_uid)
     variables = resolve_variables(client, dbs, dashboard, tr)
@@ -44,7 +44,7 @@ def test_host_variable_narrows_the_panels(grafana_history, grafana_settings) -> 
     from toolkit.grafana.macros import Variable
 
     client = InfluxClient(grafana_settings.influx)
-    dbs = datasource_databases(grafana_settings)
+    dbs = datasource_databases(grafana_settings.influx)
     tr = TimeRange.of(grafana_history.start, grafana_history.end)
     infra = next(d for d in DASHBOARDS if d["uid"] == "vigil-infrastructure")
     cpu = next(t for t in panel_targets(infra) if t.panel_title == "CPU busy %")
@@ -60,7 +60,7 @@ def test_a_query_influx_rejects_raises_with_the_expanded_text(grafana_history, g
     from dataclasses import replace
 
     client = InfluxClient(grafana_settings.influx)
-    dbs = datasource_databases(grafana_settings)
+    dbs = datasource_databases(grafana_settings.influx)
     tr = TimeRange.of(grafana_history.start, grafana_history.end)
     broken = replace(TARGETS[0], query="SELECT mean( FROM cpu WHERE $timeFilter")
     with pytest.raises(InfluxError, match="time >= "):

@@ -58,7 +58,8 @@ def recorded(settings, tmp_path_factory):
     )  # fmt: skip
     seeded = seed_history(
         client,
-        s,
+        s.influx,
+        s.collection,
         start=START,
         hours=MINUTES / 60,
         hosts=4,

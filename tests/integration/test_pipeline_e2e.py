@@ -45,7 +45,9 @@ def _events(client: InfluxClient, settings: Settings) -> pd.DataFrame:
 def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     settings = e2e_settings
     client = InfluxClient(settings.influx)
-    seeded = seed_history(client, settings, hours=16, hosts=6, seed=11, progress=False)
+    seeded = seed_history(
+        client, settings.influx, settings.collection, hours=16, hosts=6, seed=11, progress=False
+    )
     assert len(seeded.labels) >= 6
 
     # extract: features + labels, content-hashed parquet
@@ -73,7 +75,7 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     )
     assert ev.metrics["holdout_real_events"] >= 2 and seeded >= 0.75
     assert ev.png_path.exists() and ev.png_path.stat().st_size > 10_000
-    v1 = register(settings, good.run_id, validation_passed=report.success)
+    v1 = register(settings.influx, settings.mlflow, good.run_id, validation_passed=report.success)
     first = promote(settings)
     assert first.promoted and first.version == v1.version and first.reason == "no champion yet"
     champion = load_champion(settings.mlflow)
@@ -104,7 +106,7 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
         run_name="deliberately-worse",
     )
     evaluate(settings, bad.model_uri, ds.path)
-    v2 = register(settings, bad.run_id, validation_passed=True)
+    v2 = register(settings.influx, settings.mlflow, bad.run_id, validation_passed=True)
     rejected = promote(settings)
     print(f"worse challenger: {rejected.reason}")
     assert not rejected.promoted and rejected.version == v2.version
@@ -115,7 +117,7 @@ def test_batch_loop_end_to_end(e2e_settings: Settings) -> None:
     # forced promotion is allowed and recorded; rollback restores the previous champion
     forced = promote(settings, version=v2.version, force=True)
     assert forced.promoted and forced.forced and load_champion(settings.mlflow).version == v2.version
-    back = rollback(settings, reason="test")
+    back = rollback(settings.influx, settings.mlflow, reason="test")
     assert back.version == v1.version and load_champion(settings.mlflow).version == v1.version
 
     events = _events(client, settings)

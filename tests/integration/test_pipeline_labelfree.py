@@ -58,7 +58,7 @@ def fleet(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
         }
     )
     client = InfluxClient(s.influx)
-    seeded = seed_history(client, s, hours=12, hosts=5, seed=17, progress=False)
+    seeded = seed_history(client, s.influx, s.collection, hours=12, hosts=5, seed=17, progress=False)
     client.query(s.influx.vigil_db, f'DROP MEASUREMENT "{LABELS.name}"', method="POST")
     yield Fleet(s, pd.Timestamp(seeded.start), pd.Timestamp(seeded.end), seeded.labels)
     client.drop_database(s.influx.raw_db)
@@ -70,7 +70,7 @@ def _retrain(s: Settings, start: pd.Timestamp, end: pd.Timestamp):
     report = validate(s, ds.path, now=end)
     trained = train(s, ds.path, families=FAMILIES, grid_overrides=small_grid(FAMILIES))
     ev = evaluate(s, trained.model_uri, ds.path)
-    version = register(s, trained.run_id, validation_passed=report.success)
+    version = register(s.influx, s.mlflow, trained.run_id, validation_passed=report.success)
     return ds, report, trained, ev, version
 
 

@@ -37,7 +37,7 @@ def search_data(dataset) -> SearchData:
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[object]:
-    session = spark_session(Settings(_env_file=None, spark_master="local[2]"), partitions=2)
+    session = spark_session(Settings(_env_file=None, spark_master="local[2]").training, partitions=2)
     yield session
     session.stop()
 
@@ -66,7 +66,7 @@ def test_distributed_label_free_search_matches_local(spark, history: Path) -> No
     settings = Settings(_env_file=None)
     frame = label_sources_in(read_dataset(history), ())  # the seeded labels hidden: a fleet without any
     split = time_split(frame)
-    injected = inject_validation(settings, history, split, SEED, frame)
+    injected = inject_validation(settings.features, history, split, SEED, frame)
     data = SearchData.from_split(
         split, 1000, SEED, objective="injected", injected=(injected.rows, injected.event_of_row)
     )
@@ -143,7 +143,7 @@ def test_training_on_a_real_standalone_master_and_worker(spark, search_data, tmp
     cluster = start_standalone(tmp_path)
     try:
         settings = Settings(_env_file=None, spark_master=cluster.master_url)
-        session = spark_session(settings, app_name="vigil-standalone-test", partitions=2)
+        session = spark_session(settings.training, app_name="vigil-standalone-test", partitions=2)
         try:
             assert session.sparkContext.master == cluster.master_url
             results = distributed_search(session, cells, search_data, SEED)

@@ -33,7 +33,8 @@ def champion(settings) -> LoadedModel:
     client.create_database("rs_train")
     train = seed_history(
         client,
-        settings,
+        settings.influx,
+        settings.collection,
         start=MONDAY - pd.Timedelta(days=3),
         hours=6,
         hosts=[f"t{i}" for i in range(4)],

@@ -39,7 +39,15 @@ def source(settings):
     client.create_database(db)
     s = settings.model_copy(update={"influx_raw_db": db})
     seeded = seed_history(
-        client, s, start=START, hours=MINUTES / 60, hosts=HOSTS, seed=5, progress=False, db=db
+        client,
+        s.influx,
+        s.collection,
+        start=START,
+        hours=MINUTES / 60,
+        hosts=HOSTS,
+        seed=5,
+        progress=False,
+        db=db,
     )
     yield s, seeded
     client.drop_database(db)
@@ -68,7 +76,14 @@ def test_faithful_replay_equals_the_source_modulo_the_time_shift(source, influx)
     drop(influx, into)
     try:
         stats = replay_run(
-            s, source="influx", into=into, start=seeded.start, end=seeded.end, speed=0, echo=print
+            s.influx,
+            s.features,
+            source="influx",
+            into=into,
+            start=seeded.start,
+            end=seeded.end,
+            speed=0,
+            echo=print,
         )
         original = read_influx_window(influx, s.influx.raw_db, seeded.start, seeded.end)
         assert stats.read == stats.written == len(original) == HOSTS * 6 * MINUTES * 6
@@ -106,7 +121,8 @@ def test_perturbation_counts_are_exact_and_deterministic_per_seed(source, influx
     drop(influx, into, exact)
     try:
         stats = replay_run(
-            s,
+            s.influx,
+            s.features,
             source="influx",
             into=into,
             start=seeded.start,
@@ -122,7 +138,8 @@ def test_perturbation_counts_are_exact_and_deterministic_per_seed(source, influx
         # exact duplicates (offset 0) are merged by InfluxDB: invisible downstream, by construction
         same = Perturbation(duplicate_rate=0.02, drop_rate=0.05, seed=3, duplicate_offset_ns=0)
         stats0 = replay_run(
-            s,
+            s.influx,
+            s.features,
             source="influx",
             into=exact,
             start=seeded.start,
@@ -285,11 +302,11 @@ def test_bundle_replay_and_bad_bundles(source, influx, tmp_path, monkeypatch):
     missing.mkdir()
     (missing / "meta.json").write_text("{}")
     with pytest.raises(ReplayInputError, match="missing events.jsonl"):
-        replay_run(s, source="bundle", bundle=missing, into="replay_never", speed=0)
+        replay_run(s.influx, s.features, source="bundle", bundle=missing, into="replay_never", speed=0)
     broken = tmp_path / "broken"
     write_bundle(broken, points[:3], ['{"measurement": "cpu", "tags": {}}'])
     with pytest.raises(ReplayInputError, match=r"events.jsonl:4: not a raw point"):
-        replay_run(s, source="bundle", bundle=broken, into="replay_never", speed=0)
+        replay_run(s.influx, s.features, source="bundle", bundle=broken, into="replay_never", speed=0)
     res = CliRunner().invoke(
         main, ["replay", "--source", "bundle", "--bundle", str(tmp_path / "nope"), "--into", "x"]
     )

@@ -171,7 +171,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
     assert PRIMARY_METRIC in logged
     artifacts = {a.path for a in mlflow_client(settings.mlflow).list_artifacts(champ.run_id, "evaluation")}
     assert "evaluation/robustness.png" in artifacts
-    v1 = register(settings, champ.run_id, validation_passed=True)
+    v1 = register(settings.influx, settings.mlflow, champ.run_id, validation_passed=True)
     assert promote(settings).promoted  # no champion yet: gates do not apply
 
     # fragile challenger: the champion's very scores on clean data, but a dropped field pages
@@ -187,7 +187,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
     fragile_missing_drop = fragile_eval.metrics["holdout_f1"] - fragile_eval.metrics["robust_missing_f1"]
     champion_missing_drop = champ_eval.metrics["holdout_f1"] - champ_eval.metrics["robust_missing_f1"]
     assert fragile_missing_drop > champion_missing_drop + settings.training.robustness_tolerance
-    v2 = register(settings, fragile_run, validation_passed=True)
+    v2 = register(settings.influx, settings.mlflow, fragile_run, validation_passed=True)
     refused = promote(settings)
     assert not refused.promoted and refused.version == v2.version
     assert [g.gate for g in refused.gates] == ["served", "robustness"], refused.reason
@@ -208,7 +208,7 @@ def test_fragile_challenger_is_refused_and_a_robust_one_promoted(
         seed=7,
     )
     again_eval = evaluate(settings, again.model_uri, path)
-    v3 = register(settings, again.run_id, validation_passed=True)
+    v3 = register(settings.influx, settings.mlflow, again.run_id, validation_passed=True)
     accepted = promote(settings)
     assert accepted.promoted and accepted.version == v3.version, accepted.reason
     assert [g.passed for g in accepted.gates] == [True, True]

@@ -40,7 +40,14 @@ def seed_settings(settings: Settings) -> Iterator[Settings]:
 def seeded(seed_settings: Settings) -> SeedResult:
     client = InfluxClient(seed_settings.influx)
     return seed_history(
-        client, seed_settings, start=START, hours=HOURS, hosts=HOSTS, seed=SEED, progress=False
+        client,
+        seed_settings.influx,
+        seed_settings.collection,
+        start=START,
+        hours=HOURS,
+        hosts=HOSTS,
+        seed=SEED,
+        progress=False,
     )
 
 
@@ -69,7 +76,7 @@ def test_seeded_history_has_the_telegraf_schema(seeded: SeedResult, seed_setting
     client = InfluxClient(seed_settings.influx)
     stored = _stored_schema(client, seed_settings.influx.raw_db)
     assert set(stored) == set(MEASUREMENTS)
-    config = load_config(seed_settings)
+    config = load_config(seed_settings.influx, seed_settings.detector)
     samples = read_fixture()
     expected = samples.schema(["cpu", "mem", "net", "diskio", "system", "processes"])
     # subset=True: the seeder writes only the fields features read, but every one with Telegraf's name and type.
@@ -233,9 +240,11 @@ def test_generation_is_deterministic_per_seed() -> None:
 def test_bad_arguments_are_refused_before_anything_is_written(seed_settings: Settings) -> None:
     client = InfluxClient(seed_settings.influx)
     with pytest.raises(ValueError, match="hours"):
-        seed_history(client, seed_settings, hours=0, hosts=1, progress=False)
+        seed_history(client, seed_settings.influx, seed_settings.collection, hours=0, hosts=1, progress=False)
     with pytest.raises(ValueError, match="distinct"):
-        seed_history(client, seed_settings, hours=1, hosts=["a", "a"], progress=False)
+        seed_history(
+            client, seed_settings.influx, seed_settings.collection, hours=1, hosts=["a", "a"], progress=False
+        )
 
 
 def test_iir1_matches_the_recursive_definition() -> None:

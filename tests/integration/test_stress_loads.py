@@ -53,7 +53,7 @@ def load_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def target_url(load_settings: Settings) -> Iterator[str]:
-    with ensure_target(load_settings) as url:
+    with ensure_target(load_settings.stress) as url:
         yield url
 
 
@@ -95,7 +95,7 @@ def test_scenario_load_stays_in_bounds_and_stops_cleanly(
 ) -> None:
     scenario = get_scenario(name)
     intensity = TEST_INTENSITY[name]
-    tmp_dir = make_tmp_dir(load_settings)
+    tmp_dir = make_tmp_dir(load_settings.stress)
     specs = plan_loads(scenario, DURATION_S, intensity, target_url=target_url, tmp_dir=tmp_dir)
     before = _stats(target_url)
     began = time.monotonic()

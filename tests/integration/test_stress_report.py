@@ -96,7 +96,9 @@ def _write_history(
 
 def _report(settings: Settings, name: str, start_ns: int, out: Path):
     window = Window(start_ns, start_ns + 60 * S, grace_s=30, lookback_s=100)
-    return build_report(settings, get_scenario(name), HOST, window, out, intensity=0.5)
+    return build_report(
+        settings.influx, settings.features, get_scenario(name), HOST, window, out, intensity=0.5
+    )
 
 
 def test_report_detected(settings: Settings, fresh_db: str, influx: InfluxClient, tmp_path: Path) -> None:
@@ -252,11 +254,13 @@ def test_the_suite_rests_until_the_host_is_quiet(
     s = _settings(settings, fresh_db)
     since = start + 90 * S  # the last three intervals written begin at +90, +100 and +110 s
     _write_history(influx, fresh_db, start, alarms={90: 0.9}, busy=range(0, 0))
-    assert QUIET_INTERVALS == 2 and quiet_since(influx, s, HOST, since) == start + 100 * S  # +100, +110
-    assert quiet_since(influx, s, HOST, start + 110 * S) is None  # only one interval since then
-    assert quiet_since(influx, s, "no-such-host", since) is None  # no predictions is not "quiet"
+    assert (
+        QUIET_INTERVALS == 2 and quiet_since(influx, s.influx, HOST, since) == start + 100 * S
+    )  # +100, +110
+    assert quiet_since(influx, s.influx, HOST, start + 110 * S) is None  # only one interval since then
+    assert quiet_since(influx, s.influx, "no-such-host", since) is None  # no predictions is not "quiet"
     lines: list[str] = []
-    rest = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=5.0, echo=lines.append)
+    rest = rest_until_quiet(s.influx, HOST, since, min_s=0.0, max_s=5.0, echo=lines.append)
     assert rest.quiet and rest.quiet_since_ns == start + 100 * S  # the next lookback starts there
     assert "quiet again" in lines[-1]
 
@@ -276,15 +280,15 @@ def test_the_suite_rests_until_the_host_is_quiet(
             )
         ],
     )
-    assert quiet_since(influx, s, HOST, since) is None  # the newest interval alarms
+    assert quiet_since(influx, s.influx, HOST, since) is None  # the newest interval alarms
     # what keeps it alarming is named in the rest's progress lines
     assert (
-        alarm_summary(influx, s, HOST, start + 100 * S)
+        alarm_summary(influx, s.influx, HOST, start + 100 * S)
         == "; 1 alarmed interval(s) since, naming net_rx_vol x1"
     )
-    assert alarm_summary(influx, s, HOST, start + 120 * S) == ""
+    assert alarm_summary(influx, s.influx, HOST, start + 120 * S) == ""
     began = time.monotonic()
-    rest = rest_until_quiet(s, HOST, since, min_s=0.0, max_s=1.0, echo=lines.append)
+    rest = rest_until_quiet(s.influx, HOST, since, min_s=0.0, max_s=1.0, echo=lines.append)
     rested, quiet = rest.seconds, rest.quiet
     assert (
         quiet is False
@@ -293,7 +297,8 @@ def test_the_suite_rests_until_the_host_is_quiet(
     )
     assert "still alarming" in lines[-1]
     report = build_report(
-        s,
+        s.influx,
+        s.features,
         get_scenario("cpu_spike"),
         HOST,
         Window(start, start + 60 * S, grace_s=30, lookback_s=100),

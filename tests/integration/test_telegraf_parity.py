@@ -122,7 +122,7 @@ def test_fixture_markers_are_honoured_by_the_strict_parser() -> None:
 
 
 def test_config_enables_every_locally_readable_input(offline_settings: Settings) -> None:
-    config = load_config(offline_settings)
+    config = load_config(offline_settings.influx, offline_settings.detector)
     assert config.local_inputs == list(LOCAL_INPUTS)
     assert config.interval_s == 10.0
     assert config.procstat[0].pattern == "stress.target_app"
@@ -139,7 +139,7 @@ def test_first_gather_lacks_two_sample_fields_like_telegraf(two_gathers: tuple[l
 def test_collector_matches_telegraf_samples(
     offline_settings: Settings, two_gathers: tuple[list[str], list[str]]
 ) -> None:
-    config = load_config(offline_settings)
+    config = load_config(offline_settings.influx, offline_settings.detector)
     actual = schema_from_lines(two_gathers[0] + two_gathers[1])
     samples = read_fixture()
     enabled = [p for p in PLUGIN_MEASUREMENTS if config.enabled(p)]
@@ -160,7 +160,7 @@ def test_collector_matches_telegraf_samples(
 
 def test_comparison_catches_a_type_or_name_drift(offline_settings: Settings) -> None:
     """The checker itself must fail on the mistakes it exists to catch."""
-    config = load_config(offline_settings)
+    config = load_config(offline_settings.influx, offline_settings.detector)
     samples = read_fixture()
     bad = schema_from_lines(
         [

@@ -65,12 +65,14 @@ def live(mlflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         client.create_database(db)
     try:
         manager.up(s, only=["target"], echo=print)
-        seeded = seed_history(client, s, hours=24, hosts=5, seed=s.random_seed, progress=False)
+        seeded = seed_history(
+            client, s.influx, s.collection, hours=24, hosts=5, seed=s.random_seed, progress=False
+        )
         ds = extract(s, start=seeded.start, end=seeded.end)
         # the retrain DAG's defaults: every family, the small grid
         trained = train(s, ds.path, families=tuple(FAMILIES), grid_overrides=small_grid(list(FAMILIES)))
         evaluate(s, trained.model_uri, ds.path, run_id=trained.run_id)
-        version = register(s, trained.run_id, validation_passed=True).version
+        version = register(s.influx, s.mlflow, trained.run_id, validation_passed=True).version
         assert promote(s, version=version).promoted
         manager.up(s, only=["detector", "collector"], echo=print)
         wait_detector_ready(s, str(version), print, timeout_s=600)

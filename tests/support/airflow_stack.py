@@ -43,11 +43,13 @@ def run_airflow(settings: Settings) -> Iterator[AirflowClient]:
     influx = InfluxClient(settings.influx)
     for db in (settings.influx.raw_db, settings.influx.vigil_db):
         influx.create_database(db)
-    seed_history(influx, settings, hours=SEED_HOURS, hosts=SEED_HOSTS, progress=False)
+    seed_history(
+        influx, settings.influx, settings.collection, hours=SEED_HOURS, hosts=SEED_HOSTS, progress=False
+    )
     began = time.monotonic()
     manager.up(settings, only=["airflow"], echo=print)
     try:
-        client = AirflowClient.from_settings(settings)
+        client = AirflowClient.from_settings(settings.airflow)
         client.wait_for_dag("vigil_retrain", timeout_s=180)
         print(f"airflow standalone up and DAGs parsed in {time.monotonic() - began:.0f}s")
         yield client

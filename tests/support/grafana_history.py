@@ -53,7 +53,8 @@ def _write_raw(client: InfluxClient, settings: Settings, h: History, random_seed
     """Normal Telegraf-schema history from the real seeder, then the silent collector cut out of it."""
     seed_history(
         client,
-        settings,
+        settings.influx,
+        settings.collection,
         start=h.start,
         hours=(h.end - h.start).total_seconds() / 3600,
         hosts=list(HOSTS),

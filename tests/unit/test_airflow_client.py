@@ -30,15 +30,15 @@ def test_build_conf_sends_only_what_the_user_gave() -> None:
 def test_admin_password_from_settings_or_generated_file(tmp_path: Path) -> None:
     cfg = Settings(_env_file=None, run_dir=tmp_path)
     with pytest.raises(AirflowApiError, match="VIGIL_AIRFLOW__PASSWORD"):
-        admin_password(cfg)
+        admin_password(cfg.airflow)
     home = cfg.airflow.home_dir
     home.mkdir(parents=True)
     (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "s3cret"}))
-    assert admin_password(cfg) == "s3cret"
+    assert admin_password(cfg.airflow) == "s3cret"
     with pytest.raises(AirflowApiError, match="user 'bob' not in"):
-        admin_password(cfg, "bob")
+        admin_password(cfg.airflow, "bob")
     explicit = cfg.model_copy(update={"airflow_password": SecretStr("given")})
-    assert admin_password(explicit) == "given"
+    assert admin_password(explicit.airflow) == "given"
 
 
 def test_unreachable_airflow_is_a_clear_error() -> None:

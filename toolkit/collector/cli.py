@@ -32,7 +32,12 @@ from vigil.settings import get_settings
 def collect(once: bool, interval: float | None, db: str | None, config_path: Path | None) -> None:
     """Collect host metrics exactly as telegraf/telegraf.conf would, into InfluxDB."""
     settings = get_settings()
-    collector = Collector(settings, config=load_config(settings, config_path), interval_s=interval, db=db)
+    collector = Collector(
+        settings,
+        config=load_config(settings.influx, settings.detector, config_path),
+        interval_s=interval,
+        db=db,
+    )
     if once:
         n = collector.once()
         click.echo(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vigil.settings import PROJECT_ROOT, Settings
+from vigil.settings import PROJECT_ROOT, DetectorSettings, InfluxSettings
 
 #: The deployed agent's configuration file.
 TELEGRAF_CONF = PROJECT_ROOT / "telegraf" / "telegraf.conf"
@@ -40,7 +40,7 @@ def expand_placeholders(text: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(repl, text)
 
 
-def placeholder_values(settings: Settings) -> dict[str, str]:
+def placeholder_values(influx: InfluxSettings, detector: DetectorSettings) -> dict[str, str]:
     """The ``VIGIL_*`` names telegraf.conf uses, resolved from settings.
 
     They are the flat names (``VIGIL_INFLUX_URL``, not ``VIGIL_INFLUX__URL``): Telegraf reads them
@@ -48,10 +48,10 @@ def placeholder_values(settings: Settings) -> dict[str, str]:
     them as aliases (vigil/settings.py, ``LEGACY_NAMES``).
     """
     return {
-        "VIGIL_INFLUX_URL": settings.influx.base_url,
-        "VIGIL_INFLUX_RAW_DB": settings.influx.raw_db,
-        "VIGIL_INFLUX_USERNAME": settings.influx.username,
-        "VIGIL_DETECTOR_METRICS_URL": f"{settings.detector.url}/metrics",
+        "VIGIL_INFLUX_URL": influx.base_url,
+        "VIGIL_INFLUX_RAW_DB": influx.raw_db,
+        "VIGIL_INFLUX_USERNAME": influx.username,
+        "VIGIL_DETECTOR_METRICS_URL": f"{detector.url}/metrics",
     }
 
 
@@ -127,7 +127,9 @@ def parse_config(text: str, values: Mapping[str, str] | None = None) -> Collecto
     )
 
 
-def load_config(settings: Settings, path: Path | None = None) -> CollectorConfig:
+def load_config(
+    influx: InfluxSettings, detector: DetectorSettings, path: Path | None = None
+) -> CollectorConfig:
     """Load telegraf.conf (default: the project's) with placeholders resolved from settings."""
     conf_path = path or TELEGRAF_CONF
-    return parse_config(conf_path.read_text(encoding="utf-8"), placeholder_values(settings))
+    return parse_config(conf_path.read_text(encoding="utf-8"), placeholder_values(influx, detector))

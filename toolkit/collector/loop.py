@@ -59,7 +59,7 @@ class Collector:
         host: str | None = None,
     ) -> None:
         self.settings = settings
-        self.config = config or load_config(settings)
+        self.config = config or load_config(settings.influx, settings.detector)
         self.interval_s = float(interval_s or settings.collection.interval_s or self.config.interval_s)
         self.host = host or settings.collection.hostname or socket.gethostname()
         self.inputs = build_inputs(self.config)

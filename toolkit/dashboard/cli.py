@@ -46,7 +46,7 @@ def dashboard(from_: str, to: str, out: Path | None) -> None:
     out_dir = out or settings.run_dir / "dashboard"
     client = InfluxClient(settings.influx)
     page = render(
-        client, settings, time_range, out_dir, progress=lambda msg: click.echo(f"rendering {msg} ...")
+        client, settings.influx, time_range, out_dir, progress=lambda msg: click.echo(f"rendering {msg} ...")
     )
     failed = [p for p in page.panels if p.error]
     click.echo(f"{len(page.panels)} panels -> {page.index}" + (f" ({len(failed)} failed)" if failed else ""))

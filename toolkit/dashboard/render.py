@@ -36,7 +36,7 @@ from toolkit.grafana.provisioning import (  # noqa: E402
     panel_targets,
 )
 from vigil.influx import InfluxClient, InfluxError  # noqa: E402
-from vigil.settings import Settings  # noqa: E402
+from vigil.settings import InfluxSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
 MAX_ANNOTATIONS = 400  # marks drawn per panel; beyond that the plot is a red smear
@@ -175,9 +175,9 @@ def render_panel(
     return image
 
 
-def evaluate_alerts(client: InfluxClient, settings: Settings, at: pd.Timestamp) -> list[AlertStatus]:
+def evaluate_alerts(client: InfluxClient, influx: InfluxSettings, at: pd.Timestamp) -> list[AlertStatus]:
     """Each provisioned rule's instances and states at ``at`` (``for`` periods honoured)."""
-    dbs = datasource_databases(settings)
+    dbs = datasource_databases(influx)
     out = []
     for rule in load_alert_rules():
         timeline = firing_now(client, dbs, rule, at)
@@ -195,14 +195,14 @@ def evaluate_alerts(client: InfluxClient, settings: Settings, at: pd.Timestamp) 
 
 def render(
     client: InfluxClient,
-    settings: Settings,
+    influx: InfluxSettings,
     time_range: TimeRange,
     out_dir: Path,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> DashboardPage:
     """Render every provisioned dashboard into ``out_dir`` (PNG per panel + index.html)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    dbs = datasource_databases(settings)
+    dbs = datasource_databases(influx)
     images: list[PanelImage] = []
     sections: list[str] = []
     for dashboard in load_dashboards():
@@ -237,7 +237,7 @@ def render(
             f"{' · ' if var_text else ''}{len(marks)} annotation marks</p><div class='grid'>{''.join(parts)}</div>"
         )
     progress("alert rules")
-    alerts = evaluate_alerts(client, settings, time_range.end)
+    alerts = evaluate_alerts(client, influx, time_range.end)
     index = out_dir / "index.html"
     index.write_text(_page(time_range, sections, alerts))
     return DashboardPage(index, images, alerts)

@@ -16,7 +16,7 @@ import yaml
 
 from toolkit.grafana.build import ALERTING_DIR, DASHBOARDS_DIR, PROVISIONING_DIR, RAW_DS_UID, VIGIL_DS_UID
 from vigil.errors import VigilError
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings
 
 DATASOURCES_DIR = PROVISIONING_DIR / "datasources"
 
@@ -81,9 +81,9 @@ def load_datasources(directory: Path = DATASOURCES_DIR) -> list[dict[str, Any]]:
     return out
 
 
-def datasource_databases(settings: Settings) -> dict[str, str]:
+def datasource_databases(influx: InfluxSettings) -> dict[str, str]:
     """Data source uid -> the database its queries run in (per the given settings)."""
-    return {RAW_DS_UID: settings.influx.raw_db, VIGIL_DS_UID: settings.influx.vigil_db}
+    return {RAW_DS_UID: influx.raw_db, VIGIL_DS_UID: influx.vigil_db}
 
 
 def dashboard_files(directory: Path = DASHBOARDS_DIR) -> list[Path]:

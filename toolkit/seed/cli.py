@@ -40,7 +40,8 @@ def seed(
     client = InfluxClient(settings.influx)
     result = seed_history(
         client,
-        settings,
+        settings.influx,
+        settings.collection,
         start=start,
         hours=hours,
         hosts=hosts,

@@ -20,7 +20,7 @@ from toolkit.seed.writer import ParallelWriter
 from vigil.influx import InfluxClient
 from vigil.lineprotocol import Point
 from vigil.schema import LABELS
-from vigil.settings import InfluxSettings, Settings
+from vigil.settings import CollectionSettings, InfluxSettings
 from vigil.synthetic.history import generate_host, host_names
 from vigil.synthetic.lines import MEASUREMENTS, host_lines
 from vigil.synthetic.profiles import HostProfile
@@ -56,7 +56,8 @@ def _start_seconds(start: datetime | pd.Timestamp | str | None, hours: float, dt
 
 def seed_history(
     client: InfluxClient,
-    settings: Settings,
+    influx: InfluxSettings,
+    collection: CollectionSettings,
     *,
     start: datetime | pd.Timestamp | str | None = None,
     hours: float = 24.0,
@@ -70,26 +71,26 @@ def seed_history(
 ) -> SeedResult:
     """Write ``hours`` of 10 s Telegraf-schema history for ``hosts`` and their labels.
 
-    Raw metrics go to ``db`` (default ``settings.influx.raw_db``), label windows to
-    ``settings.influx.vigil_db`` (measurement ``vigil_labels``, source=seed).
+    Raw metrics go to ``db`` (default ``influx.raw_db``), label windows to
+    ``influx.vigil_db`` (measurement ``vigil_labels``, source=seed).
     """
     if hours <= 0:
         raise ValueError("hours must be positive")
-    dt = int(settings.collection.interval_s)
+    dt = int(collection.interval_s)
     names = host_names(hosts)
     start_s = _start_seconds(start, hours, dt)
     n = int(hours * 3600 // dt)
-    raw_db = db or settings.influx.raw_db
-    if settings.influx.create_databases:
+    raw_db = db or influx.raw_db
+    if influx.create_databases:
         client.create_database(raw_db)
-        client.create_database(settings.influx.vigil_db)
+        client.create_database(influx.vigil_db)
     total_points = n * len(names) * len(MEASUREMENTS)
     began = time.perf_counter()
     bar = tqdm(total=total_points, unit="pt", unit_scale=True, desc="seeding", disable=not progress)
     lines_per_write = batch_size or client.batch_size
     writer = ParallelWriter(
         client,
-        settings,
+        influx,
         raw_db,
         threads=threads,
         precision="s",
@@ -112,7 +113,7 @@ def seed_history(
         bar.close()
     labels = pd.DataFrame(all_labels, columns=[*LABEL_COLUMNS, "injected_start", "injected_end", "severity"])
     if len(labels):
-        client.write_points(settings.influx.vigil_db, _label_points(labels))
+        client.write_points(influx.vigil_db, _label_points(labels))
     seconds = time.perf_counter() - began
     log.info("seeded %d points for %d hosts in %.1fs; %d labels", written, len(names), seconds, len(labels))
     return SeedResult(

@@ -7,13 +7,13 @@ import threading
 from collections.abc import Callable
 
 from vigil.influx import InfluxClient
-from vigil.settings import Settings
+from vigil.settings import InfluxSettings
 
 
-def clone_client(client: InfluxClient, settings: Settings) -> InfluxClient:
+def clone_client(client: InfluxClient, influx: InfluxSettings) -> InfluxClient:
     """A client with the same server, credentials and retry policy (a requests.Session per thread)."""
     twin = InfluxClient(
-        settings.influx,
+        influx,
         url=client.url,
         timeout_s=client.timeout_s,
         batch_size=client.batch_size,
@@ -36,7 +36,7 @@ class ParallelWriter:
     def __init__(
         self,
         client: InfluxClient,
-        settings: Settings,
+        influx: InfluxSettings,
         db: str,
         *,
         threads: int = 2,
@@ -51,7 +51,7 @@ class ParallelWriter:
         self.error: BaseException | None = None
         self.written = 0
         self._lock = threading.Lock()
-        clients = [clone_client(client, settings) for _ in range(threads)]
+        clients = [clone_client(client, influx) for _ in range(threads)]
         for c in clients:
             c.batch_size = batch_size or c.batch_size
         self._workers = [

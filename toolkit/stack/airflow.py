@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from vigil.settings import PROJECT_ROOT, Settings
+from vigil.settings import PROJECT_ROOT, AirflowSettings
 
 #: Where SimpleAuthManager writes the generated admin password (relative to AIRFLOW_HOME).
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
@@ -26,22 +26,22 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
-def airflow_local_url(settings: Settings) -> str:
-    return f"http://{settings.bind_host}:{settings.airflow.port}"
+def airflow_local_url(airflow: AirflowSettings) -> str:
+    return f"http://{airflow.bind_host}:{airflow.port}"
 
 
-def airflow_env(settings: Settings) -> dict[str, str]:
+def airflow_env(airflow: AirflowSettings) -> dict[str, str]:
     """The environment ``airflow standalone`` (and its children) need."""
-    home = settings.airflow.home_dir.resolve()
-    url = airflow_local_url(settings)
+    home = airflow.home_dir.resolve()
+    url = airflow_local_url(airflow)
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism),
+        "AIRFLOW__CORE__PARALLELISM": str(airflow.parallelism),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-        "AIRFLOW__API__HOST": settings.bind_host,
-        "AIRFLOW__API__PORT": str(settings.airflow.port),
+        "AIRFLOW__API__HOST": airflow.bind_host,
+        "AIRFLOW__API__PORT": str(airflow.port),
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
@@ -49,19 +49,19 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def airflow_command(settings: Settings) -> list[str]:
-    settings.airflow.home_dir.mkdir(parents=True, exist_ok=True)
+def airflow_command(airflow: AirflowSettings) -> list[str]:
+    airflow.home_dir.mkdir(parents=True, exist_ok=True)
     return [str(venv_bin() / "airflow"), "standalone"]
 
 
-def airflow_healthy(settings: Settings) -> bool:
+def airflow_healthy(airflow: AirflowSettings) -> bool:
     """``GET /api/v2/version`` answers without authentication once the API server is up."""
     try:
-        resp = requests.get(f"{airflow_local_url(settings)}/api/v2/version", timeout=2)
+        resp = requests.get(f"{airflow_local_url(airflow)}/api/v2/version", timeout=2)
         return resp.status_code == 200 and "version" in resp.json()
     except (requests.RequestException, ValueError):
         return False
 
 
-def password_file(settings: Settings) -> Path:
-    return settings.airflow.home_dir.resolve() / PASSWORD_FILE
+def password_file(airflow: AirflowSettings) -> Path:
+    return airflow.home_dir.resolve() / PASSWORD_FILE

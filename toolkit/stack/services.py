@@ -184,13 +184,13 @@ SERVICES: tuple[Service, ...] = (
     ),
     Service(
         name="airflow",
-        launch=lambda s: Launch(airflow.airflow_command(s), airflow.airflow_env(s)),
-        healthy=lambda s, r: airflow.airflow_healthy(s),
+        launch=lambda s: Launch(airflow.airflow_command(s.airflow), airflow.airflow_env(s.airflow)),
+        healthy=lambda s, r: airflow.airflow_healthy(s.airflow),
         port=lambda s: s.airflow.port,
-        url=airflow.airflow_local_url,
+        url=lambda s: airflow.airflow_local_url(s.airflow),
         timeout_s=300,
-        after_start=lambda s: [f"admin password file: {airflow.password_file(s)}"],
-        detail=lambda s: f"password: {airflow.password_file(s)}",
+        after_start=lambda s: [f"admin password file: {airflow.password_file(s.airflow)}"],
+        detail=lambda s: f"password: {airflow.password_file(s.airflow)}",
         key_settings=("airflow_port", "airflow_parallelism", "feature_interval_s", "collect_interval_s"),
     ),
     Service(
