@@ -285,12 +285,15 @@ def test_a_host_with_mostly_bad_data_gets_a_data_quality_incident_not_an_alarm(
 def test_a_point_from_the_future_is_counted_once_and_kept_out_when_its_time_comes(
     dbs: InfluxClient, settings: Settings, tmp_path: Path
 ) -> None:
-    """Real time (at most ~20 s): the detector's look-out finds a point stamped 8-18 s ahead of the
+    """Real time (at most ~20 s): the detector's look-out finds a point stamped 7-17 s ahead of the
     wall clock (tolerance 2 s); once its interval is over and read, that point is kept out and the
-    host's real reading of the interval is what gets scored — like a host that reported at once."""
+    host's real reading of the interval is what gets scored — like a host that reported at once.
+
+    The history ends at most 2 s after ``wall`` (the tolerance), so no history point can ever be
+    taken for a future one however the wall clock falls in its interval."""
     client = dbs
     wall = time.time()
-    t_future = int((wall + 3) // STEP * STEP + STEP)  # the next interval starting >= 7 s from now
+    t_future = int((wall + 2) // STEP * STEP + STEP)  # last history point t_future - STEP <= wall + 2
     start = pd.Timestamp(t_future - 12 * STEP, unit="s", tz="UTC")
     history = [
         f"mem,host={h} used_percent={40 + k % 2} {t_future - STEP * (12 - k)}"
