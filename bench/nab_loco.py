@@ -51,16 +51,25 @@ def candidates() -> dict[str, ServingConfig]:
     return out
 
 
-def _one(args: tuple[NabSeries, ServingConfig]) -> tuple[str, np.ndarray, np.ndarray]:
+def _one(args: tuple[NabSeries, ServingConfig]) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     series, config = args
     pred = detect(series.frame["timestamp"], series.frame["value"].to_numpy(), config)
-    return series.key, pred["anomaly_score"].to_numpy(), pred["alarm"].to_numpy().astype(float)
+    return (
+        series.key,
+        pred["anomaly_score"].to_numpy(),
+        pred["alarm"].to_numpy().astype(float),
+        pred["score"].to_numpy(dtype=float),
+    )
 
 
-def run_candidate(corpus: list[NabSeries], config: ServingConfig, workers: int) -> tuple[dict, dict]:
+def run_candidate(
+    corpus: list[NabSeries], config: ServingConfig, workers: int, with_raw: bool = False
+) -> tuple[dict, ...]:
+    """NAB scores and pages per file (and, ``with_raw``, the combined score before the decision)."""
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_one, [(s, config) for s in corpus]))
-    return {k: s for k, s, _ in results}, {k: a for k, _, a in results}
+    out = ({k: s for k, s, _, _ in results}, {k: a for k, _, a, _ in results})
+    return (*out, {k: r for k, _, _, r in results}) if with_raw else out
 
 
 def loco(
