@@ -4,6 +4,7 @@ The hosts come from the core's generator (:mod:`vigil.synthetic`), which the pip
 stress loads share; this package is the writing (:func:`seed_history`) and the command.
 """
 
-from toolkit.seed.history import SeedResult, load_labels, seed_history
+from toolkit.seed.history import SeedResult, seed_history
+from vigil.labels import load_labels  # what a seed wrote: the one reader of label windows
 
 __all__ = ["SeedResult", "load_labels", "seed_history"]

@@ -145,18 +145,3 @@ def _label_points(labels: pd.DataFrame) -> Iterator[Point]:
             },
             start_ns,
         )
-
-
-def load_labels(
-    client: InfluxClient,
-    influx: InfluxSettings,
-    start: datetime | pd.Timestamp | str,
-    end: datetime | pd.Timestamp | str,
-    *,
-    source: str | None = None,
-) -> pd.DataFrame:
-    """Label windows overlapping [start, end): columns host, kind, start, end, label_id, source
-    (:func:`vigil.labels.load_labels`, every source unless ``source`` is given)."""
-    from vigil.labels import load_labels as load
-
-    return load(client, influx, start, end, source=source)
