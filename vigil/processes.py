@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,11 +26,48 @@ class ServiceError(VigilError, RuntimeError):
     """A service could not be started or did not become healthy."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux; the IANA range elsewhere)."""
+    try:
+        low, high = (int(x) for x in _LOCAL_PORT_RANGE.read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:  # no SO_REUSEADDR: a port any socket holds counts as taken
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(count: int = 1) -> int:
+    """A TCP port ``p`` on 127.0.0.1 with ``p .. p + count - 1`` free right now.
+
+    Why not the ephemeral range (what ``bind(0)`` returns): a port chosen now and
+    bound later by another process can meanwhile become the local end of any
+    outgoing connection (a keep-alive to InfluxDB, a poll of that very port), and
+    the service then fails with "address in use". Ports below the kernel's range
+    are never handed out that way.
+
+    >>> p = free_port(2)
+    >>> _bindable(p) and _bindable(p + 1)
+    True
+    """
+    low, high = _ephemeral_range()
+    candidates = (10000, low - count) if low - count > 10000 else (high + 1, 65535 - count)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        p = rng.randint(*candidates)
+        if all(_bindable(p + i) for i in range(count)):
+            return p
+    raise ServiceError(f"no {count} consecutive free ports on 127.0.0.1 in {candidates}")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -23,18 +23,9 @@ from detector.state import load_checkpoint
 from stress.detector_process import detector_env
 from toolkit.seed import seed_history
 from vigil.influx import InfluxClient
-from vigil.processes import free_port, port_in_use, start_process, stop_process
+from vigil.processes import free_port, start_process, stop_process
 
 HOSTS = [f"wk-{i:02d}" for i in range(8)]
-
-
-def two_free_ports() -> int:
-    """A port p with p and p + 1 free (worker i serves on detector_port + i)."""
-    for _ in range(50):
-        p = free_port()
-        if p < 65535 and not port_in_use(p + 1):
-            return p
-    raise RuntimeError("no two consecutive free ports")
 
 
 def workers_of(pid: int) -> dict[int, psutil.Process]:
@@ -83,7 +74,7 @@ def test_two_workers_split_hosts_and_a_killed_worker_resumes(settings, tmp_path)
         now = pd.Timestamp.now(tz="UTC").floor("10s")
         start = now - pd.Timedelta(minutes=4)
         end = now + pd.Timedelta(seconds=40)  # these intervals become due while a worker is dead
-        port = two_free_ports()
+        port = free_port(2)  # worker i serves on detector_port + i
         s = detector_settings(
             settings,
             tmp_path / "run",
