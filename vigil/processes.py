@@ -61,13 +61,15 @@ def free_port(count: int = 1) -> int:
     True
     """
     low, high = _ephemeral_range()
-    candidates = (10000, low - count) if low - count > 10000 else (high + 1, 65535 - count)
+    spans = [(10000, low - count), (high + 1, 65536 - count)]
+    spans = [span for span in spans if span[1] - span[0] >= 1000] or [(1024, 65536 - count)]
     rng = random.SystemRandom()
     for _ in range(200):
-        p = rng.randint(*candidates)
+        first, last = rng.choice(spans)
+        p = rng.randint(first, last)
         if all(_bindable(p + i) for i in range(count)):
             return p
-    raise ServiceError(f"no {count} consecutive free ports on 127.0.0.1 in {candidates}")
+    raise ServiceError(f"no {count} consecutive free ports on 127.0.0.1 in {spans}")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
